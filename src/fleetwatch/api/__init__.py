@@ -1,0 +1,1 @@
+"""User-facing HTTP routes, WebSocket and SSE: thin adapters over the services."""

@@ -1,0 +1,74 @@
+"""One error type for the HTTP adapters, and handlers that always answer JSON.
+
+Every error body is `{"error": "<what was wrong and what to send instead>", ...}` with a 4xx
+status; osquery agents parse that body too (they ignore status codes and fail on non-JSON).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fleetwatch.api.responses import JsonResponse
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a message that says what was wrong."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, **self.extra}
+
+
+def bad_request(message: str, **extra: Any) -> ApiError:
+    return ApiError(400, message, **extra)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, message)
+
+
+def describe_validation_errors(errors: Any) -> str:
+    """Turn pydantic's error list into one readable sentence naming each field."""
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        where = ".".join(loc) or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error a JSON body, including unexpected ones (never HTML, never empty)."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JsonResponse:
+        return JsonResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JsonResponse:
+        return JsonResponse({"error": describe_validation_errors(exc.errors())}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JsonResponse:
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such endpoint; see /docs for the API"
+        if exc.status_code == 405:
+            message = "method not allowed on this endpoint; see /docs for the API"
+        return JsonResponse({"error": message}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JsonResponse:
+        return JsonResponse(
+            {"error": f"internal error ({type(exc).__name__}); the request was not applied"},
+            status_code=500,
+        )

@@ -1,0 +1,44 @@
+"""The `fleetwatch` command: serve, demo, simulate, query, watch, user, secret.
+
+Each sub-command lives in its own module and registers itself on `app`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from fleetwatch import __version__
+
+app = typer.Typer(
+    name="fleetwatch",
+    help="Live and continuous queries for an osquery fleet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fleetwatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Live and continuous queries for an osquery fleet."""
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to `app`.
+    from fleetwatch.cli import serve as _serve  # noqa: F401
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    app()

@@ -1,0 +1,86 @@
+"""Settings from flags and FLEETWATCH_* environment variables, in one typed object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: osquery's client gives up on a request after 16 s (hard-coded); a hold must end well before.
+OSQUERY_CLIENT_TIMEOUT_S = 16.0
+
+
+class Settings(BaseSettings):
+    """Every server setting. Flags override FLEETWATCH_* variables, which override defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEETWATCH_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8412, ge=0, le=65535)
+    data_dir: Path = Path("./fleetwatch-data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_self_signed: bool = False
+    log_level: str = "info"
+
+    enroll_secret: str | None = None
+    admin_email: str | None = None
+    admin_password: str | None = None
+
+    #: How long distributed/read holds a request with nothing pending (long-poll).
+    distributed_hold: float = Field(10.0, ge=0.0)
+    #: distributed_interval pushed to agents in the config options.
+    distributed_interval: int = Field(1, ge=1, le=3600)
+    #: logger_tls_period pushed to agents.
+    logger_tls_period: int = Field(10, ge=1, le=3600)
+    #: How often detail queries refresh a host's inventory (jittered by up to 10 %).
+    detail_interval: float = Field(3600.0, gt=0)
+    #: How often batched seen_time updates are flushed to the store.
+    seen_flush_interval: float = Field(2.0, gt=0)
+    #: Largest accepted agent request body, before and after gzip decompression.
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    #: How long changes stay in the change log (seconds) for resuming subscribers.
+    change_retention: float = Field(7 * 24 * 3600.0, gt=0)
+
+    @field_validator("distributed_hold")
+    @classmethod
+    def _hold_below_osquery_timeout(cls, value: float) -> float:
+        if value >= OSQUERY_CLIENT_TIMEOUT_S - 2:
+            raise ValueError(
+                f"distributed_hold must be below {OSQUERY_CLIENT_TIMEOUT_S - 2:g} s: osquery "
+                f"gives up on a request after {OSQUERY_CLIENT_TIMEOUT_S:g} s"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("log_level must be one of debug, info, warning, error, critical")
+        return level
+
+    def effective_database_url(self) -> str:
+        """The SQLAlchemy async URL: the given one, or SQLite in the data directory."""
+        if self.database_url:
+            return async_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{self.data_dir / 'fleetwatch.db'}"
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls_self_signed or self.tls_cert is not None
+
+
+def async_database_url(url: str) -> str:
+    """Map plain PostgreSQL/SQLite URLs to their async SQLAlchemy drivers."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url

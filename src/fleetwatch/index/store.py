@@ -1,0 +1,375 @@
+"""The document index: documents plus an ordered change log, written in one transaction.
+
+Writes are group-committed: concurrent callers' writes are merged into one transaction, so
+ingesting many small batches (result rows, check-ins) costs one commit, not one each. Every
+committed change gets the next sequence number and is handed, in sequence order, to the
+listeners (the continuous query engine, subscriptions) after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fleetwatch.index.document import (
+    BUILTIN_FIELDS,
+    EXPIRATION,
+    KIND,
+    SELF_LINK,
+    UPDATE_ACTION,
+    UPDATE_TIME,
+    VERSION,
+    Action,
+    Change,
+    Document,
+    JsonObject,
+    Write,
+    now_micros,
+)
+from fleetwatch.index.errors import (
+    DocumentExists,
+    DocumentIndexError,
+    DocumentNotFound,
+    InvalidWrite,
+    VersionConflict,
+)
+from fleetwatch.storage.database import Database
+from fleetwatch.storage.schema import changes, documents
+
+ChangeListener = Callable[[Sequence[Change]], None]
+
+#: Lock key that serialises change-log appends across nodes on PostgreSQL, so that sequence
+#: order is commit order (a reader of `seq > S` never misses a later-committed lower seq).
+_PG_CHANGELOG_LOCK = 0x466C_6565_7477  # "Fleetw"
+
+#: Upper bound of writes merged into one transaction.
+_MAX_GROUP = 2000
+
+Outcome = Change | None | DocumentIndexError
+
+
+@dataclass
+class _Pending:
+    writes: Sequence[Write]
+    future: asyncio.Future[list[Outcome]]
+
+
+class DocumentIndex:
+    """Stores documents and appends one change per write, in order."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._listeners: list[ChangeListener] = []
+        self._queue: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._last_seq = 0
+
+    # --- listeners ---------------------------------------------------------------------
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Call `listener` with every batch of committed changes, in sequence order."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        self._listeners.remove(listener)
+
+    @property
+    def last_seq(self) -> int:
+        """The highest sequence this process has committed or loaded."""
+        return self._last_seq
+
+    async def start(self) -> None:
+        """Load the current end of the change log."""
+        self._last_seq = await self.read_last_seq()
+
+    # --- writes ------------------------------------------------------------------------
+
+    async def apply(self, writes: Sequence[Write]) -> list[Outcome]:
+        """Apply writes atomically with respect to each other; one outcome per write.
+
+        An outcome is the Change written, None for a skipped `if_absent` POST, or the
+        DocumentIndexError that refused that write (other writes still apply).
+        """
+        if not writes:
+            return []
+        loop = asyncio.get_running_loop()
+        pending = _Pending(writes, loop.create_future())
+        self._queue.append(pending)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await pending.future
+
+    async def write(self, write: Write) -> Change | None:
+        """Apply one write; raise its error if it was refused."""
+        (outcome,) = await self.apply([write])
+        if isinstance(outcome, DocumentIndexError):
+            raise outcome
+        return outcome
+
+    async def _drain(self) -> None:
+        while self._queue:
+            group: list[_Pending] = []
+            size = 0
+            while self._queue and (not group or size + len(self._queue[0].writes) <= _MAX_GROUP):
+                item = self._queue.pop(0)
+                group.append(item)
+                size += len(item.writes)
+            try:
+                outcomes = await self._commit([w for p in group for w in p.writes])
+            except BaseException as exc:  # the whole transaction failed: tell every caller
+                for p in group:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            committed = [o for o in outcomes if isinstance(o, Change)]
+            if committed:
+                self._last_seq = max(self._last_seq, committed[-1].seq)
+                self._notify(committed)
+            start = 0
+            for p in group:
+                n = len(p.writes)
+                if not p.future.done():
+                    p.future.set_result(outcomes[start : start + n])
+                start += n
+
+    def _notify(self, committed: Sequence[Change]) -> None:
+        for listener in list(self._listeners):
+            listener(committed)
+
+    async def _commit(self, writes: Sequence[Write]) -> list[Outcome]:
+        async with self.db.transaction() as conn:
+            if self.db.dialect == "postgresql":
+                await conn.execute(select(func.pg_advisory_xact_lock(_PG_CHANGELOG_LOCK)))
+            links = sorted({w.self_link for w in writes})
+            current: dict[str, Document] = {}
+            for i in range(0, len(links), 500):
+                for loaded in await _load(conn, links[i : i + 500]):
+                    current[loaded.self_link] = loaded
+            outcomes: list[Outcome] = []
+            rows: list[dict[str, Any]] = []
+            staged: list[tuple[int, Document]] = []
+            for write in writes:
+                try:
+                    doc = _next_version(write, current.get(write.self_link))
+                except DocumentIndexError as exc:
+                    outcomes.append(exc)
+                    continue
+                if doc is None:
+                    outcomes.append(None)
+                    continue
+                outcomes.append(None)  # replaced by the Change once its seq is known
+                staged.append((len(outcomes) - 1, doc))
+                prev = current.get(write.self_link)
+                rows.append(
+                    {
+                        "self_link": doc.self_link,
+                        "kind": doc.kind,
+                        "version": doc.version,
+                        "action": doc.update_action.value,
+                        "time_micros": doc.update_time_micros,
+                        "body": doc.body,
+                        "prev_body": None if prev is None or prev.deleted else prev.body,
+                    }
+                )
+                current[write.self_link] = doc
+            if not staged:
+                return outcomes
+            # Persist the final state of every touched document once.
+            final: dict[str, Document] = {doc.self_link: doc for _, doc in staged}
+            existing = set(await _existing_links(conn, list(final)))
+            inserts = [_doc_row(d) for link, d in final.items() if link not in existing]
+            if inserts:
+                await conn.execute(insert(documents), inserts)
+            for link, d in final.items():
+                if link in existing:
+                    row = _doc_row(d)
+                    del row["self_link"]
+                    await conn.execute(
+                        update(documents).where(documents.c.self_link == link).values(**row)
+                    )
+            seqs = await _append_changes(conn, rows)
+            for (index, doc), seq, row in zip(staged, seqs, rows, strict=True):
+                outcomes[index] = Change(
+                    seq=seq,
+                    self_link=doc.self_link,
+                    kind=doc.kind,
+                    version=doc.version,
+                    action=doc.update_action,
+                    time_micros=doc.update_time_micros,
+                    body=doc.body,
+                    prev_body=row["prev_body"],
+                )
+            return outcomes
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def get(self, self_link: str, *, include_deleted: bool = False) -> Document | None:
+        """The latest version of a document, or None."""
+        async with self.db.connect() as conn:
+            found = await _load(conn, [self_link])
+        if not found or (found[0].deleted and not include_deleted):
+            return None
+        return found[0]
+
+    async def read_changes(self, after_seq: int, limit: int = 1000) -> list[Change]:
+        """Changes with a sequence above `after_seq`, oldest first."""
+        async with self.db.connect() as conn:
+            result = await conn.execute(
+                select(changes)
+                .where(changes.c.seq > after_seq)
+                .order_by(changes.c.seq)
+                .limit(limit)
+            )
+            return [_change_from_row(r._mapping) for r in result]
+
+    async def first_retained_seq(self) -> int:
+        """The oldest sequence still in the log (0 when the log is empty)."""
+        async with self.db.connect() as conn:
+            value = (await conn.execute(select(func.min(changes.c.seq)))).scalar()
+        return int(value or 0)
+
+    async def read_last_seq(self) -> int:
+        """The highest committed sequence in the store."""
+        async with self.db.connect() as conn:
+            value = (await conn.execute(select(func.max(changes.c.seq)))).scalar()
+        return int(value or 0)
+
+
+def _next_version(write: Write, prev: Document | None) -> Document | None:
+    """The document as `write` leaves it, or None for a skipped if_absent POST."""
+    for key in write.body:
+        if key in BUILTIN_FIELDS and key not in (SELF_LINK, KIND, EXPIRATION):
+            raise InvalidWrite(f"{key} is set by the index and cannot be written")
+    live = prev is not None and not prev.deleted
+    if write.expected_version is not None and prev is not None:
+        if prev.version != write.expected_version:
+            raise VersionConflict(write.self_link, write.expected_version, prev.version)
+    action = write.action
+    if action is Action.POST:
+        if live:
+            if write.if_absent:
+                return None
+            raise DocumentExists(write.self_link)
+        fields = dict(write.body)
+    elif action is Action.PUT:
+        fields = dict(write.body)
+    elif action is Action.PATCH:
+        if not live or prev is None:
+            raise DocumentNotFound(write.self_link)
+        fields = {k: v for k, v in prev.body.items() if k not in BUILTIN_FIELDS}
+        fields.update({k: v for k, v in write.body.items() if v is not None})
+    else:  # DELETE keeps the last state, as Xenon does
+        if not live or prev is None:
+            raise DocumentNotFound(write.self_link)
+        fields = {k: v for k, v in prev.body.items() if k not in BUILTIN_FIELDS}
+    kind = write.kind or (prev.kind if prev is not None else None)
+    if not kind:
+        raise InvalidWrite(f"a new document needs a documentKind ({write.self_link})")
+    if write.expiration_micros is not None:
+        expiration: int | None = write.expiration_micros
+    elif EXPIRATION in write.body:
+        raw = write.body[EXPIRATION]
+        if raw is not None and not isinstance(raw, int):
+            raise InvalidWrite(f"{EXPIRATION} must be an integer (microseconds since the epoch)")
+        expiration = raw or None
+    elif action in (Action.PATCH, Action.DELETE) and prev is not None:
+        expiration = prev.expiration_micros
+    else:
+        expiration = None
+    version = 0 if prev is None else prev.version + 1
+    micros = now_micros()
+    body: JsonObject = {k: v for k, v in fields.items() if k not in BUILTIN_FIELDS}
+    body.update(
+        {
+            SELF_LINK: write.self_link,
+            KIND: kind,
+            VERSION: version,
+            UPDATE_TIME: micros,
+            UPDATE_ACTION: action.value,
+            EXPIRATION: expiration or 0,
+        }
+    )
+    return Document(
+        self_link=write.self_link,
+        kind=kind,
+        version=version,
+        update_time_micros=micros,
+        update_action=action,
+        expiration_micros=expiration,
+        deleted=action is Action.DELETE,
+        body=body,
+    )
+
+
+def _doc_row(doc: Document) -> dict[str, Any]:
+    return {
+        "self_link": doc.self_link,
+        "kind": doc.kind,
+        "version": doc.version,
+        "update_time_micros": doc.update_time_micros,
+        "update_action": doc.update_action.value,
+        "expiration_micros": doc.expiration_micros,
+        "deleted": doc.deleted,
+        "body": doc.body,
+    }
+
+
+async def _load(conn: AsyncConnection, links: Sequence[str]) -> list[Document]:
+    result = await conn.execute(select(documents).where(documents.c.self_link.in_(links)))
+    return [document_from_row(r._mapping) for r in result]
+
+
+async def _existing_links(conn: AsyncConnection, links: Sequence[str]) -> list[str]:
+    found: list[str] = []
+    for i in range(0, len(links), 500):
+        result = await conn.execute(
+            select(documents.c.self_link).where(documents.c.self_link.in_(links[i : i + 500]))
+        )
+        found.extend(r[0] for r in result)
+    return found
+
+
+async def _append_changes(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert change rows and return their sequence numbers, in order."""
+    seqs: list[int] = []
+    for i in range(0, len(rows), 500):
+        chunk = rows[i : i + 500]
+        result = await conn.execute(
+            insert(changes).returning(changes.c.seq, sort_by_parameter_order=True), chunk
+        )
+        seqs.extend(int(r[0]) for r in result)
+    return seqs
+
+
+def document_from_row(row: Any) -> Document:
+    """A Document from a `documents` row mapping."""
+    return Document(
+        self_link=row["self_link"],
+        kind=row["kind"],
+        version=int(row["version"]),
+        update_time_micros=int(row["update_time_micros"]),
+        update_action=Action(row["update_action"]),
+        expiration_micros=row["expiration_micros"],
+        deleted=bool(row["deleted"]),
+        body=row["body"],
+    )
+
+
+def _change_from_row(row: Any) -> Change:
+    return Change(
+        seq=int(row["seq"]),
+        self_link=row["self_link"],
+        kind=row["kind"],
+        version=int(row["version"]),
+        action=Action(row["action"]),
+        time_micros=int(row["time_micros"]),
+        body=row["body"],
+        prev_body=row["prev_body"],
+    )

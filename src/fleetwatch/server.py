@@ -1,0 +1,37 @@
+"""Running the app under uvicorn, with TLS when asked (self-signed or given cert and key)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from fleetwatch.app import create_app
+from fleetwatch.config import Settings
+from fleetwatch.tls import ensure_self_signed
+
+
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    """The uvicorn configuration for these settings (TLS files made if self-signed)."""
+    ssl: dict[str, str] = {}
+    if settings.tls_self_signed:
+        cert, key = ensure_self_signed(settings.data_dir, settings.host)
+        print(f"fleetwatch: self-signed certificate for osquery --tls_server_certs: {cert}")
+        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    elif settings.tls_cert is not None:
+        if settings.tls_key is None:
+            raise SystemExit("fleetwatch: --tls-cert needs --tls-key")
+        ssl = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    return uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # osquery keeps connections alive; long-polls hold them up to distributed_hold.
+        timeout_keep_alive=75,
+        proxy_headers=True,
+        **ssl,  # type: ignore[arg-type]
+    )
+
+
+def run_server(settings: Settings) -> None:
+    """Serve until interrupted."""
+    uvicorn.Server(uvicorn_config(settings)).run()

@@ -1,0 +1,142 @@
+"""The tables, in SQLAlchemy Core. Alembic migrations in `migrations/` create them.
+
+JSON columns are JSONB on PostgreSQL and JSON text on SQLite, so the query translation can
+use `json_extract` / `->>` on either.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+#: JSON documents: JSONB on PostgreSQL (indexable, `->>`), JSON text on SQLite.
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+#: A 64-bit integer primary key that auto-increments on both backends (SQLite needs INTEGER).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+# --- the document index and its ordered change log -------------------------------------
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("self_link", String(1024), primary_key=True),
+    Column("kind", String(255), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("update_time_micros", BigInteger, nullable=False),
+    Column("update_action", String(16), nullable=False),
+    Column("expiration_micros", BigInteger, nullable=True),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("body", JsonDoc, nullable=False),
+    Index("ix_documents_kind", "kind"),
+    Index("ix_documents_expiration", "expiration_micros"),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("self_link", String(1024), nullable=False),
+    Column("kind", String(255), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("time_micros", BigInteger, nullable=False),
+    Column("body", JsonDoc, nullable=False),
+    Column("prev_body", JsonDoc, nullable=True),
+    Index("ix_changes_time", "time_micros"),
+)
+
+# --- fleet state --------------------------------------------------------------------------
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("config", JsonDoc, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+enroll_secrets = Table(
+    "enroll_secrets",
+    metadata,
+    Column("secret", String(255), primary_key=True),
+    Column("team_id", BigId, ForeignKey("teams.id", ondelete="CASCADE"), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("node_key_hash", String(64), nullable=False, unique=True),
+    Column("host_identifier", String(255), nullable=False),
+    Column("uuid", String(255), nullable=False, default=""),
+    Column("hostname", String(255), nullable=False, default=""),
+    Column("computer_name", String(255), nullable=False, default=""),
+    Column("platform", String(64), nullable=False, default=""),
+    Column("platform_like", String(64), nullable=False, default=""),
+    Column("os_name", String(255), nullable=False, default=""),
+    Column("os_version", String(255), nullable=False, default=""),
+    Column("osquery_version", String(64), nullable=False, default=""),
+    Column("cpu_type", String(64), nullable=False, default=""),
+    Column("cpu_brand", String(255), nullable=False, default=""),
+    Column("cpu_logical_cores", Integer, nullable=False, default=0),
+    Column("physical_memory", BigInteger, nullable=False, default=0),
+    Column("hardware_vendor", String(255), nullable=False, default=""),
+    Column("hardware_model", String(255), nullable=False, default=""),
+    Column("hardware_serial", String(255), nullable=False, default=""),
+    Column("team_id", BigId, ForeignKey("teams.id", ondelete="SET NULL"), nullable=True),
+    Column("enrolled_at", Float, nullable=False),
+    Column("seen_time", Float, nullable=True),
+    Column("detail_updated_at", Float, nullable=True),
+    Column("label_updated_at", Float, nullable=True),
+    Column("distributed_interval", Integer, nullable=False, default=0),
+    Column("config_tls_refresh", Integer, nullable=False, default=0),
+    Column("inventory", JsonDoc, nullable=False),
+    Index("ix_hosts_host_identifier", "host_identifier"),
+    Index("ix_hosts_uuid", "uuid"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("email", String(255), nullable=False, unique=True),
+    Column("name", String(255), nullable=False, default=""),
+    Column("password_hash", String(255), nullable=False),
+    Column("global_role", String(32), nullable=True),
+    Column("teams", JsonDoc, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False, default="session"),
+    Column("created_at", Float, nullable=False),
+)
+
+app_settings = Table(
+    "app_settings",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("value", JsonDoc, nullable=False),
+)

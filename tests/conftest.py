@@ -1,0 +1,60 @@
+"""Shared fixtures: a real PostgreSQL server, a database per test on either backend."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetwatch.index import DocumentIndex
+from fleetwatch.storage import Database
+from tests.services import PostgresServer
+
+BACKENDS = ["sqlite", "postgresql"]
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the session; each test gets its own database in it.
+
+    There is no skip when PostgreSQL is missing: the test command installs it, and a missing
+    server is a failure (in CI and elsewhere).
+    """
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL to an empty database, as a user would pass to --database-url."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fleetwatch.db'}"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.create_database(f"t{next(_db_counter)}")
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A migrated database on the parametrised backend."""
+    from fleetwatch.config import async_database_url
+
+    database = Database(async_database_url(database_url))
+    await database.migrate()
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def index(db: Database) -> DocumentIndex:
+    """A document index over the test database."""
+    doc_index = DocumentIndex(db)
+    await doc_index.start()
+    return doc_index
