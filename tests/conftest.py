@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from fleetwatch.config import Settings
 from fleetwatch.index import DocumentIndex
 from fleetwatch.storage import Database
+from tests.server import RunningServer, running_server
 from tests.services import PostgresServer
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -58,3 +60,26 @@ async def index(db: Database) -> DocumentIndex:
     doc_index = DocumentIndex(db)
     await doc_index.start()
     return doc_index
+
+
+@pytest.fixture
+def server_settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for a test server on a free port, on the parametrised backend."""
+    return Settings(
+        host="127.0.0.1",
+        port=0,
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        enroll_secret="test-enroll-secret",
+        admin_email="admin@example.com",
+        admin_password="admin-password-1",
+        distributed_hold=1.0,
+        seen_flush_interval=0.2,
+    )
+
+
+@pytest.fixture
+def live_server(server_settings: Settings) -> Iterator[RunningServer]:
+    """A real server over loopback (plain HTTP), on SQLite and on PostgreSQL."""
+    with running_server(server_settings) as server:
+        yield server
