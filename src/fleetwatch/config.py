@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     #: How long changes stay in the change log (seconds) for resuming subscribers.
     change_retention: float = Field(7 * 24 * 3600.0, gt=0)
+    #: How often expired documents, expired query tasks and old changes are swept (seconds).
+    expiry_sweep_interval: float = Field(1.0, gt=0)
+    #: Notifications queued per stream subscriber before it gets a `resync` and is closed.
+    subscriber_queue_limit: int = Field(10_000, ge=1)
+    #: Consecutive failed webhook deliveries after which the subscription is dropped.
+    webhook_failure_limit: int = Field(5, ge=1)
+    #: First retry delay of a failed webhook delivery (doubles per failure, capped at 30 s).
+    webhook_retry_base: float = Field(0.5, gt=0)
+    #: Time allowed for one webhook delivery before it counts as failed (seconds).
+    webhook_timeout: float = Field(10.0, gt=0)
+    #: Seconds between SSE keep-alive comment lines.
+    sse_keepalive: float = Field(15.0, gt=0)
 
     @field_validator("distributed_hold")
     @classmethod
