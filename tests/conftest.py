@@ -83,3 +83,23 @@ def live_server(server_settings: Settings) -> Iterator[RunningServer]:
     """A real server over loopback (plain HTTP), on SQLite and on PostgreSQL."""
     with running_server(server_settings) as server:
         yield server
+
+
+def login(
+    server: RunningServer, email: str = "admin@example.com", password: str = "admin-password-1"
+) -> str:
+    """A bearer token for the given user (the settings' admin by default)."""
+    import httpx
+
+    reply = httpx.post(
+        f"{server.url}/api/v1/fleet/login", json={"email": email, "password": password}
+    )
+    assert reply.status_code == 200, reply.text
+    token: str = reply.json()["token"]
+    return token
+
+
+@pytest.fixture
+def admin_token(live_server: RunningServer) -> str:
+    """A bearer token of the admin created from the test settings."""
+    return login(live_server)

@@ -46,8 +46,8 @@ def running_server(settings: Settings) -> Iterator[RunningServer]:
     """Start `fleetwatch serve` for these settings (port chosen if 0) and stop it after."""
     if settings.port == 0:
         settings = settings.model_copy(update={"port": free_port()})
-    config = uvicorn_config(settings)
-    config.log_level = "warning"
+    config = uvicorn_config(settings.model_copy(update={"log_level": "warning"}))
+    config.access_log = False
     server = uvicorn.Server(config)
     loop_box: list[asyncio.AbstractEventLoop] = []
 

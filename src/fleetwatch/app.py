@@ -8,10 +8,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fleetwatch import __version__
+from fleetwatch.api import agent_config, hosts, secrets, session, users
 from fleetwatch.api.errors import install_error_handlers
 from fleetwatch.api.responses import JsonResponse
+from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
+from fleetwatch.fleet.agent_config import AgentConfigService
+from fleetwatch.fleet.hosts import HostService
+from fleetwatch.fleet.result_logs import ResultLogService
+from fleetwatch.fleet.secrets import EnrollSecretService
+from fleetwatch.fleet.users import UserService
 from fleetwatch.index import DocumentIndex
+from fleetwatch.osquery import routes as osquery_routes
+from fleetwatch.osquery.detail_queries import DetailQuerySource
+from fleetwatch.osquery.distributed import DistributedService
 from fleetwatch.services import Services
 from fleetwatch.storage import Database
 
@@ -20,7 +30,22 @@ def build_services(settings: Settings) -> Services:
     """Construct (but do not start) every service for these settings."""
     db = Database(settings.effective_database_url())
     index = DocumentIndex(db)
-    return Services(settings=settings, db=db, index=index)
+    hosts = HostService(db, index, settings)
+    wakeups = HostWakeups()
+    distributed = DistributedService(settings, wakeups)
+    distributed.register(DetailQuerySource(hosts))
+    return Services(
+        settings=settings,
+        db=db,
+        index=index,
+        users=UserService(db),
+        secrets=EnrollSecretService(db),
+        hosts=hosts,
+        agent_config=AgentConfigService(db, settings),
+        result_logs=ResultLogService(index),
+        wakeups=wakeups,
+        distributed=distributed,
+    )
 
 
 async def start_services(services: Services) -> None:
@@ -29,10 +54,20 @@ async def start_services(services: Services) -> None:
         services.settings.data_dir.mkdir(parents=True, exist_ok=True)
     await services.db.migrate()
     await services.index.start()
+    await services.secrets.load()
+    if services.settings.enroll_secret:
+        await services.secrets.ensure(services.settings.enroll_secret)
+    await services.users.ensure_admin(
+        services.settings.admin_email, services.settings.admin_password
+    )
+    await services.agent_config.load()
+    await services.hosts.load()
+    services.hosts.start()
 
 
 async def stop_services(services: Services) -> None:
     """Flush and stop background work, then close the store."""
+    await services.hosts.stop()
     await services.db.dispose()
 
 
@@ -60,6 +95,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.ready = False
     install_error_handlers(app)
+    for router in (
+        osquery_routes.router,
+        osquery_routes.legacy_router,
+        session.router,
+        users.router,
+        hosts.router,
+        secrets.router,
+        agent_config.router,
+    ):
+        app.include_router(router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> JsonResponse:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
+from fleetwatch.fleet.agent_config import AgentConfigService
+from fleetwatch.fleet.hosts import HostService
+from fleetwatch.fleet.result_logs import ResultLogService
+from fleetwatch.fleet.secrets import EnrollSecretService
+from fleetwatch.fleet.users import UserService
 from fleetwatch.index import DocumentIndex
+from fleetwatch.osquery.distributed import DistributedService
 from fleetwatch.storage import Database
 
 
@@ -19,3 +26,10 @@ class Services:
     settings: Settings
     db: Database
     index: DocumentIndex
+    users: UserService
+    secrets: EnrollSecretService
+    hosts: HostService
+    agent_config: AgentConfigService
+    result_logs: ResultLogService
+    wakeups: HostWakeups
+    distributed: DistributedService

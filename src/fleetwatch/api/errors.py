@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetwatch.api.responses import JsonResponse
+from fleetwatch.fleet.errors import AuthFailed, Conflict, FleetError, NotFound
 
 
 class ApiError(Exception):
@@ -46,12 +47,27 @@ def describe_validation_errors(errors: Any) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def fleet_error_status(exc: FleetError) -> int:
+    """The HTTP status of a fleet service error."""
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, AuthFailed):
+        return 401
+    return 400
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error a JSON body, including unexpected ones (never HTML, never empty)."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JsonResponse:
         return JsonResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(FleetError)
+    async def _fleet_error(_: Request, exc: FleetError) -> JsonResponse:
+        return JsonResponse({"error": str(exc)}, status_code=fleet_error_status(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JsonResponse:

@@ -1,0 +1,31 @@
+"""The osquery config agents receive: read and replace it (validated, at most 1 MiB)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from fleetwatch.api.auth import CurrentUser, require_admin
+from fleetwatch.api.deps import ServicesDep
+
+router = APIRouter(prefix="/api/v1/fleet/config", tags=["agent config"])
+
+
+@router.get("")
+async def get_config(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    """The stored config and what agents receive (with the options fleetwatch adds)."""
+    return {
+        "config": services.agent_config.stored(),
+        "effective": services.agent_config.for_agent(),
+    }
+
+
+@router.put("")
+async def put_config(
+    user: CurrentUser, services: ServicesDep, config: Annotated[Any, Body()]
+) -> dict[str, Any]:
+    """Replace the config: options, schedule, packs, decorators."""
+    require_admin(user)
+    effective = await services.agent_config.replace(config)
+    return {"config": services.agent_config.stored(), "effective": effective}

@@ -1,0 +1,20 @@
+"""Request-scoped access to the services (typed; no string lookups)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from fleetwatch.services import Services
+
+
+def get_services(conn: HTTPConnection) -> Services:
+    """The app's Services (works for HTTP requests and WebSockets)."""
+    services: Services = conn.app.state.services
+    return services
+
+
+#: A route parameter `services: ServicesDep` receives the app's Services.
+ServicesDep = Annotated[Services, Depends(get_services)]

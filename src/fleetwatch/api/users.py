@@ -1,0 +1,84 @@
+"""Users CRUD (admin only; a user may read and change their own password)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from fleetwatch.api.auth import CurrentUser, require_admin
+from fleetwatch.api.deps import ServicesDep
+from fleetwatch.api.errors import ApiError
+from fleetwatch.fleet.users import TeamRole, Unset
+
+router = APIRouter(prefix="/api/v1/fleet/users", tags=["users"])
+
+
+class TeamRoleBody(BaseModel):
+    id: int
+    role: str
+
+
+class CreateUser(BaseModel):
+    email: str = Field(max_length=255)
+    password: str = Field(max_length=1024)
+    name: str = Field("", max_length=255)
+    global_role: str | None = "observer"
+    teams: list[TeamRoleBody] = Field(default_factory=list)
+
+
+class ModifyUser(BaseModel):
+    name: str | None = Field(None, max_length=255)
+    password: str | None = Field(None, max_length=1024)
+    global_role: str | None = None
+
+
+@router.get("")
+async def list_users(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    require_admin(user)
+    return {"users": [u.to_json() for u in await services.users.list()]}
+
+
+@router.post("", status_code=201)
+async def create_user(body: CreateUser, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    require_admin(user)
+    created = await services.users.create(
+        body.email,
+        body.password,
+        body.global_role,
+        name=body.name,
+        teams=[TeamRole(t.id, t.role) for t in body.teams],
+    )
+    return {"user": created.to_json()}
+
+
+@router.get("/{user_id}")
+async def get_user(user_id: int, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    if user.id != user_id:
+        require_admin(user)
+    return {"user": (await services.users.get(user_id)).to_json()}
+
+
+@router.patch("/{user_id}")
+async def modify_user(
+    user_id: int, body: ModifyUser, user: CurrentUser, services: ServicesDep
+) -> dict[str, Any]:
+    """Admins change anything; a user may change their own name and password."""
+    changes = body.model_fields_set
+    if user.id != user_id or "global_role" in changes:
+        require_admin(user)
+    role: str | None | Unset = body.global_role if "global_role" in changes else Unset.UNSET
+    updated = await services.users.update(
+        user_id, name=body.name, password=body.password, global_role=role
+    )
+    return {"user": updated.to_json()}
+
+
+@router.delete("/{user_id}")
+async def delete_user(user_id: int, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    require_admin(user)
+    if user_id == user.id:
+        raise ApiError(400, "you cannot delete yourself; ask another admin")
+    await services.users.delete(user_id)
+    return {}

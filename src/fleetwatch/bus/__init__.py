@@ -1,0 +1,1 @@
+"""Moving parts shared between requests: host wake-ups (and, in a cluster, Redis fan-out)."""

@@ -1,0 +1,1 @@
+"""Fleet state: hosts, enroll secrets, users and tokens, the agent config."""

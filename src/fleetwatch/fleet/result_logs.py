@@ -1,0 +1,188 @@
+"""osquery's result and status logs, stored as `fleet:log` documents in the index.
+
+A result row is identified by host, query name, epoch, counter, action and columns, so
+osquery's at-least-once resend of a batch stores each row once (the write is an idempotent
+POST). Every format is accepted: event rows (added/removed), batch `diffResults`, and
+snapshots. An item that is not a log line is kept too, flagged `malformed`, rather than
+refused: refusing would make osquery resend the same batch forever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, func, select
+
+from fleetwatch.fleet.errors import Invalid
+from fleetwatch.fleet.hosts import HostState
+from fleetwatch.index import Action, DocumentIndex, Write
+from fleetwatch.index.store import document_from_row
+from fleetwatch.storage.schema import documents
+
+LOG_KIND = "fleet:log"
+LOG_TYPES = ("result", "status")
+MAX_PER_PAGE = 1000
+
+
+def _digest(*parts: Any) -> str:
+    raw = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def log_prefix(host_id: int) -> str:
+    return f"/fleet/logs/{host_id}/"
+
+
+class ResultLogService:
+    """Stores and reads back the logs agents send."""
+
+    def __init__(self, index: DocumentIndex) -> None:
+        self.index = index
+
+    async def ingest(self, host: HostState, log_type: str, data: Sequence[Any]) -> int:
+        """Store a batch; returns how many new rows were stored (resends count zero)."""
+        if log_type not in LOG_TYPES:
+            raise Invalid(f"log_type must be 'result' or 'status', not {log_type!r}")
+        writes: list[Write] = []
+        for item in data:
+            for body in _rows(log_type, item):
+                body["host_id"] = host.id
+                body["hostname"] = host.hostname
+                digest = _digest(
+                    host.id,
+                    body["log_type"],
+                    body.get("name"),
+                    body.get("epoch"),
+                    body.get("counter"),
+                    body.get("action"),
+                    body.get("columns"),
+                    body.get("unixTime") if body.get("action") == "snapshot" else None,
+                    body.get("message") if log_type == "status" else None,
+                    body.get("raw"),
+                )
+                writes.append(
+                    Write(
+                        Action.POST,
+                        f"{log_prefix(host.id)}{digest}",
+                        LOG_KIND,
+                        body,
+                        if_absent=True,
+                    )
+                )
+        if not writes:
+            return 0
+        outcomes = await self.index.apply(writes)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return sum(1 for o in outcomes if o is not None)
+
+    async def list(
+        self,
+        host_id: int,
+        *,
+        log_type: str | None = None,
+        name: str | None = None,
+        page: int = 0,
+        per_page: int = 100,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of a host's stored log rows, newest first, and the total count."""
+        if per_page < 1 or per_page > MAX_PER_PAGE:
+            raise Invalid(f"per_page must be between 1 and {MAX_PER_PAGE}")
+        if page < 0:
+            raise Invalid("page starts at 0")
+        if log_type is not None and log_type not in LOG_TYPES:
+            raise Invalid("type must be 'result' or 'status'")
+        prefix = log_prefix(host_id)
+        # A range on the primary key (prefix .. prefix + max char) uses its index.
+        conds = [
+            documents.c.self_link >= prefix,
+            documents.c.self_link < prefix + "\uffff",
+            documents.c.deleted.is_(False),
+        ]
+        db = self.index.db
+        body_type, body_name = _json_text(db.dialect, "log_type"), _json_text(db.dialect, "name")
+        if log_type is not None:
+            conds.append(body_type == log_type)
+        if name is not None:
+            conds.append(body_name == name)
+        where = and_(*conds)
+        async with db.connect() as conn:
+            total = int(
+                (
+                    await conn.execute(select(func.count()).select_from(documents).where(where))
+                ).scalar_one()
+            )
+            rows = await conn.execute(
+                select(documents)
+                .where(where)
+                .order_by(documents.c.update_time_micros.desc(), documents.c.self_link)
+                .limit(per_page)
+                .offset(page * per_page)
+            )
+            return [document_from_row(r._mapping).body for r in rows], total
+
+
+def _json_text(dialect: str, key: str) -> Any:
+    if dialect == "postgresql":
+        return documents.c.body.op("->>")(key)
+    return func.json_extract(documents.c.body, f"$.{key}")
+
+
+def _base(item: Mapping[str, Any]) -> dict[str, Any]:
+    keep = (
+        "name",
+        "hostIdentifier",
+        "calendarTime",
+        "unixTime",
+        "epoch",
+        "counter",
+        "numerics",
+        "decorations",
+    )
+    return {k: item[k] for k in keep if k in item}
+
+
+def _rows(log_type: str, item: Any) -> list[dict[str, Any]]:
+    """The documents one log line becomes."""
+    if not isinstance(item, Mapping):
+        return [{"log_type": log_type, "malformed": True, "raw": item}]
+    if log_type == "status":
+        body = dict(item)
+        body["log_type"] = "status"
+        return [body]
+    if isinstance(item.get("columns"), Mapping):
+        body = _base(item)
+        body.update(
+            log_type="result", action=item.get("action", "added"), columns=dict(item["columns"])
+        )
+        return [body]
+    diff = item.get("diffResults")
+    if isinstance(diff, Mapping):
+        out = []
+        for action in ("added", "removed"):
+            for row in diff.get(action) or []:
+                body = _base(item)
+                body.update(
+                    log_type="result",
+                    action=action,
+                    columns=row if isinstance(row, Mapping) else {"value": row},
+                )
+                out.append(body)
+        return out
+    snapshot = item.get("snapshot")
+    if isinstance(snapshot, list):
+        out = []
+        for row in snapshot:
+            body = _base(item)
+            body.update(
+                log_type="result",
+                action="snapshot",
+                columns=row if isinstance(row, Mapping) else {"value": row},
+            )
+            out.append(body)
+        return out
+    return [{"log_type": log_type, "malformed": True, "raw": dict(item)}]

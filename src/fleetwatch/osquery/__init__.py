@@ -1,0 +1,1 @@
+"""The osquery agent API: enroll, config, log, distributed read/write, detail queries."""

@@ -1,0 +1,86 @@
+"""Reading an agent's request body: size-bounded, gzip-aware, JSON object or a clear error.
+
+The limit applies before and after decompression, read incrementally, so neither a huge
+body nor a gzip bomb can take the server's memory.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+
+class BodyError(Exception):
+    """The body cannot be used; `status` is 400 or 413 and the message says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _too_large(limit: int, what: str) -> BodyError:
+    return BodyError(413, f"request body too large: {what} exceeds {limit} bytes")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw (decompressed) body, at most `limit` bytes either way."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, "the declared Content-Length")
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "deflate"):
+        raise BodyError(400, f"unsupported Content-Encoding {encoding!r}; send gzip or none")
+    compressed = encoding in ("gzip", "deflate")
+    # wbits 47 auto-detects gzip or zlib framing.
+    inflater = zlib.decompressobj(wbits=47) if compressed else None
+    raw_size = 0
+    chunks: list[bytes] = []
+    out_size = 0
+    async for chunk in request.stream():
+        raw_size += len(chunk)
+        if raw_size > limit:
+            raise _too_large(limit, "the body")
+        if inflater is None:
+            chunks.append(chunk)
+            continue
+        try:
+            piece = inflater.decompress(chunk, limit - out_size + 1)
+            while True:
+                out_size += len(piece)
+                if out_size > limit:
+                    raise _too_large(limit, "the decompressed body")
+                chunks.append(piece)
+                if not inflater.unconsumed_tail:
+                    break
+                piece = inflater.decompress(inflater.unconsumed_tail, limit - out_size + 1)
+        except zlib.error as exc:
+            raise BodyError(400, f"the body is not valid {encoding} data ({exc})") from exc
+    if inflater is not None:
+        try:
+            tail = inflater.flush()
+        except zlib.error as exc:
+            raise BodyError(400, f"the body is not valid {encoding} data ({exc})") from exc
+        if out_size + len(tail) > limit:
+            raise _too_large(limit, "the decompressed body")
+        chunks.append(tail)
+        if not inflater.eof:
+            raise BodyError(400, f"the {encoding} body is truncated")
+    return b"".join(chunks)
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body parsed as a JSON object (osquery always sends one)."""
+    raw = await read_body(request, limit)
+    if not raw.strip():
+        raise BodyError(400, "empty body: send a JSON object")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BodyError(400, f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BodyError(400, "the body must be a JSON object")
+    return value

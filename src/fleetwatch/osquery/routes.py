@@ -1,0 +1,159 @@
+"""The agent endpoints. Every reply is a JSON object osquery can parse.
+
+osquery ignores HTTP status codes: it fails a call whose body is not JSON or carries a
+top-level `error`, and drops its node key on `node_invalid: true`. So an unknown node key
+always gets `{"node_invalid": true, ...}`, a refused request a 4xx with `{"error": ...}`
+(osquery keeps its data and retries), and a body over the limit 413 with `error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+
+from fleetwatch.api.deps import ServicesDep
+from fleetwatch.api.responses import JsonResponse
+from fleetwatch.fleet.errors import FleetError
+from fleetwatch.fleet.hosts import HostState
+from fleetwatch.osquery.body import BodyError, read_json_object
+from fleetwatch.osquery.distributed import WriteError
+from fleetwatch.services import Services
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1/osquery", tags=["osquery agent API"])
+#: Fleet also serves the unversioned paths; existing osquery flag files use either.
+legacy_router = APIRouter(prefix="/api/osquery", include_in_schema=False)
+
+_EMPTY = JsonResponse({})
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status_code=status)
+
+
+def _node_invalid(message: str = "invalid node key; enroll again") -> JsonResponse:
+    return JsonResponse({"node_invalid": True, "error": message}, status_code=401)
+
+
+def _node_key(request: Request, body: dict[str, Any]) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "nodekey" and value.strip():
+        return value.strip()
+    key = body.get("node_key")
+    return key if isinstance(key, str) else ""
+
+
+async def _authenticated(
+    request: Request, services: Services
+) -> tuple[HostState, dict[str, Any]] | JsonResponse:
+    try:
+        body = await read_json_object(request, services.settings.max_body_bytes)
+    except BodyError as exc:
+        return _error(exc.status, exc.message)
+    host = services.hosts.by_node_key(_node_key(request, body))
+    if host is None:
+        return _node_invalid()
+    services.hosts.mark_seen(host)
+    return host, body
+
+
+async def enroll(request: Request, services: ServicesDep) -> JsonResponse:
+    """Enroll a host with an enroll secret; answer its node key."""
+    try:
+        body = await read_json_object(request, services.settings.max_body_bytes)
+    except BodyError as exc:
+        return _error(exc.status, exc.message)
+    secret = body.get("enroll_secret")
+    if not isinstance(secret, str) or not secret:
+        return _node_invalid("enroll_secret is missing; set --enroll_secret_path on the agent")
+    found = services.secrets.check(secret)
+    if found is None:
+        return _node_invalid("invalid enroll secret")
+    identifier = body.get("host_identifier")
+    if not isinstance(identifier, str) or not identifier.strip():
+        return _error(400, "host_identifier must be a non-empty string")
+    if len(identifier) > 255:
+        return _error(400, "host_identifier is longer than 255 characters")
+    details = body.get("host_details")
+    if details is None:
+        details = {}
+    if not isinstance(details, dict):
+        return _error(400, "host_details must be an object of table name to row")
+    platform_type = body.get("platform_type")
+    host, node_key = await services.hosts.enroll(
+        identifier.strip(),
+        platform_type if isinstance(platform_type, str) else "",
+        details,
+        found.team_id,
+    )
+    log.info("host %s enrolled as id %s", identifier, host.id)
+    return JsonResponse({"node_key": node_key, "node_invalid": False})
+
+
+async def config(request: Request, services: ServicesDep) -> JsonResponse:
+    """The osquery config for the host."""
+    auth = await _authenticated(request, services)
+    if isinstance(auth, JsonResponse):
+        return auth
+    return JsonResponse(services.agent_config.for_agent())
+
+
+async def log_endpoint(request: Request, services: ServicesDep) -> JsonResponse:
+    """Result and status logs; answered only once stored."""
+    auth = await _authenticated(request, services)
+    if isinstance(auth, JsonResponse):
+        return auth
+    host, body = auth
+    log_type = body.get("log_type")
+    data = body.get("data")
+    if not isinstance(log_type, str):
+        return _error(400, "log_type must be 'result' or 'status'")
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        return _error(400, "data must be a list of log lines")
+    try:
+        await services.result_logs.ingest(host, log_type, data)
+    except FleetError as exc:
+        return _error(400, str(exc))
+    return _EMPTY
+
+
+async def distributed_read(request: Request, services: ServicesDep) -> JsonResponse:
+    """Queries for the host; held up to --distributed-hold seconds when there are none."""
+    auth = await _authenticated(request, services)
+    if isinstance(auth, JsonResponse):
+        return auth
+    host, _ = auth
+    now = time.time()
+    response = await services.distributed.read(
+        host, now, needs_accelerate=host.detail_updated_at is None
+    )
+    return JsonResponse(response)
+
+
+async def distributed_write(request: Request, services: ServicesDep) -> JsonResponse:
+    """Results of distributed queries."""
+    auth = await _authenticated(request, services)
+    if isinstance(auth, JsonResponse):
+        return auth
+    host, body = auth
+    try:
+        await services.distributed.write(host, body)
+    except (WriteError, FleetError) as exc:
+        return _error(400, str(exc))
+    return _EMPTY
+
+
+for _router in (router, legacy_router):
+    _router.add_api_route("/enroll", enroll, methods=["POST"])
+    _router.add_api_route("/config", config, methods=["POST"])
+    _router.add_api_route("/log", log_endpoint, methods=["POST"])
+    _router.add_api_route("/distributed/read", distributed_read, methods=["POST"])
+    _router.add_api_route("/distributed/write", distributed_write, methods=["POST"])
