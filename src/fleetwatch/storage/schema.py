@@ -140,3 +140,47 @@ app_settings = Table(
     Column("key", String(255), primary_key=True),
     Column("value", JsonDoc, nullable=False),
 )
+
+# --- continuous query tasks (migration 0002) ----------------------------------------------
+
+query_tasks = Table(
+    "query_tasks",
+    metadata,
+    Column("self_link", String(1024), primary_key=True),
+    Column("factory", String(64), nullable=False),
+    Column("continuous", Boolean, nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("expiration_micros", BigInteger, nullable=True),
+    Column("created_micros", BigInteger, nullable=False),
+    Column("snapshot_seq", BigInteger, nullable=False),
+    Column("owner_id", BigInteger, nullable=True),
+    #: The task as GET shows it (querySpec, taskInfo, results, counters).
+    Column("body", JsonDoc, nullable=False),
+    Index("ix_query_tasks_expiration", "expiration_micros"),
+)
+
+query_task_subscriptions = Table(
+    "query_task_subscriptions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("task_link", String(1024), nullable=False),
+    Column("reference", String(2048), nullable=False),
+    Column("replay_state", Boolean, nullable=False),
+    Column("state", String(16), nullable=False),
+    #: The last sequence delivered; None while a replayState subscriber's initial state is due.
+    Column("last_delivered_seq", BigInteger, nullable=True),
+    Column("delivered_count", BigInteger, nullable=False),
+    Column("failure_count", Integer, nullable=False),
+    Column("failure_reason", Text, nullable=True),
+    Column("created_micros", BigInteger, nullable=False),
+    Column("updated_micros", BigInteger, nullable=False),
+    Index("ix_query_task_subscriptions_task", "task_link"),
+)
+
+#: How far each change-log reader (e.g. the standing tasks' counters) has processed.
+stream_checkpoints = Table(
+    "stream_checkpoints",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+)

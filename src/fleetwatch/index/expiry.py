@@ -1,0 +1,111 @@
+"""Expiry: documents whose `documentExpirationTimeMicros` has passed are deleted.
+
+Each expired document is deleted through the DocumentIndex as an ordinary DELETE change
+(the last state, `documentUpdateAction` DELETE), so continuous queries and subscribers see
+the expiry like any delete. The delete is conditional on the version the sweep read: a
+document updated meanwhile (e.g. its expiry extended) is left alone and re-checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import and_, select
+
+from fleetwatch.index.document import EXPIRATION, Action, Change, Write, now_micros
+from fleetwatch.index.store import DocumentIndex
+from fleetwatch.storage.schema import documents
+
+log = logging.getLogger(__name__)
+
+#: Documents deleted per transaction by one sweep step.
+_BATCH = 500
+
+
+class ExpirySweeper:
+    """A background task that deletes expired documents every `interval` seconds.
+
+    It also wakes early when a committed change carries an expiry that is already due (a
+    PATCH setting `documentExpirationTimeMicros` to the past expires at once, as in Xenon).
+    """
+
+    def __init__(self, index: DocumentIndex, interval: float = 1.0) -> None:
+        self.index = index
+        self.interval = interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        #: Documents this sweeper has deleted since it started (for tests and metrics).
+        self.expired_count = 0
+
+    async def sweep_once(self, now: int | None = None) -> int:
+        """Delete every document expired at `now` (microseconds); return how many."""
+        cutoff = now_micros() if now is None else now
+        total = 0
+        while True:
+            async with self.index.db.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(documents.c.self_link, documents.c.version)
+                        .where(
+                            and_(
+                                documents.c.deleted.is_(False),
+                                documents.c.expiration_micros > 0,
+                                documents.c.expiration_micros <= cutoff,
+                            )
+                        )
+                        .order_by(documents.c.expiration_micros)
+                        .limit(_BATCH)
+                    )
+                ).all()
+            if not rows:
+                return total
+            outcomes = await self.index.apply(
+                [
+                    Write(Action.DELETE, str(link), expected_version=int(version))
+                    for link, version in rows
+                ]
+            )
+            deleted = sum(1 for o in outcomes if isinstance(o, Change))
+            total += deleted
+            self.expired_count += deleted
+            if len(rows) < _BATCH or deleted == 0:
+                return total
+
+    def _on_changes(self, batch: Sequence[Change]) -> None:
+        now = now_micros()
+        for change in batch:
+            if change.action is Action.DELETE:
+                continue
+            expiration = change.body.get(EXPIRATION)
+            if isinstance(expiration, int) and 0 < expiration <= now:
+                self._wake.set()
+                return
+
+    def start(self) -> None:
+        """Start sweeping in the background."""
+        if self._task is None:
+            self.index.add_listener(self._on_changes)
+            self._task = asyncio.create_task(self._run(), name="fleetwatch-expiry")
+
+    async def stop(self) -> None:
+        """Stop sweeping (waits for the current step)."""
+        if self._task is None:
+            return
+        self.index.remove_listener(self._on_changes)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            try:
+                await self.sweep_once()
+            except Exception:  # a failed sweep is retried next interval; never kill the loop
+                log.exception("document expiry sweep failed")
