@@ -52,7 +52,7 @@ class EnrollSecretService:
 
     async def add(self, secret: str | None = None, team_id: int | None = None) -> EnrollSecret:
         """Add a secret (a random one when none is given)."""
-        value = secret if secret is not None else secrets.token_urlsafe(24)
+        value = secret if secret is not None else secrets.token_hex(24)
         value = value.strip()
         if not value:
             raise Invalid("an enroll secret cannot be empty")
