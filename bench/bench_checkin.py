@@ -1,0 +1,591 @@
+"""Agent check-in throughput: distributed/read with nothing pending vs a bare JSON endpoint.
+
+The real server (`create_app` under `uvicorn_config`, as `fleetwatch serve` runs it, SQLite in
+a temp dir, `--distributed-hold 0` so reads are answered at once) runs in its own process.
+N hosts enroll and answer their detail queries, so later reads have nothing pending. Then a
+load generator in another process (raw HTTP/1.1 over asyncio, one callback per response, so it
+costs far less CPU per request than the server) keeps C keep-alive connections busy, in
+alternating rounds, against:
+
+- `bare`: `POST /bench/bare`, a route added to this benchmark's app only, that returns a
+  constant JSON body without reading the request (the same FastAPI/uvicorn stack);
+- `checkin`: `POST /api/v1/osquery/distributed/read`, spread over every enrolled node key.
+
+It prints requests/s and latencies of both and the ratio (target: check-in >= 60 % of bare),
+the CPU the server and the client used (the server must be the one at 100 %), and how many
+SQL statements the server ran during the check-in rounds (counted by an engine event
+listener inside the server process: only the batched seen_time flushes should appear).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import socket
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import orjson
+
+from bench._harness import Measurement, Report, format_number, ratio, summarize
+
+TARGET_RATIO = 0.60
+ENROLL_SECRET = "bench-checkin-secret"
+READ_PATH = "/api/v1/osquery/distributed/read"
+BARE_PATH = "/bench/bare"
+#: What an empty distributed/read answer contains (distributed/read with nothing pending).
+EMPTY_READ = b'"queries":{}'
+BARE_BODY: dict[str, dict[str, str]] = {"queries": {}, "discovery": {}}
+
+
+# --- the server process -----------------------------------------------------------------
+
+
+def _serve(settings_kwargs: dict[str, Any], log_path: str) -> None:
+    """Child process: `fleetwatch serve` plus the bench-only routes, until terminated."""
+    import logging
+
+    import uvicorn
+    from sqlalchemy import event
+
+    from fleetwatch.api.responses import JsonResponse
+    from fleetwatch.config import Settings
+    from fleetwatch.server import uvicorn_config
+    from fleetwatch.services import Services
+
+    # Server logs go to a file: the terminal is for the report.
+    log_file = open(log_path, "a", encoding="utf-8")  # open for the process's life
+    os.dup2(log_file.fileno(), 1)
+    os.dup2(log_file.fileno(), 2)
+    logging.basicConfig(stream=log_file)
+
+    settings = Settings(**settings_kwargs)
+    config = uvicorn_config(settings)
+    app = config.app
+    services: Services = app.state.services  # type: ignore[union-attr]
+
+    statements: Counter[str] = Counter()
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        words = statement.split()
+        kind = " ".join(words[:3]) if words else "?"
+        statements[kind] += 1
+
+    event.listen(services.db.engine.sync_engine, "before_cursor_execute", count)
+
+    async def bare_endpoint() -> JsonResponse:
+        """The baseline: a constant JSON body, nothing read, nothing looked up."""
+        return JsonResponse(BARE_BODY)
+
+    async def sql_counts() -> JsonResponse:
+        return JsonResponse({"total": sum(statements.values()), "by_kind": dict(statements)})
+
+    app.add_api_route(BARE_PATH, bare_endpoint, methods=["POST"])  # type: ignore[union-attr]
+    app.add_api_route("/bench/sql", sql_counts, methods=["GET"])  # type: ignore[union-attr]
+    uvicorn.Server(config).run()
+
+
+# --- the load generator process ---------------------------------------------------------
+
+
+@dataclass
+class PhaseResult:
+    """What one client process saw during one measured window."""
+
+    completed: int = 0
+    errors: int = 0
+    unexpected: int = 0
+    window: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    client_cpu: float = 0.0
+    server_cpu: float | None = None
+    first_error: str = ""
+
+
+class _Run:
+    """Shared state of the connections of one phase in one client process."""
+
+    def __init__(self, expect: bytes) -> None:
+        self.expect = expect
+        self.running = True
+        self.measuring = False
+        self.result = PhaseResult()
+        self.closed = 0
+        self.all_closed: asyncio.Future[None] | None = None
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: sends the next request the moment a response completes."""
+
+    def __init__(self, requests: list[bytes], run: _Run, total: int) -> None:
+        self.requests = requests
+        self.next = 0
+        self.run = run
+        self.total = total
+        self.buffer = b""
+        self.sent_at = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        request = self.requests[self.next]
+        self.next = (self.next + 1) % len(self.requests)
+        self.sent_at = time.perf_counter()
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buffer[:head_end].lower()
+            at = head.find(b"content-length:")
+            if at < 0:
+                self._fail(f"response without content-length: {head[:200]!r}")
+                return
+            line_end = head.find(b"\r\n", at)
+            length = int(head[at + 15 : line_end if line_end >= 0 else None])
+            end = head_end + 4 + length
+            if len(self.buffer) < end:
+                return
+            body = self.buffer[head_end + 4 : end]
+            status_ok = head.startswith(b"http/1.1 200")
+            self.buffer = self.buffer[end:]
+            self._completed(status_ok, body, head)
+
+    def _completed(self, status_ok: bool, body: bytes, head: bytes) -> None:
+        run = self.run
+        if run.measuring:
+            result = run.result
+            result.latencies.append(time.perf_counter() - self.sent_at)
+            result.completed += 1
+            if not status_ok:
+                result.errors += 1
+                result.first_error = result.first_error or (head[:80] + b" " + body[:200]).decode()
+            elif run.expect not in body:
+                result.unexpected += 1
+                result.first_error = result.first_error or body[:200].decode()
+        if run.running:
+            self._send()
+        elif self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, message: str) -> None:
+        self.run.result.errors += 1
+        self.run.result.first_error = self.run.result.first_error or message
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        run = self.run
+        if run.running and exc is not None:
+            run.result.errors += 1
+            run.result.first_error = run.result.first_error or f"connection lost: {exc}"
+        run.closed += 1
+        if run.closed == self.total and run.all_closed is not None:
+            if not run.all_closed.done():
+                run.all_closed.set_result(None)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _phase(
+    port: int,
+    requests_per_conn: list[list[bytes]],
+    expect: bytes,
+    warmup: float,
+    duration: float,
+    server_pid: int,
+) -> PhaseResult:
+    loop = asyncio.get_running_loop()
+    run = _Run(expect)
+    run.all_closed = loop.create_future()
+    total = len(requests_per_conn)
+    for requests in requests_per_conn:
+        await loop.create_connection(
+            lambda r=requests: _Connection(r, run, total),  # type: ignore[misc]
+            "127.0.0.1",
+            port,
+        )
+    await asyncio.sleep(warmup)
+    server_before = _cpu_seconds(server_pid)
+    cpu_before = time.process_time()
+    started = time.perf_counter()
+    run.measuring = True
+    await asyncio.sleep(duration)
+    run.measuring = False
+    run.result.window = time.perf_counter() - started
+    run.result.client_cpu = time.process_time() - cpu_before
+    server_after = _cpu_seconds(server_pid)
+    if server_before is not None and server_after is not None:
+        run.result.server_cpu = server_after - server_before
+    run.running = False
+    try:
+        await asyncio.wait_for(run.all_closed, 10)
+    except TimeoutError:
+        pass
+    return run.result
+
+
+def _client(pipe: Connection, port: int, requests_per_conn: dict[str, list[list[bytes]]]) -> None:
+    """Child process: runs phases on command ("bare"/"checkin", warmup, duration, pid)."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    while True:
+        command = pipe.recv()
+        if command is None:
+            return
+        name, warmup, duration, server_pid = command
+        expect = EMPTY_READ if name == "checkin" else orjson.dumps(BARE_BODY)
+        result = asyncio.run(
+            _phase(port, requests_per_conn[name], expect, warmup, duration, server_pid)
+        )
+        pipe.send(result)
+
+
+def _requests(path: str, port: int, node_keys: list[str]) -> list[bytes]:
+    """Raw HTTP/1.1 requests as osquery sends a distributed/read (node_key in the body)."""
+    out = []
+    for key in node_keys:
+        body = orjson.dumps({"node_key": key})
+        head = (
+            f"POST {path} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\n"
+            "User-Agent: osquery/5.23.1\r\n"
+            "Accept: application/json\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        out.append(head.encode() + body)
+    return out
+
+
+# --- setup: enroll hosts and answer their detail queries ---------------------------------
+
+
+def _details(i: int) -> dict[str, dict[str, str]]:
+    uuid = f"00000000-0000-4000-8000-{i:012d}"
+    return {
+        "os_version": {"name": "Ubuntu", "version": "22.04.4 LTS", "platform": "ubuntu"},
+        "osquery_info": {"version": "5.23.1", "uuid": uuid},
+        "system_info": {"hostname": f"bench-{i:05d}", "uuid": uuid, "cpu_logical_cores": "4"},
+    }
+
+
+async def _enroll_one(client: httpx.AsyncClient, i: int) -> str:
+    enrolled = await client.post(
+        "/api/v1/osquery/enroll",
+        json={
+            "enroll_secret": ENROLL_SECRET,
+            "host_identifier": f"bench-host-{i:05d}",
+            "platform_type": "9",
+            "host_details": _details(i),
+        },
+    )
+    key = enrolled.json().get("node_key")
+    if not isinstance(key, str):
+        raise RuntimeError(f"enroll failed: {enrolled.status_code} {enrolled.text}")
+    first = (await client.post(READ_PATH, json={"node_key": key})).json()
+    queries: dict[str, str] = first.get("queries", {})
+    if not queries:
+        raise RuntimeError(f"the first read after enroll offered no detail queries: {first}")
+    rows = {
+        name: [{"name": "distributed_interval", "value": "1"}] if "flags" in name else []
+        for name in queries
+    }
+    rows["fleet_detail_query_system_info"] = [_details(i)["system_info"]]
+    wrote = await client.post(
+        "/api/v1/osquery/distributed/write",
+        json={"node_key": key, "queries": rows, "statuses": {name: 0 for name in queries}},
+    )
+    if wrote.status_code != 200:
+        raise RuntimeError(f"distributed/write failed: {wrote.status_code} {wrote.text}")
+    again = (await client.post(READ_PATH, json={"node_key": key})).json()
+    if again.get("queries"):
+        raise RuntimeError(f"a read after answering the detail queries is not empty: {again}")
+    return key
+
+
+async def _enroll_all(url: str, hosts: int, concurrency: int = 16) -> list[str]:
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> str:
+            async with gate:
+                return await _enroll_one(client, i)
+
+        return list(await asyncio.gather(*(one(i) for i in range(hosts))))
+
+
+async def _wait_ready(url: str, proc: mp.process.BaseProcess, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            if not proc.is_alive():
+                raise RuntimeError("the server process died on start; see its log")
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"the server at {url} was not ready within {timeout} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _sql_counts(url: str) -> dict[str, Any]:
+    counts: dict[str, Any] = httpx.get(f"{url}/bench/sql", timeout=10).json()
+    return counts
+
+
+# --- the benchmark ----------------------------------------------------------------------
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench checkin", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--hosts", type=int, default=2000, help="enrolled hosts (node keys)")
+    parser.add_argument("--connections", type=int, default=128, help="keep-alive connections")
+    parser.add_argument("--client-procs", type=int, default=1, help="load generator processes")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per round")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per round")
+    parser.add_argument("--rounds", type=int, default=3, help="bare/check-in round pairs")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default SQLite)")
+    parser.add_argument("--log-level", default="warning", help="server log level")
+    args = parser.parse_args(argv)
+    if args.connections < args.client_procs:
+        parser.error("--connections must be at least --client-procs")
+    return args
+
+
+def _split(requests: list[bytes], connections: int, procs: int) -> list[list[list[bytes]]]:
+    """Per client process, per connection, the requests it cycles through (disjoint keys)."""
+    per_conn = [requests[c::connections] or requests for c in range(connections)]
+    return [per_conn[p::procs] for p in range(procs)]
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark; returns 1 when a request failed or an answer was not empty."""
+    args = _parse(argv)
+    ctx = mp.get_context("spawn")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="fleetwatch-bench-") as tmp:
+        settings = {
+            "host": "127.0.0.1",
+            "port": port,
+            "data_dir": tmp,
+            "database_url": args.database_url,
+            "distributed_hold": 0.0,
+            "enroll_secret": ENROLL_SECRET,
+            "log_level": args.log_level,
+        }
+        server = ctx.Process(target=_serve, args=(settings, f"{tmp}/server.log"), daemon=True)
+        server.start()
+        clients: list[tuple[mp.process.BaseProcess, Connection]] = []
+        try:
+            asyncio.run(_wait_ready(url, server))
+            print(f"enrolling {args.hosts} hosts and answering their detail queries ...")
+            started = time.perf_counter()
+            keys = asyncio.run(_enroll_all(url, args.hosts))
+            print(f"  done in {time.perf_counter() - started:.1f} s")
+            assert server.pid is not None
+            reads = _split(_requests(READ_PATH, port, keys), args.connections, args.client_procs)
+            bares = _split(_requests(BARE_PATH, port, keys), args.connections, args.client_procs)
+            for p in range(args.client_procs):
+                parent_end, child_end = ctx.Pipe()
+                proc = ctx.Process(
+                    target=_client,
+                    args=(child_end, port, {"checkin": reads[p], "bare": bares[p]}),
+                    daemon=True,
+                )
+                proc.start()
+                clients.append((proc, parent_end))
+            report = _measure(args, url, server.pid, clients)
+        finally:
+            for client, pipe in clients:
+                try:
+                    pipe.send(None)
+                except OSError:
+                    pass
+                client.join(10)
+                if client.is_alive():
+                    client.terminate()
+            server.terminate()
+            server.join(30)
+            if server.is_alive():
+                server.kill()
+                server.join()
+            log = Path(tmp, "server.log").read_text(encoding="utf-8", errors="replace").strip()
+            if log:
+                print("server log (last lines):\n  " + "\n  ".join(log.splitlines()[-10:]))
+    report.print()
+    path = report.save()
+    print(f"results appended to {path}")
+    failed = report.params.get("failed_requests", 0)
+    return 1 if failed else 0
+
+
+def _run_phase(
+    clients: list[tuple[mp.process.BaseProcess, Connection]],
+    name: str,
+    warmup: float,
+    duration: float,
+    server_pid: int,
+) -> list[PhaseResult]:
+    for _, pipe in clients:
+        pipe.send((name, warmup, duration, server_pid))
+    return [pipe.recv() for _, pipe in clients]
+
+
+@dataclass
+class _Totals:
+    completed: int = 0
+    window: float = 0.0
+    errors: int = 0
+    unexpected: int = 0
+    latencies: list[float] = field(default_factory=list)
+    client_cpu: float = 0.0
+    server_cpu: float = 0.0
+    per_round: list[float] = field(default_factory=list)
+    first_error: str = ""
+
+    def add(self, results: list[PhaseResult]) -> float:
+        window = max(r.window for r in results)
+        completed = sum(r.completed for r in results)
+        self.completed += completed
+        self.window += window
+        self.errors += sum(r.errors for r in results)
+        self.unexpected += sum(r.unexpected for r in results)
+        for r in results:
+            self.latencies.extend(r.latencies)
+            self.first_error = self.first_error or r.first_error
+        self.client_cpu += sum(r.client_cpu for r in results)
+        self.server_cpu += results[0].server_cpu or 0.0
+        rate = completed / window
+        self.per_round.append(rate)
+        return rate
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.window
+
+
+def _measure(
+    args: argparse.Namespace,
+    url: str,
+    server_pid: int,
+    clients: list[tuple[mp.process.BaseProcess, Connection]],
+) -> Report:
+    bare, checkin = _Totals(), _Totals()
+    checkin_sql: Counter[str] = Counter()
+    bare_sql: Counter[str] = Counter()
+    for round_no in range(1, args.rounds + 1):
+        before = _sql_counts(url)["by_kind"]
+        bare_rate = bare.add(_run_phase(clients, "bare", args.warmup, args.duration, server_pid))
+        middle = _sql_counts(url)["by_kind"]
+        read_rate = checkin.add(
+            _run_phase(clients, "checkin", args.warmup, args.duration, server_pid)
+        )
+        after = _sql_counts(url)["by_kind"]
+        bare_sql.update(Counter(middle) - Counter(before))
+        checkin_sql.update(Counter(after) - Counter(middle))
+        print(
+            f"round {round_no}: bare {format_number(bare_rate)} req/s, "
+            f"check-in {format_number(read_rate)} req/s ({ratio(read_rate, bare_rate):.0%})"
+        )
+
+    report = Report(
+        bench="checkin",
+        baseline="bare",
+        params={
+            "hosts": args.hosts,
+            "connections": args.connections,
+            "client_procs": args.client_procs,
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "backend": "postgresql" if args.database_url else "sqlite",
+            "failed_requests": bare.errors + checkin.errors + bare.unexpected + checkin.unexpected,
+        },
+    )
+    for name, label, totals in (
+        ("bare", BARE_PATH + " (constant JSON)", bare),
+        ("checkin", READ_PATH + " (nothing pending)", checkin),
+    ):
+        report.add(
+            Measurement(
+                name=name,
+                value=totals.rate,
+                unit="req/s",
+                latencies=summarize(totals.latencies),
+                extra={
+                    "path": label,
+                    "requests": totals.completed,
+                    "per_round": [round(r, 1) for r in totals.per_round],
+                    "server_cpu_busy": round(totals.server_cpu / totals.window, 3),
+                    "client_cpu_busy": round(totals.client_cpu / totals.window, 3),
+                    "server_cpu_us_per_request": round(
+                        totals.server_cpu / max(totals.completed, 1) * 1e6, 1
+                    ),
+                },
+            )
+        )
+    share = report.ratio_of("checkin")
+    verdict = "meets" if share >= TARGET_RATIO else "is BELOW"
+    report.notes.append(
+        f"check-in reaches {share:.0%} of bare: {verdict} the {TARGET_RATIO:.0%} target"
+    )
+    for name, totals in (("bare", bare), ("checkin", checkin)):
+        report.notes.append(
+            f"{name}: server CPU {totals.server_cpu / totals.window:.0%} of a core "
+            f"({totals.server_cpu / max(totals.completed, 1) * 1e6:.0f} us/request), "
+            f"load generator CPU {totals.client_cpu / totals.window:.0%} "
+            f"over {args.client_procs} process(es)"
+        )
+    sql_total = sum(checkin_sql.values())
+    kinds = ", ".join(f"{n}x {k!r}" for k, n in checkin_sql.most_common()) or "none"
+    report.notes.append(
+        f"SQL statements during check-in rounds: {sql_total} for {checkin.completed:,} "
+        f"check-ins ({kinds}); during bare rounds: {sum(bare_sql.values())}"
+    )
+    report.get("checkin").extra["sql_statements"] = sql_total
+    report.get("checkin").extra["sql_by_kind"] = dict(checkin_sql)
+    for name, totals in (("bare", bare), ("checkin", checkin)):
+        if totals.errors or totals.unexpected:
+            report.notes.append(
+                f"{name}: {totals.errors} failed and {totals.unexpected} unexpected answers; "
+                f"first: {totals.first_error}"
+            )
+    return report
