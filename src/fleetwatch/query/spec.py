@@ -560,7 +560,7 @@ def _json_type(value: object) -> str:
 PHRASE_SEPARATORS = "".join(
     chr(c) for c in range(1, 128) if not (chr(c).isascii() and (chr(c).isalnum() or c == 95))
 )
-_SEPARATOR_RUN = re.compile("[" + re.escape(PHRASE_SEPARATORS) + "\x00]+")
+_SEPARATOR_RUN = re.compile("[" + re.escape(PHRASE_SEPARATORS) + "]+")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
