@@ -1,0 +1,198 @@
+"""One query task's state: its spec, stage, expiry, results and continuous counters.
+
+A continuous task's record is also its stream's observer: it sees every event in sequence
+order and keeps what GET shows (Xenon: the latest notification's results; for COUNT the
+running `documentCount` and `continuousResults`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fleetwatch.index.document import JsonObject, now_micros
+from fleetwatch.query.spec import QueryOption, QueryTask, TaskStage
+from fleetwatch.query.subscriptions import Event, EventKind, StreamMode
+from fleetwatch.query.task_store import TaskRow
+
+#: Xenon's kind for query tasks, for clients that check documentKind.
+QUERY_TASK_KIND = "com:vmware:xenon:services:common:QueryTask"
+INDEX_LINK = "/core/document-index"
+NODE_SELECTOR_LINK = "/core/node-selectors/default"
+#: Stages after which a task no longer runs.
+FINAL_STAGES = frozenset({TaskStage.FINISHED, TaskStage.FAILED, TaskStage.CANCELLED})
+
+
+@dataclass
+class Counters:
+    """COUNT+CONTINUOUS: the live count and what changed it (Xenon's continuousResults).
+
+    Unlike Xenon, `documentCount` stays exact: a document that stops matching is subtracted
+    (and counted in `documentCountStopMatched`), because the previous version is known.
+    """
+
+    count: int = 0
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    stop_matched: int = 0
+
+    def apply(self, event: Event) -> None:
+        if event.kind is EventKind.ADDED:
+            self.count += 1
+            self.added += 1
+        elif event.kind is EventKind.UPDATED:
+            self.updated += 1
+        elif event.kind is EventKind.DELETED:
+            if event.before:
+                self.count -= 1
+            self.deleted += 1
+        else:
+            self.count -= 1
+            self.stop_matched += 1
+
+    def annotation(self) -> JsonObject:
+        return {
+            "documentCount": self.count,
+            "continuousResults": {
+                "documentCountAdded": self.added,
+                "documentCountUpdated": self.updated,
+                "documentCountDeleted": self.deleted,
+                "documentCountStopMatched": self.stop_matched,
+            },
+        }
+
+    @classmethod
+    def from_results(cls, results: JsonObject) -> Counters:
+        cont = results.get("continuousResults") or {}
+        return cls(
+            count=int(results.get("documentCount") or 0),
+            added=int(cont.get("documentCountAdded") or 0),
+            updated=int(cont.get("documentCountUpdated") or 0),
+            deleted=int(cont.get("documentCountDeleted") or 0),
+            stop_matched=int(cont.get("documentCountStopMatched") or 0),
+        )
+
+
+@dataclass(eq=False)
+class TaskRecord:
+    """A query task in memory."""
+
+    link: str
+    factory: str
+    task: QueryTask
+    stage: TaskStage
+    expiration_micros: int
+    created_micros: int
+    owner_id: int | None = None
+    #: The sequence the initial results were read at (0: not run yet).
+    snapshot_seq: int = 0
+    results: JsonObject = field(default_factory=dict)
+    counters: Counters | None = None
+    version: int = 0
+    update_micros: int = 0
+    duration_micros: int = 0
+    failure: JsonObject | None = None
+    #: Unsaved changes (the flusher writes dirty records).
+    dirty: bool = False
+
+    # --- properties of the spec --------------------------------------------------------
+
+    @property
+    def continuous(self) -> bool:
+        return self.task.spec.is_continuous
+
+    @property
+    def expand(self) -> bool:
+        return self.task.spec.has(QueryOption.EXPAND_CONTENT)
+
+    @property
+    def count(self) -> bool:
+        return self.task.spec.has(QueryOption.COUNT)
+
+    @property
+    def running(self) -> bool:
+        return self.continuous and self.stage is TaskStage.STARTED
+
+    @property
+    def mode(self) -> StreamMode:
+        spec = self.task.spec
+        stop_match = spec.has(QueryOption.CONTINUOUS_STOP_MATCH)
+        return StreamMode(
+            notify_match=spec.has(QueryOption.CONTINUOUS),
+            notify_leave=stop_match,
+            track_leave=stop_match or self.count,
+        )
+
+    # --- the stream observer -----------------------------------------------------------
+
+    def on_event(self, event: Event) -> JsonObject | None:
+        """A new event of this task's stream: keep GET's view and the counters."""
+        annotation: JsonObject | None = None
+        if self.counters is not None:
+            self.counters.apply(event)
+            annotation = self.counters.annotation()
+        if self.mode.delivers(event.kind):
+            link = event.change.self_link
+            results: JsonObject = {"documentLinks": [link]}
+            if self.expand:
+                results["documents"] = {link: event.change.body}
+            if annotation is not None:
+                results.update(annotation)
+            self.results = results
+        elif annotation is not None:
+            self.results = {**self.results, **annotation}
+        self.touch()
+        return annotation
+
+    def describe(self, event: Event) -> JsonObject | None:
+        """A replayed event's annotation: the current counters (history is not kept)."""
+        return self.counters.annotation() if self.counters is not None else None
+
+    def touch(self) -> None:
+        self.version += 1
+        self.update_micros = now_micros()
+        self.dirty = True
+
+    # --- views -------------------------------------------------------------------------
+
+    def spec_json(self) -> JsonObject:
+        dumped: JsonObject = self.task.spec.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+        return dumped
+
+    def to_json(self) -> JsonObject:
+        """The task as GET shows it."""
+        task_info: JsonObject = {
+            "stage": self.stage.value,
+            "isDirect": self.task.task_info.is_direct,
+            "durationMicros": self.duration_micros,
+        }
+        if self.failure is not None:
+            task_info["failure"] = self.failure
+        return {
+            "documentSelfLink": self.link,
+            "documentKind": QUERY_TASK_KIND,
+            "documentVersion": self.version,
+            "documentUpdateTimeMicros": self.update_micros,
+            "documentExpirationTimeMicros": self.expiration_micros,
+            "taskInfo": task_info,
+            "querySpec": self.spec_json(),
+            "results": self.results,
+            "indexLink": INDEX_LINK,
+            "nodeSelectorLink": NODE_SELECTOR_LINK,
+            "seq": self.snapshot_seq,
+        }
+
+    def row(self) -> TaskRow:
+        return TaskRow(
+            self_link=self.link,
+            factory=self.factory,
+            continuous=self.continuous,
+            stage=self.stage.value,
+            expiration_micros=self.expiration_micros,
+            created_micros=self.created_micros,
+            snapshot_seq=self.snapshot_seq,
+            owner_id=self.owner_id,
+            body=self.to_json(),
+        )

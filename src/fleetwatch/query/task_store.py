@@ -1,0 +1,251 @@
+"""Persistence of query tasks, their webhook subscriptions and the tasks' log checkpoint.
+
+Standing tasks survive a restart: each row holds the task as GET shows it, and one
+checkpoint row records the change-log sequence their state reflects, written in the same
+transaction as the task rows it describes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from fleetwatch.index.document import JsonObject, now_micros
+from fleetwatch.storage.database import Database
+from fleetwatch.storage.schema import query_task_subscriptions, query_tasks, stream_checkpoints
+
+#: The checkpoint row of the standing query tasks.
+TASKS_CHECKPOINT = "query-tasks"
+
+
+class TaskExists(Exception):
+    def __init__(self, link: str) -> None:
+        super().__init__(f"a query task already exists at {link}; DELETE it or choose another link")
+        self.link = link
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """A stored task."""
+
+    self_link: str
+    factory: str
+    continuous: bool
+    stage: str
+    expiration_micros: int | None
+    created_micros: int
+    snapshot_seq: int
+    owner_id: int | None
+    body: JsonObject
+
+
+@dataclass(slots=True)
+class WebhookRow:
+    """A stored webhook subscription (mutable: its worker advances it)."""
+
+    id: int
+    task_link: str
+    reference: str
+    replay_state: bool
+    state: str
+    last_delivered_seq: int | None
+    delivered_count: int
+    failure_count: int
+    failure_reason: str | None
+    created_micros: int
+    updated_micros: int
+
+    def to_json(self, base: str) -> JsonObject:
+        """The subscription as the API shows it."""
+        return {
+            "documentSelfLink": f"{base}/{self.id}",
+            "id": self.id,
+            "reference": self.reference,
+            "replayState": self.replay_state,
+            "state": self.state,
+            "lastDeliveredSeq": self.last_delivered_seq,
+            "notificationCount": self.delivered_count,
+            "failedNotificationCount": self.failure_count,
+            "failureReason": self.failure_reason,
+            "documentUpdateTimeMicros": self.updated_micros,
+        }
+
+
+class TaskStore:
+    """Reads and writes the query task tables."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- tasks -------------------------------------------------------------------------
+
+    async def insert_task(self, row: TaskRow) -> None:
+        """Store a new task; TaskExists if its link is taken."""
+        try:
+            async with self.db.transaction() as conn:
+                await conn.execute(insert(query_tasks).values(**_task_values(row)))
+        except IntegrityError:
+            raise TaskExists(row.self_link) from None
+
+    async def task_exists(self, link: str) -> bool:
+        async with self.db.connect() as conn:
+            found = await conn.execute(
+                select(query_tasks.c.self_link).where(query_tasks.c.self_link == link)
+            )
+            return found.first() is not None
+
+    async def save(
+        self,
+        tasks: Sequence[TaskRow],
+        webhooks: Sequence[WebhookRow],
+        checkpoint: int | None,
+    ) -> None:
+        """Update tasks and webhook cursors, and the checkpoint they reflect, atomically."""
+        if not tasks and not webhooks and checkpoint is None:
+            return
+        async with self.db.transaction() as conn:
+            for row in tasks:
+                values = _task_values(row)
+                del values["self_link"]
+                await conn.execute(
+                    update(query_tasks)
+                    .where(query_tasks.c.self_link == row.self_link)
+                    .values(**values)
+                )
+            for hook in webhooks:
+                await conn.execute(
+                    update(query_task_subscriptions)
+                    .where(query_task_subscriptions.c.id == hook.id)
+                    .values(
+                        state=hook.state,
+                        last_delivered_seq=hook.last_delivered_seq,
+                        delivered_count=hook.delivered_count,
+                        failure_count=hook.failure_count,
+                        failure_reason=hook.failure_reason,
+                        updated_micros=hook.updated_micros,
+                    )
+                )
+            if checkpoint is not None:
+                changed = await conn.execute(
+                    update(stream_checkpoints)
+                    .where(stream_checkpoints.c.name == TASKS_CHECKPOINT)
+                    .values(seq=checkpoint)
+                )
+                if not changed.rowcount:
+                    await conn.execute(
+                        insert(stream_checkpoints).values(name=TASKS_CHECKPOINT, seq=checkpoint)
+                    )
+
+    async def delete_task(self, link: str) -> None:
+        """Remove a task and its webhook subscriptions."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                delete(query_task_subscriptions).where(query_task_subscriptions.c.task_link == link)
+            )
+            await conn.execute(delete(query_tasks).where(query_tasks.c.self_link == link))
+
+    async def load_tasks(self) -> list[TaskRow]:
+        async with self.db.connect() as conn:
+            result = await conn.execute(select(query_tasks).order_by(query_tasks.c.created_micros))
+            return [_task_row(r._mapping) for r in result]
+
+    async def checkpoint(self) -> int | None:
+        """The sequence the stored task state reflects, or None before the first save."""
+        async with self.db.connect() as conn:
+            value = (
+                await conn.execute(
+                    select(stream_checkpoints.c.seq).where(
+                        stream_checkpoints.c.name == TASKS_CHECKPOINT
+                    )
+                )
+            ).scalar()
+        return None if value is None else int(value)
+
+    # --- webhook subscriptions ---------------------------------------------------------
+
+    async def insert_webhook(
+        self, task_link: str, reference: str, replay_state: bool, start_seq: int | None
+    ) -> WebhookRow:
+        micros = now_micros()
+        values: dict[str, Any] = {
+            "task_link": task_link,
+            "reference": reference,
+            "replay_state": replay_state,
+            "state": "active",
+            "last_delivered_seq": start_seq,
+            "delivered_count": 0,
+            "failure_count": 0,
+            "failure_reason": None,
+            "created_micros": micros,
+            "updated_micros": micros,
+        }
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                insert(query_task_subscriptions)
+                .values(**values)
+                .returning(query_task_subscriptions.c.id)
+            )
+            new_id = int(result.scalar_one())
+        return WebhookRow(id=new_id, **values)
+
+    async def delete_webhook(self, hook_id: int) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                delete(query_task_subscriptions).where(query_task_subscriptions.c.id == hook_id)
+            )
+
+    async def load_webhooks(self) -> list[WebhookRow]:
+        async with self.db.connect() as conn:
+            result = await conn.execute(
+                select(query_task_subscriptions).order_by(query_task_subscriptions.c.id)
+            )
+            return [_webhook_row(r._mapping) for r in result]
+
+
+def _task_values(row: TaskRow) -> dict[str, Any]:
+    return {
+        "self_link": row.self_link,
+        "factory": row.factory,
+        "continuous": row.continuous,
+        "stage": row.stage,
+        "expiration_micros": row.expiration_micros,
+        "created_micros": row.created_micros,
+        "snapshot_seq": row.snapshot_seq,
+        "owner_id": row.owner_id,
+        "body": row.body,
+    }
+
+
+def _task_row(m: Any) -> TaskRow:
+    return TaskRow(
+        self_link=m["self_link"],
+        factory=m["factory"],
+        continuous=bool(m["continuous"]),
+        stage=m["stage"],
+        expiration_micros=None if m["expiration_micros"] is None else int(m["expiration_micros"]),
+        created_micros=int(m["created_micros"]),
+        snapshot_seq=int(m["snapshot_seq"]),
+        owner_id=None if m["owner_id"] is None else int(m["owner_id"]),
+        body=m["body"],
+    )
+
+
+def _webhook_row(m: Any) -> WebhookRow:
+    last = m["last_delivered_seq"]
+    return WebhookRow(
+        id=int(m["id"]),
+        task_link=m["task_link"],
+        reference=m["reference"],
+        replay_state=bool(m["replay_state"]),
+        state=m["state"],
+        last_delivered_seq=None if last is None else int(last),
+        delivered_count=int(m["delivered_count"]),
+        failure_count=int(m["failure_count"]),
+        failure_reason=m["failure_reason"],
+        created_micros=int(m["created_micros"]),
+        updated_micros=int(m["updated_micros"]),
+    )

@@ -1,0 +1,220 @@
+"""Webhook subscriptions: each notification of a task is PATCHed to a callback URL.
+
+One worker per subscription reads the task's stream through the subscription hub and
+delivers in sequence order, one request at a time, retrying a failed delivery with
+exponential backoff; after `failure_limit` consecutive failures the subscription is dropped
+and the reason recorded. The worker's cursor (the last sequence delivered) is persisted, so
+after a restart, or after it fell behind and got a resync, it resumes from the change log
+without loss. Delivery is at least once: a crash between a delivery and the next save may
+repeat a notification, which its `seq` identifies.
+
+Isolation: each worker has its own HTTP client and a bounded queue in the hub, so a
+callback that hangs or fails delays only its own subscription, never the index writer,
+other subscriptions or other tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import orjson
+
+from fleetwatch.index.document import JsonObject, now_micros
+from fleetwatch.query.subscriptions import (
+    Closed,
+    Initial,
+    InitialLoader,
+    Message,
+    ResumeTooOld,
+    Resync,
+    SubscriptionError,
+    SubscriptionHub,
+)
+from fleetwatch.query.task_store import TaskStore, WebhookRow
+
+log = logging.getLogger(__name__)
+
+#: Longest wait between two attempts of one delivery.
+MAX_BACKOFF = 30.0
+
+Formatter = Callable[[str, Message], JsonObject]
+LoaderFor = Callable[[str], InitialLoader]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookPolicy:
+    failure_limit: int = 5
+    retry_base: float = 0.5
+    timeout: float = 10.0
+
+
+class WebhookDispatcher:
+    """Runs one delivery worker per active webhook subscription."""
+
+    def __init__(
+        self,
+        hub: SubscriptionHub,
+        store: TaskStore,
+        policy: WebhookPolicy,
+        formatter: Formatter,
+        loader_for: LoaderFor,
+    ) -> None:
+        self.hub = hub
+        self.store = store
+        self.policy = policy
+        self.formatter = formatter
+        self.loader_for = loader_for
+        self._rows: dict[int, WebhookRow] = {}
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._dirty: set[int] = set()
+
+    # --- registry ----------------------------------------------------------------------
+
+    def for_task(self, task_link: str) -> list[WebhookRow]:
+        return [r for r in self._rows.values() if r.task_link == task_link]
+
+    def get(self, hook_id: int) -> WebhookRow | None:
+        return self._rows.get(hook_id)
+
+    @property
+    def active_workers(self) -> int:
+        return sum(1 for t in self._workers.values() if not t.done())
+
+    async def add(self, task_link: str, reference: str, replay_state: bool) -> WebhookRow:
+        """Subscribe `reference`; with replayState the task's current results come first."""
+        start = None if replay_state else self.hub.position
+        row = await self.store.insert_webhook(task_link, reference, replay_state, start)
+        self._rows[row.id] = row
+        self._spawn(row)
+        return row
+
+    async def remove(self, hook_id: int) -> WebhookRow | None:
+        row = self._rows.pop(hook_id, None)
+        if row is None:
+            return None
+        await self._cancel(hook_id)
+        await self.store.delete_webhook(hook_id)
+        return row
+
+    async def forget_task(self, task_link: str) -> None:
+        """Stop the workers of a deleted task (its rows are deleted with the task)."""
+        for row in self.for_task(task_link):
+            self._rows.pop(row.id, None)
+            self._dirty.discard(row.id)
+            await self._cancel(row.id)
+
+    def restore(self, rows: list[WebhookRow], running: Callable[[str], bool]) -> None:
+        """Resume the stored subscriptions of running tasks."""
+        for row in rows:
+            self._rows[row.id] = row
+            if row.state == "active" and running(row.task_link):
+                self._spawn(row)
+
+    def take_dirty(self) -> list[WebhookRow]:
+        """Subscriptions changed since the last call (for the flusher)."""
+        rows = [self._rows[i] for i in self._dirty if i in self._rows]
+        self._dirty.clear()
+        return rows
+
+    async def stop(self) -> None:
+        for hook_id in list(self._workers):
+            await self._cancel(hook_id)
+
+    # --- workers -----------------------------------------------------------------------
+
+    def _spawn(self, row: WebhookRow) -> None:
+        self._workers[row.id] = asyncio.create_task(
+            self._run(row), name=f"fleetwatch-webhook-{row.id}"
+        )
+
+    async def _cancel(self, hook_id: int) -> None:
+        task = self._workers.pop(hook_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _mark(self, row: WebhookRow) -> None:
+        row.updated_micros = now_micros()
+        self._dirty.add(row.id)
+
+    async def _run(self, row: WebhookRow) -> None:
+        async with httpx.AsyncClient(timeout=self.policy.timeout) as client:
+            while row.state == "active":
+                since = row.last_delivered_seq
+                try:
+                    sub = await self.hub.subscribe(
+                        row.task_link,
+                        since=since,
+                        loader=self.loader_for(row.task_link) if since is None else None,
+                    )
+                except ResumeTooOld as exc:
+                    await self._drop(row, str(exc))
+                    return
+                except SubscriptionError:
+                    return  # the task is no longer running
+                try:
+                    async for message in sub:
+                        if isinstance(message, Resync):
+                            break  # resubscribe from the last delivered sequence
+                        if isinstance(message, Closed):
+                            return
+                        body = self.formatter(row.task_link, message)
+                        if not await self._deliver(client, row, body):
+                            return
+                        if not isinstance(message, Initial) or message.last:
+                            row.last_delivered_seq = message.seq
+                            self._mark(row)
+                finally:
+                    await sub.aclose()
+
+    async def _deliver(self, client: httpx.AsyncClient, row: WebhookRow, body: JsonObject) -> bool:
+        """PATCH one notification until it is accepted; False once the subscription dropped."""
+        content = orjson.dumps(body)
+        failures = 0
+        while True:
+            try:
+                reply = await client.patch(
+                    row.reference,
+                    content=content,
+                    headers={
+                        "content-type": "application/json",
+                        "x-fleetwatch-seq": str(body["seq"]),
+                    },
+                )
+                if 200 <= reply.status_code < 300:
+                    row.delivered_count += 1
+                    if row.failure_count:
+                        row.failure_count = 0
+                    self._mark(row)
+                    return True
+                reason = f"{row.reference} answered HTTP {reply.status_code}"
+            except httpx.HTTPError as exc:
+                reason = f"{row.reference}: {type(exc).__name__} {exc}".rstrip()
+            failures += 1
+            row.failure_count = failures
+            row.failure_reason = reason
+            self._mark(row)
+            if failures >= self.policy.failure_limit:
+                await self._drop(
+                    row,
+                    f"dropped after {failures} consecutive failed deliveries; last: {reason}",
+                )
+                return False
+            await asyncio.sleep(min(self.policy.retry_base * 2 ** (failures - 1), MAX_BACKOFF))
+
+    async def _drop(self, row: WebhookRow, reason: str) -> None:
+        row.state = "dropped"
+        row.failure_reason = reason
+        self._mark(row)
+        log.warning("webhook subscription %s of %s dropped: %s", row.id, row.task_link, reason)
+        try:
+            await self.store.save([], [row], None)
+            self._dirty.discard(row.id)
+        except Exception:  # the flusher will retry the save
+            log.exception("could not save the dropped webhook subscription %s", row.id)
