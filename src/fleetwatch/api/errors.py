@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetwatch.api.responses import JsonResponse
-from fleetwatch.fleet.errors import AuthFailed, Conflict, FleetError, NotFound
+from fleetwatch.fleet.errors import AuthFailed, Conflict, FleetError, Forbidden, NotFound
 
 
 class ApiError(Exception):
@@ -55,6 +55,8 @@ def fleet_error_status(exc: FleetError) -> int:
         return 409
     if isinstance(exc, AuthFailed):
         return 401
+    if isinstance(exc, Forbidden):
+        return 403
     return 400
 
 

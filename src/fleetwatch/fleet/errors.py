@@ -19,3 +19,7 @@ class Invalid(FleetError):
 
 class AuthFailed(FleetError):
     """Credentials or token are wrong, expired or revoked."""
+
+
+class Forbidden(FleetError):
+    """The caller may not do this (or an administrator switched it off)."""

@@ -1,0 +1,23 @@
+"""The audit feed, newest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from fleetwatch.api.auth import CurrentUser
+from fleetwatch.api.deps import ServicesDep
+
+router = APIRouter(prefix="/api/v1/fleet/activities", tags=["activities"])
+
+
+@router.get("")
+async def list_activities(
+    user: CurrentUser,
+    services: ServicesDep,
+    page: int = Query(0, ge=0),
+    per_page: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    items, total = await services.activities.list(page, per_page)
+    return {"activities": items, "count": total, "page": page, "per_page": per_page}

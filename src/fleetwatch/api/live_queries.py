@@ -1,0 +1,275 @@
+"""Live queries: run a campaign, read its status and results, stop it, stream it (WS, SSE)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Body, Query, WebSocket, WebSocketDisconnect
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from fleetwatch.api.auth import CurrentUser, StreamUser, bearer_token, resolve_token
+from fleetwatch.api.deps import ServicesDep, get_services
+from fleetwatch.api.errors import ApiError
+from fleetwatch.fleet.errors import FleetError, Invalid
+from fleetwatch.live.sql_check import InvalidSql
+from fleetwatch.live.stream import campaign_stream
+from fleetwatch.live.targets import parse_targets
+
+router = APIRouter(prefix="/api/v1/fleet", tags=["live queries"])
+MAX_WAIT = 600.0
+
+
+def _number(body: dict[str, Any], key: str, default: float | None) -> float | None:
+    value = body.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(f"{key} must be a number of seconds")
+    return float(value)
+
+
+@router.post("/queries/run")
+async def run_live_query(
+    user: CurrentUser,
+    services: ServicesDep,
+    body: Annotated[
+        dict[str, Any],
+        Body(examples=[{"query": "SELECT * FROM osquery_info", "targets": [{"type": "all"}]}]),
+    ],
+) -> dict[str, Any]:
+    """Start a campaign: `query` (SQL) or `query_id` (a saved query), and `targets`.
+
+    Options: `timeout` (seconds to wait for online hosts), `queue_offline` (default true:
+    offline targets get the query when they check in, until `queue_expiry` seconds),
+    `wait` (seconds: answer with the results once every online target answered).
+    """
+    if ("query" in body) == ("query_id" in body):
+        raise ApiError(400, "give exactly one of query (SQL) or query_id (a saved query)")
+    query_id = body.get("query_id")
+    sql: object = body.get("query")
+    if query_id is not None:
+        if isinstance(query_id, bool) or not isinstance(query_id, int):
+            raise ApiError(400, "query_id must be an integer")
+        sql = (await services.saved_queries.get(query_id))["query"]
+    queue_offline = body.get("queue_offline", True)
+    if not isinstance(queue_offline, bool):
+        raise ApiError(400, "queue_offline must be true or false")
+    wait = _number(body, "wait", None)
+    if wait is not None and not 0 <= wait <= MAX_WAIT:
+        raise ApiError(400, f"wait must be between 0 and {MAX_WAIT:g} seconds")
+    targets = parse_targets(body.get("targets"), body.get("selected"))
+    try:
+        campaign = await services.campaigns.create(
+            sql,
+            targets,
+            user_id=user.id,
+            query_id=query_id,
+            timeout=_number(body, "timeout", None),
+            queue_offline=queue_offline,
+            queue_expiry=_number(body, "queue_expiry", None),
+        )
+    except InvalidSql as exc:
+        raise ApiError(400, f"invalid query: {exc}", line=exc.line, column=exc.column) from exc
+    await services.activities.record(
+        "live_query",
+        user,
+        {
+            "campaign_id": campaign.id,
+            "query": campaign.query,
+            "query_id": query_id,
+            "targets": targets.to_json(),
+            "targets_count": len(campaign.host_ids),
+            "online_count": len(campaign.online_at_start),
+        },
+    )
+    if wait is None:
+        return {"campaign_id": campaign.id, "campaign": campaign.to_json()}
+    await services.campaigns.wait(campaign.id, wait)
+    current = await services.campaigns.get(campaign.id)
+    results = await services.campaigns.host_results(campaign.id)
+    return {
+        "campaign_id": campaign.id,
+        "status": current["status"],
+        "campaign": current,
+        "results": results,
+    }
+
+
+@router.get("/campaigns")
+async def list_campaigns(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    """Campaigns still active in this server (running or queued for offline hosts)."""
+    return {"campaigns": services.campaigns.list_active()}
+
+
+@router.get("/campaigns/{campaign_id}")
+async def get_campaign(
+    campaign_id: int, user: CurrentUser, services: ServicesDep
+) -> dict[str, Any]:
+    """Status and totals: targeted, online, offline, responded, failed, pending, rows."""
+    return {"campaign": await services.campaigns.get(campaign_id)}
+
+
+@router.post("/campaigns/{campaign_id}/stop")
+async def stop_campaign(
+    campaign_id: int, user: CurrentUser, services: ServicesDep
+) -> dict[str, Any]:
+    """Stop asking hosts; the results so far are kept."""
+    return {"campaign": await services.campaigns.stop_campaign(campaign_id)}
+
+
+CSV_BASE = ["host_id", "hostname", "status", "error"]
+
+
+@router.get("/campaigns/{campaign_id}/results", response_model=None)
+async def campaign_results(
+    campaign_id: int,
+    user: CurrentUser,
+    services: ServicesDep,
+    page: int = Query(0, ge=0),
+    per_page: int = Query(100, ge=1, le=10_000),
+    format: Literal["json", "csv"] = "json",
+) -> dict[str, Any] | StreamingResponse:
+    """One result per targeted host (pending and offline ones too); `?format=csv` gives
+    one line per row with the host's id, name and status in front, streamed."""
+    results = await services.campaigns.host_results(campaign_id)
+    if format == "csv":
+        return StreamingResponse(
+            _csv_lines(results),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
+        )
+    start = page * per_page
+    return {
+        "campaign_id": campaign_id,
+        "results": results[start : start + per_page],
+        "count": len(results),
+        "page": page,
+        "per_page": per_page,
+    }
+
+
+async def _csv_lines(results: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+    columns: list[str] = []
+    seen: set[str] = set()
+    for result in results:
+        for row in result["rows"]:
+            for key in row:
+                if key not in seen:
+                    seen.add(key)
+                    columns.append(key)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_BASE + columns)
+    for i, result in enumerate(results):
+        base = [result["host_id"], result["hostname"], result["status"], result["error"] or ""]
+        for row in result["rows"] or [{}]:
+            writer.writerow(base + [row.get(c, "") for c in columns])
+        if i % 100 == 99 or i == len(results) - 1:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    if not results:
+        yield buffer.getvalue().encode()
+
+
+@router.get("/campaigns/{campaign_id}/events", response_model=None)
+async def campaign_events(
+    campaign_id: int, request: Request, user: StreamUser, services: ServicesDep
+) -> StreamingResponse:
+    """Server-Sent Events: the WebSocket's messages, one per event; `id:` is a cursor that
+    `Last-Event-ID` (or `?since=`) resumes after."""
+    await services.campaigns.get(campaign_id)  # 404 before the stream starts
+    since = _since(request.headers.get("last-event-id") or request.query_params.get("since"))
+    keepalive = services.settings.sse_keepalive
+
+    async def events() -> AsyncIterator[bytes]:
+        stream = campaign_stream(
+            services.campaigns, services.subscriptions, campaign_id, since
+        ).__aiter__()
+        next_message: asyncio.Task[Any] | None = None
+        try:
+            yield b": connected\n\n"
+            while True:
+                if next_message is None:
+                    next_message = asyncio.ensure_future(stream.__anext__())
+                done, _ = await asyncio.wait({next_message}, timeout=keepalive)
+                if not done:
+                    yield b": keep-alive\n\n"
+                    continue
+                try:
+                    message = next_message.result()
+                except StopAsyncIteration:
+                    return
+                next_message = None
+                data = orjson.dumps(message.to_json())
+                head = f"id: {message.seq}\n".encode() if message.seq is not None else b""
+                yield head + b"event: " + message.type.encode() + b"\ndata: " + data + b"\n\n"
+        finally:
+            if next_message is not None:
+                next_message.cancel()
+                with contextlib.suppress(BaseException):
+                    await next_message
+            with contextlib.suppress(RuntimeError):
+                await stream.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _since(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise ApiError(400, "since / Last-Event-ID must be a sequence number")
+    return int(raw)
+
+
+@router.websocket("/results/websocket")
+async def results_websocket(websocket: WebSocket) -> None:
+    """Stream a campaign: `?campaign_id=N`; the token in the Authorization header, a
+    `token` query parameter, or a first `{"type": "auth", "data": {"token": ...}}` message."""
+    services = get_services(websocket)
+    await websocket.accept()
+    try:
+        token = bearer_token(websocket, allow_query=True)
+        if token is None:
+            first = await asyncio.wait_for(websocket.receive_json(), 30)
+            if not isinstance(first, dict) or first.get("type") != "auth":
+                raise ApiError(401, 'send {"type": "auth", "data": {"token": ...}} first')
+            data = first.get("data")
+            token = data.get("token") if isinstance(data, dict) else None
+            if not isinstance(token, str):
+                raise ApiError(401, "the auth message needs data.token")
+        await resolve_token(services, token)
+        raw_id = websocket.query_params.get("campaign_id", "")
+        if not raw_id.isdigit():
+            raise ApiError(400, "campaign_id must be given as ?campaign_id=N")
+        since = _since(websocket.query_params.get("since"))
+        campaign_id = int(raw_id)
+        await services.campaigns.get(campaign_id)
+        async for message in campaign_stream(
+            services.campaigns, services.subscriptions, campaign_id, since
+        ):
+            payload = message.to_json()
+            if message.seq is not None:
+                payload["seq"] = message.seq
+            await websocket.send_json(payload)
+    except WebSocketDisconnect:
+        return
+    except (ApiError, FleetError, TimeoutError, ValueError) as exc:
+        text = exc.message if isinstance(exc, ApiError) else str(exc) or "timed out"
+        try:
+            await websocket.send_json({"type": "error", "data": {"error": text}})
+            await websocket.close(code=1008)
+        except Exception:  # the client is already gone
+            return

@@ -1,0 +1,1 @@
+"""Live query campaigns: targets to host set, dispatch, result ingest, totals, completion."""

@@ -1,0 +1,563 @@
+"""Live query campaigns: create, dispatch to hosts, ingest answers, totals, finish, expire.
+
+A campaign resolves its targets to a host set when it is created; the hosts online then are
+the ones it waits for. It is a query source of the distributed API: from memory, each host
+is offered `fleet_distributed_query_<id>` on every check-in until its answer arrives, so a
+reply lost to a timeout costs nothing and a host that answered is never asked twice. Hosts
+offline at creation get the query when they come back, until the campaign's queue expiry
+(their results say `queued`).
+
+Every answer is stored as a `fleet:result` document (one per host per campaign, written in
+group-committed batches by the index), so results stream through the change log like any
+continuous query and survive the browser closing. The campaign itself is a `fleet:campaign`
+document at `/fleet/campaigns/{id}`, written when its status changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from fleetwatch.bus.wakeups import HostWakeups
+from fleetwatch.config import Settings
+from fleetwatch.fleet.errors import Conflict, Forbidden, Invalid, NotFound
+from fleetwatch.fleet.hosts import HostService, HostState, iso
+from fleetwatch.index import Action, DocumentIndex, Write
+from fleetwatch.live.sql_check import check_live_sql
+from fleetwatch.live.targets import LabelLookup, Targets, resolve_targets
+from fleetwatch.osquery.distributed import DistributedResult
+from fleetwatch.storage.counters import next_id
+
+log = logging.getLogger(__name__)
+
+PREFIX = "fleet_distributed_query_"
+CAMPAIGN_KIND = "fleet:campaign"
+RESULT_KIND = "fleet:result"
+TARGETS_KIND = "fleet:campaign-targets"
+#: How often the sweeper checks deadlines (seconds).
+SWEEP_INTERVAL = 0.25
+STATUSES = ("running", "finished", "stopped", "expired")
+
+
+def campaign_link(campaign_id: int) -> str:
+    return f"/fleet/campaigns/{campaign_id}"
+
+
+def result_link(campaign_id: int, host_id: int) -> str:
+    return f"/fleet/campaigns/{campaign_id}/results/{host_id}"
+
+
+def targets_link(campaign_id: int) -> str:
+    return f"/fleet/campaigns/{campaign_id}/targets"
+
+
+@dataclass
+class Campaign:
+    """A campaign's state in memory (the source of truth while it is active)."""
+
+    id: int
+    query: str
+    query_id: int | None
+    user_id: int | None
+    targets: Targets
+    host_ids: frozenset[int]
+    online_at_start: frozenset[int]
+    created_at: float
+    deadline: float
+    expires_at: float
+    status: str = "running"
+    finished_at: float | None = None
+    #: Targets that have not answered yet.
+    pending: set[int] = field(default_factory=set)
+    responded: int = 0
+    failed: int = 0
+    rows: int = 0
+    truncated: int = 0
+    non_responders: list[int] = field(default_factory=list)
+
+    @property
+    def waiting_for(self) -> int:
+        """Online-at-start targets that have not answered."""
+        return len(self.pending & self.online_at_start)
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "targeted": len(self.host_ids),
+            "online": len(self.online_at_start),
+            "offline": len(self.host_ids) - len(self.online_at_start),
+            "responded": self.responded,
+            "failed": self.failed,
+            "pending": self.waiting_for,
+            "queued": len(self.pending - self.online_at_start),
+            "rows": self.rows,
+            "truncated": self.truncated,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The campaign as the API shows it (and as its document stores it)."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "query": self.query,
+            "query_id": self.query_id,
+            "user_id": self.user_id,
+            "status": self.status,
+            "targets": self.targets.to_json(),
+            "totals": self.totals(),
+            "created_at": iso(self.created_at),
+            "deadline": iso(self.deadline),
+            "expires_at": iso(self.expires_at),
+            "finished_at": iso(self.finished_at),
+        }
+        if self.status != "running":
+            body["non_responders"] = list(self.non_responders)
+        return body
+
+
+class CampaignService:
+    """Runs live query campaigns; also the distributed query source for them."""
+
+    prefix = PREFIX
+
+    def __init__(
+        self,
+        settings: Settings,
+        index: DocumentIndex,
+        hosts: HostService,
+        wakeups: HostWakeups,
+        labels: LabelLookup | None = None,
+        known_team: Callable[[int], bool] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.index = index
+        self.hosts = hosts
+        self.wakeups = wakeups
+        self.labels: LabelLookup = labels or (lambda _id: None)
+        self.known_team: Callable[[int], bool] = known_team or (lambda _id: False)
+        self._active: dict[int, Campaign] = {}
+        #: host id -> ids of active campaigns still waiting for that host.
+        self._by_host: dict[int, set[int]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._done: dict[int, asyncio.Event] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Resume campaigns that were active when the server stopped."""
+        from sqlalchemy import select
+
+        from fleetwatch.index.store import document_from_row
+        from fleetwatch.storage.schema import documents
+
+        now = time.time()
+        async with self.index.db.connect() as conn:
+            rows = await conn.execute(
+                select(documents).where(
+                    documents.c.kind == CAMPAIGN_KIND, documents.c.deleted.is_(False)
+                )
+            )
+            docs = [document_from_row(r._mapping).body for r in rows]
+        for body in docs:
+            expires = _epoch(body.get("expires_at"))
+            if body.get("status") == "stopped" or expires <= now:
+                continue
+            targets_doc = await self.index.get(targets_link(int(body["id"])))
+            if targets_doc is None:
+                continue
+            campaign = Campaign(
+                id=int(body["id"]),
+                query=str(body["query"]),
+                query_id=body.get("query_id"),
+                user_id=body.get("user_id"),
+                targets=Targets(
+                    frozenset(body["targets"]["hosts"]),
+                    frozenset(body["targets"]["labels"]),
+                    frozenset(body["targets"]["teams"]),
+                    bool(body["targets"]["all"]),
+                ),
+                host_ids=frozenset(targets_doc.body["host_ids"]),
+                online_at_start=frozenset(targets_doc.body["online_host_ids"]),
+                created_at=_epoch(body.get("created_at")),
+                deadline=_epoch(body.get("deadline")),
+                expires_at=expires,
+                status=str(body["status"]),
+                finished_at=_epoch(body["finished_at"]) if body.get("finished_at") else None,
+                non_responders=list(body.get("non_responders") or []),
+            )
+            answered = await self._answered_hosts(campaign.id)
+            campaign.pending = set(campaign.host_ids) - answered
+            totals = body.get("totals") or {}
+            campaign.responded = len(answered)
+            campaign.failed = int(totals.get("failed", 0))
+            campaign.rows = int(totals.get("rows", 0))
+            campaign.truncated = int(totals.get("truncated", 0))
+            self._activate(campaign)
+
+    async def _answered_hosts(self, campaign_id: int) -> set[int]:
+        from sqlalchemy import select
+
+        from fleetwatch.storage.schema import documents
+
+        prefix = result_link(campaign_id, 0)[:-1]
+        async with self.index.db.connect() as conn:
+            rows = await conn.execute(
+                select(documents.c.self_link).where(
+                    documents.c.self_link >= prefix, documents.c.self_link < prefix + "\uffff"
+                )
+            )
+            return {int(r[0].rsplit("/", 1)[1]) for r in rows}
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="fleetwatch-campaigns")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            try:
+                await self._sweeper
+            except asyncio.CancelledError:
+                pass
+            self._sweeper = None
+
+    # --- create, stop, read ------------------------------------------------------------
+
+    async def create(
+        self,
+        sql: object,
+        targets: Targets,
+        *,
+        user_id: int | None = None,
+        query_id: int | None = None,
+        timeout: float | None = None,
+        queue_offline: bool = True,
+        queue_expiry: float | None = None,
+    ) -> Campaign:
+        """Validate, resolve the targets, store and start a campaign; wake its hosts."""
+        if self.settings.live_queries_disabled:
+            raise Forbidden("live queries are disabled by the administrator")
+        query = check_live_sql(sql)
+        if targets.empty:
+            raise Invalid(
+                "no targets: give targets [{type: host|label|team|all, id}] or selected "
+                "{hosts, labels, teams}"
+            )
+        host_ids = resolve_targets(
+            targets,
+            self.hosts.all(),
+            lambda host_id: self.hosts.by_id(host_id) is not None,
+            self.labels,
+            self.known_team,
+        )
+        if not host_ids:
+            raise Invalid("the targets select no hosts: no host is in those labels or teams")
+        timeout = self.settings.live_query_timeout if timeout is None else timeout
+        if not 0 < timeout <= 24 * 3600:
+            raise Invalid("timeout must be between 0 and 86400 seconds")
+        if queue_expiry is None:
+            queue_expiry = self.settings.live_query_queue_expiry
+        if queue_expiry < 0 or queue_expiry > 30 * 24 * 3600:
+            raise Invalid("queue_expiry must be between 0 and 2592000 seconds (30 days)")
+        now = time.time()
+        online = frozenset(
+            h
+            for h in host_ids
+            if (s := self.hosts.by_id(h)) and self.hosts.status(s, now) == "online"
+        )
+        expires = now + timeout
+        if queue_offline:
+            expires = max(expires, now + queue_expiry)
+        campaign = Campaign(
+            id=await next_id(self.index.db, "campaign"),
+            query=query,
+            query_id=query_id,
+            user_id=user_id,
+            targets=targets,
+            host_ids=frozenset(host_ids),
+            online_at_start=online,
+            created_at=now,
+            deadline=now + timeout,
+            expires_at=expires,
+            pending=set(host_ids) if queue_offline else set(online),
+        )
+        if not campaign.online_at_start:
+            log.info(
+                "campaign %s: no target is online; queued for %d hosts",
+                campaign.id,
+                len(campaign.pending),
+            )
+        await self.index.apply(
+            [
+                Write(
+                    Action.PUT,
+                    targets_link(campaign.id),
+                    TARGETS_KIND,
+                    {
+                        "campaign_id": campaign.id,
+                        "host_ids": sorted(campaign.host_ids),
+                        "online_host_ids": sorted(campaign.online_at_start),
+                    },
+                ),
+                Write(Action.PUT, campaign_link(campaign.id), CAMPAIGN_KIND, campaign.to_json()),
+            ]
+        )
+        self._activate(campaign)
+        if campaign.waiting_for == 0:
+            await self._finish(campaign, "finished", now)
+        self.wakeups.wake(campaign.pending)
+        return campaign
+
+    def _activate(self, campaign: Campaign) -> None:
+        self._active[campaign.id] = campaign
+        self._done.setdefault(campaign.id, asyncio.Event())
+        if campaign.status != "running" and campaign.waiting_for == 0:
+            self._done[campaign.id].set()
+        for host_id in campaign.pending:
+            self._by_host.setdefault(host_id, set()).add(campaign.id)
+
+    def _deactivate(self, campaign: Campaign) -> None:
+        self._active.pop(campaign.id, None)
+        for host_id in campaign.pending:
+            ids = self._by_host.get(host_id)
+            if ids is not None:
+                ids.discard(campaign.id)
+                if not ids:
+                    del self._by_host[host_id]
+
+    def list_active(self) -> list[dict[str, Any]]:
+        """Active campaigns (running, or still queued for offline hosts), newest first."""
+        return [c.to_json() for c in sorted(self._active.values(), key=lambda c: -c.id)]
+
+    def active(self, campaign_id: int) -> Campaign | None:
+        return self._active.get(campaign_id)
+
+    async def get(self, campaign_id: int) -> dict[str, Any]:
+        """The campaign as the API shows it: live totals if active, else its document."""
+        campaign = self._active.get(campaign_id)
+        if campaign is not None:
+            return campaign.to_json()
+        doc = await self.index.get(campaign_link(campaign_id))
+        if doc is None:
+            raise NotFound(f"no campaign with id {campaign_id}")
+        return {k: v for k, v in doc.body.items() if not k.startswith("document")}
+
+    async def stop_campaign(self, campaign_id: int) -> dict[str, Any]:
+        """Stop a campaign: no host is asked any more; results so far are kept."""
+        campaign = self._active.get(campaign_id)
+        if campaign is None:
+            body = await self.get(campaign_id)
+            raise Conflict(f"campaign {campaign_id} is already {body['status']}")
+        if campaign.status == "stopped":
+            raise Conflict(f"campaign {campaign_id} is already stopped")
+        await self._finish(campaign, "stopped", time.time())
+        self._deactivate(campaign)
+        return campaign.to_json()
+
+    async def wait(self, campaign_id: int, timeout: float) -> None:
+        """Return when every online target answered (or the campaign ended), or at timeout."""
+        event = self._done.get(campaign_id)
+        if event is None:
+            return
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def host_results(self, campaign_id: int) -> list[dict[str, Any]]:
+        """One entry per targeted host: its stored result, or pending / offline."""
+        body = await self.get(campaign_id)
+        targets_doc = await self.index.get(targets_link(campaign_id))
+        host_ids = list(targets_doc.body["host_ids"]) if targets_doc else []
+        online = set(targets_doc.body["online_host_ids"]) if targets_doc else set()
+        stored = await self._stored_results(campaign_id)
+        out = []
+        for host_id in host_ids:
+            if host_id in stored:
+                out.append(stored[host_id])
+                continue
+            state = self.hosts.by_id(host_id)
+            out.append(
+                {
+                    "campaign_id": campaign_id,
+                    "host_id": host_id,
+                    "hostname": state.hostname if state else "",
+                    "status": "pending" if host_id in online else "offline",
+                    "error": None,
+                    "rows": [],
+                    "rows_count": 0,
+                    "stats": {},
+                    "truncated": False,
+                    "queued": host_id not in online,
+                    "campaign_status": body["status"],
+                }
+            )
+        return out
+
+    async def _stored_results(self, campaign_id: int) -> dict[int, dict[str, Any]]:
+        from sqlalchemy import select
+
+        from fleetwatch.index.store import document_from_row
+        from fleetwatch.storage.schema import documents
+
+        prefix = result_link(campaign_id, 0)[:-1]
+        async with self.index.db.connect() as conn:
+            rows = await conn.execute(
+                select(documents).where(
+                    documents.c.self_link >= prefix,
+                    documents.c.self_link < prefix + "\uffff",
+                    documents.c.deleted.is_(False),
+                )
+            )
+            out = {}
+            for r in rows:
+                body = result_view(document_from_row(r._mapping).body)
+                out[int(body["host_id"])] = body
+            return out
+
+    # --- the distributed query source --------------------------------------------------
+
+    def queries_for(self, host: HostState, now: float) -> dict[str, str]:
+        ids = self._by_host.get(host.id)
+        if not ids:
+            return {}
+        queries = {}
+        for campaign_id in ids:
+            campaign = self._active.get(campaign_id)
+            if campaign is not None and campaign.status != "stopped" and now < campaign.expires_at:
+                queries[f"{PREFIX}{campaign_id}"] = campaign.query
+        return queries
+
+    async def ingest(self, host: HostState, results: list[DistributedResult]) -> None:
+        """Store each answer once; answers for unknown campaigns or repeats are ignored."""
+        writes: list[Write] = []
+        taken: list[tuple[Campaign, DistributedResult, int, bool]] = []
+        for result in results:
+            suffix = result.name[len(PREFIX) :]
+            if not suffix.isdigit():
+                continue
+            campaign = self._active.get(int(suffix))
+            if campaign is None or host.id not in campaign.pending:
+                continue  # never sent, already answered, or the campaign is over
+            campaign.pending.discard(host.id)  # claimed now: a concurrent resend is ignored
+            body, kept, truncated = self._result_body(campaign, host, result)
+            writes.append(Write(Action.PUT, result_link(campaign.id, host.id), RESULT_KIND, body))
+            taken.append((campaign, result, kept, truncated))
+        if not writes:
+            return
+        try:
+            outcomes = await self.index.apply(writes)
+        except BaseException:
+            for campaign, _, _, _ in taken:
+                campaign.pending.add(host.id)  # osquery retries the write; nothing is lost
+            raise
+        now = time.time()
+        for (campaign, result, kept, truncated), outcome in zip(taken, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                campaign.pending.add(host.id)
+                raise outcome
+            campaign.responded += 1
+            campaign.failed += 1 if result.failed else 0
+            campaign.rows += kept
+            campaign.truncated += 1 if truncated else 0
+            ids = self._by_host.get(host.id)
+            if ids is not None:
+                ids.discard(campaign.id)
+                if not ids:
+                    del self._by_host[host.id]
+            if campaign.status == "running" and campaign.waiting_for == 0:
+                await self._finish(campaign, "finished", now)
+
+    def _result_body(
+        self, campaign: Campaign, host: HostState, result: DistributedResult
+    ) -> tuple[dict[str, Any], int, bool]:
+        """The result document, with rows capped per host, per campaign and by size."""
+        rows = result.rows if not result.failed else []
+        room = min(
+            self.settings.live_query_max_rows_per_host,
+            max(0, self.settings.live_query_max_rows_per_campaign - campaign.rows),
+        )
+        kept: list[dict[str, str]] = []
+        size = 0
+        budget = self.settings.live_query_max_result_bytes
+        for row in rows[:room]:
+            size += len(orjson.dumps(row))
+            if size > budget:
+                break
+            kept.append(row)
+        truncated = len(kept) < len(rows)
+        body = {
+            "campaign_id": campaign.id,
+            "campaignLink": campaign_link(campaign.id),
+            "host_id": host.id,
+            "hostname": host.hostname,
+            "status": "error" if result.failed else "complete",
+            "error": (result.message or f"osquery status {result.status}")
+            if result.failed
+            else None,
+            "rows": kept,
+            "rows_count": len(rows),
+            "stats": result.stats,
+            "truncated": truncated,
+            "queued": host.id not in campaign.online_at_start,
+            "received_at": iso(time.time()),
+        }
+        return body, len(kept), truncated
+
+    # --- completion ----------------------------------------------------------------------
+
+    async def _finish(self, campaign: Campaign, status: str, now: float) -> None:
+        campaign.status = status
+        campaign.finished_at = now
+        campaign.non_responders = sorted(campaign.pending & campaign.online_at_start)
+        await self.index.write(
+            Write(Action.PUT, campaign_link(campaign.id), CAMPAIGN_KIND, campaign.to_json())
+        )
+        event = self._done.get(campaign.id)
+        if event is not None:
+            event.set()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                await self.sweep(time.time())
+            except Exception:
+                log.exception("campaign sweep failed")
+
+    async def sweep(self, now: float) -> None:
+        """Expire campaigns past their deadline; drop those past their queue expiry."""
+        for campaign in list(self._active.values()):
+            if campaign.status == "running" and now >= campaign.deadline:
+                await self._finish(campaign, "expired", now)
+            if now >= campaign.expires_at or campaign.status == "stopped":
+                if campaign.status == "finished" or campaign.status == "expired":
+                    # record the final totals (late and queued answers included)
+                    await self.index.write(
+                        Write(
+                            Action.PUT,
+                            campaign_link(campaign.id),
+                            CAMPAIGN_KIND,
+                            campaign.to_json(),
+                        )
+                    )
+                self._deactivate(campaign)
+                self._done.pop(campaign.id, None)
+
+
+def result_view(body: dict[str, Any]) -> dict[str, Any]:
+    """A stored result as the API shows it (without the index's built-in fields)."""
+    return {k: v for k, v in body.items() if not k.startswith("document")}
+
+
+def _epoch(value: Any) -> float:
+    import datetime as dt
+
+    if value is None:
+        return 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,146 @@
+"""A campaign's message stream, shared by the WebSocket and Server-Sent Events adapters.
+
+Results come from the one subscription mechanism: a continuous query on `documentKind =
+fleet:result AND campaignLink = /fleet/campaigns/N` (initial results read in one snapshot,
+then every new result, no gap and no duplicate). Totals and status come from the campaign's
+live state, sent when they change. Messages are `{"type": "totals" | "result" | "status" |
+"error", "data": {...}}`; each result carries the change-log sequence that a reconnecting
+client resumes after (`Last-Event-ID` / `since`), so reconnecting loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fleetwatch.live.campaigns import RESULT_KIND, CampaignService, campaign_link, result_view
+from fleetwatch.query.spec import Query, parse_query
+from fleetwatch.query.subscriptions import (
+    Closed,
+    Initial,
+    Notification,
+    ResumeTooOld,
+    Resync,
+    SubscriptionHub,
+)
+
+#: How often totals are re-checked while nothing else happens (seconds).
+TOTALS_INTERVAL = 0.5
+
+
+@dataclass
+class StreamMessage:
+    """One message for the client; `seq` is set on results (the resume cursor)."""
+
+    type: str
+    data: dict[str, Any]
+    seq: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "data": self.data}
+
+
+def results_query(campaign_id: int) -> Query:
+    """The continuous query whose matches are a campaign's results."""
+    return parse_query(
+        {
+            "occurance": "MUST_OCCUR",
+            "booleanClauses": [
+                {
+                    "occurance": "MUST_OCCUR",
+                    "term": {"propertyName": "documentKind", "matchValue": RESULT_KIND},
+                },
+                {
+                    "occurance": "MUST_OCCUR",
+                    "term": {
+                        "propertyName": "campaignLink",
+                        "matchValue": campaign_link(campaign_id),
+                    },
+                },
+            ],
+        }
+    )
+
+
+async def campaign_stream(
+    campaigns: CampaignService,
+    hub: SubscriptionHub,
+    campaign_id: int,
+    since: int | None = None,
+) -> AsyncIterator[StreamMessage]:
+    """Messages of one campaign until the caller stops iterating.
+
+    Raises NotFound (before the first message) for an unknown campaign.
+    """
+    campaign = await campaigns.get(campaign_id)
+    try:
+        sub = await hub.subscribe_query(results_query(campaign_id), since=since)
+    except ResumeTooOld as exc:
+        yield StreamMessage("error", {"error": str(exc), "resync": True})
+        sub = await hub.subscribe_query(results_query(campaign_id))
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for message in sub:
+                await queue.put(message)
+        finally:
+            await queue.put(None)
+
+    pumper = asyncio.create_task(pump())
+    last_totals: Any = None
+    last_status: Any = None
+    try:
+        while True:
+            campaign = await campaigns.get(campaign_id)
+            if campaign["totals"] != last_totals:
+                last_totals = campaign["totals"]
+                yield StreamMessage("totals", {"campaign_id": campaign_id, **last_totals})
+            if campaign["status"] != last_status:
+                last_status = campaign["status"]
+                yield StreamMessage("status", _status(campaign))
+            try:
+                message = await asyncio.wait_for(queue.get(), TOTALS_INTERVAL)
+            except TimeoutError:
+                continue
+            if message is None:
+                return
+            if isinstance(message, Initial):
+                # each Initial carries one chunk: a list of matching result bodies
+                bodies = list(message.payload or [])
+                for i, body in enumerate(bodies):
+                    last = message.last and i == len(bodies) - 1
+                    yield StreamMessage("result", result_view(body), message.seq if last else None)
+                if message.last and not bodies:
+                    yield StreamMessage("status", {**_status(campaign), "seq": message.seq})
+            elif isinstance(message, Notification):
+                change = message.event.change
+                if change.action.value != "DELETE":
+                    yield StreamMessage("result", result_view(change.body), message.seq)
+            elif isinstance(message, Resync):
+                yield StreamMessage(
+                    "error",
+                    {
+                        "error": "the client fell behind; reconnect with since",
+                        "resync": True,
+                        "seq": message.seq,
+                    },
+                )
+                return
+            elif isinstance(message, Closed):
+                return
+    finally:
+        pumper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pumper
+        await sub.aclose()
+
+
+def _status(campaign: dict[str, Any]) -> dict[str, Any]:
+    out = {"campaign_id": campaign["id"], "status": campaign["status"]}
+    if "non_responders" in campaign:
+        out["non_responders"] = campaign["non_responders"]
+    return out
