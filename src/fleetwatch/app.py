@@ -8,20 +8,39 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fleetwatch import __version__
-from fleetwatch.api import agent_config, hosts, secrets, session, users
+from fleetwatch.api import (
+    activities,
+    agent_config,
+    hosts,
+    live_queries,
+    saved_queries,
+    secrets,
+    session,
+    users,
+)
+from fleetwatch.api import documents as documents_api
+from fleetwatch.api import query_tasks as query_tasks_api
+from fleetwatch.api import task_streams as task_streams_api
 from fleetwatch.api.errors import install_error_handlers
 from fleetwatch.api.responses import JsonResponse
 from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
+from fleetwatch.fleet.activities import ActivityService
 from fleetwatch.fleet.agent_config import AgentConfigService
 from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.result_logs import ResultLogService
 from fleetwatch.fleet.secrets import EnrollSecretService
 from fleetwatch.fleet.users import UserService
 from fleetwatch.index import DocumentIndex
+from fleetwatch.index.expiry import ExpirySweeper
+from fleetwatch.index.retention import ChangeLogRetention
+from fleetwatch.live.campaigns import CampaignService
+from fleetwatch.live.saved_queries import SavedQueryService
 from fleetwatch.osquery import routes as osquery_routes
 from fleetwatch.osquery.detail_queries import DetailQuerySource
 from fleetwatch.osquery.distributed import DistributedService
+from fleetwatch.query.subscriptions import SubscriptionHub
+from fleetwatch.query.tasks import QueryTaskService
 from fleetwatch.services import Services
 from fleetwatch.storage import Database
 
@@ -34,6 +53,9 @@ def build_services(settings: Settings) -> Services:
     wakeups = HostWakeups()
     distributed = DistributedService(settings, wakeups)
     distributed.register(DetailQuerySource(hosts))
+    campaigns = CampaignService(settings, index, hosts, wakeups)
+    distributed.register(campaigns)
+    hub = SubscriptionHub(index, queue_limit=settings.subscriber_queue_limit)
     return Services(
         settings=settings,
         db=db,
@@ -45,6 +67,15 @@ def build_services(settings: Settings) -> Services:
         result_logs=ResultLogService(index),
         wakeups=wakeups,
         distributed=distributed,
+        subscriptions=hub,
+        query_tasks=QueryTaskService(index, hub, settings),
+        expiry=ExpirySweeper(index, settings.expiry_sweep_interval),
+        activities=ActivityService(index),
+        saved_queries=SavedQueryService(index),
+        campaigns=campaigns,
+        retention=ChangeLogRetention(
+            db, settings.change_retention, min(60.0, settings.change_retention / 10)
+        ),
     )
 
 
@@ -63,11 +94,22 @@ async def start_services(services: Services) -> None:
     await services.agent_config.load()
     await services.hosts.load()
     services.hosts.start()
+    await services.campaigns.load()
+    services.campaigns.start()
+    services.subscriptions.start()
+    await services.query_tasks.start()
+    services.expiry.start()
+    services.retention.start()
 
 
 async def stop_services(services: Services) -> None:
     """Flush and stop background work, then close the store."""
+    await services.campaigns.stop()
     await services.hosts.stop()
+    await services.retention.stop()
+    await services.expiry.stop()
+    await services.query_tasks.stop()
+    await services.subscriptions.stop()
     await services.db.dispose()
 
 
@@ -103,6 +145,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hosts.router,
         secrets.router,
         agent_config.router,
+        live_queries.router,
+        saved_queries.router,
+        activities.router,
+        documents_api.router,
+        query_tasks_api.router,
+        task_streams_api.router,
     ):
         app.include_router(router)
 

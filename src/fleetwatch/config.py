@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     #: Seconds between SSE keep-alive comment lines.
     sse_keepalive: float = Field(15.0, gt=0)
 
+    #: Default time a live query campaign waits for its online targets (seconds).
+    live_query_timeout: float = Field(120.0, gt=0)
+    #: Default time a campaign stays queued for offline targets (seconds); 0 disables queueing.
+    live_query_queue_expiry: float = Field(24 * 3600.0, ge=0)
+    #: Rows kept per host per campaign; more are dropped and the result marked truncated.
+    live_query_max_rows_per_host: int = Field(10_000, ge=1)
+    #: Rows kept per campaign over all hosts.
+    live_query_max_rows_per_campaign: int = Field(1_000_000, ge=1)
+    #: Bytes of row data kept per host result (Fleet caps a whole write at 5 MiB).
+    live_query_max_result_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    #: Administrators' kill switch: no new live query campaigns.
+    live_queries_disabled: bool = False
+
     @field_validator("distributed_hold")
     @classmethod
     def _hold_below_osquery_timeout(cls, value: float) -> float:

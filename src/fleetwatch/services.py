@@ -6,13 +6,20 @@ from dataclasses import dataclass
 
 from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
+from fleetwatch.fleet.activities import ActivityService
 from fleetwatch.fleet.agent_config import AgentConfigService
 from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.result_logs import ResultLogService
 from fleetwatch.fleet.secrets import EnrollSecretService
 from fleetwatch.fleet.users import UserService
 from fleetwatch.index import DocumentIndex
+from fleetwatch.index.expiry import ExpirySweeper
+from fleetwatch.index.retention import ChangeLogRetention
+from fleetwatch.live.campaigns import CampaignService
+from fleetwatch.live.saved_queries import SavedQueryService
 from fleetwatch.osquery.distributed import DistributedService
+from fleetwatch.query.subscriptions import SubscriptionHub
+from fleetwatch.query.tasks import QueryTaskService
 from fleetwatch.storage import Database
 
 
@@ -33,3 +40,10 @@ class Services:
     result_logs: ResultLogService
     wakeups: HostWakeups
     distributed: DistributedService
+    subscriptions: SubscriptionHub
+    query_tasks: QueryTaskService
+    expiry: ExpirySweeper
+    retention: ChangeLogRetention
+    activities: ActivityService
+    saved_queries: SavedQueryService
+    campaigns: CampaignService

@@ -10,10 +10,16 @@ from starlette.requests import HTTPConnection
 from fleetwatch.services import Services
 
 
-def get_services(conn: HTTPConnection) -> Services:
+def services_of(conn: HTTPConnection) -> Services:
     """The app's Services (works for HTTP requests and WebSockets)."""
     services: Services = conn.app.state.services
     return services
+
+
+async def get_services(conn: HTTPConnection) -> Services:
+    """The dependency form of `services_of`. Async on purpose: FastAPI runs a sync
+    dependency in its thread pool, a thread hop per request."""
+    return services_of(conn)
 
 
 #: A route parameter `services: ServicesDep` receives the app's Services.

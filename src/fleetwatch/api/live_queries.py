@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from fleetwatch.api.auth import CurrentUser, StreamUser, bearer_token, resolve_token
-from fleetwatch.api.deps import ServicesDep, get_services
+from fleetwatch.api.deps import ServicesDep, services_of
 from fleetwatch.api.errors import ApiError
 from fleetwatch.fleet.errors import FleetError, Invalid
 from fleetwatch.live.sql_check import InvalidSql
@@ -238,7 +238,7 @@ def _since(raw: str | None) -> int | None:
 async def results_websocket(websocket: WebSocket) -> None:
     """Stream a campaign: `?campaign_id=N`; the token in the Authorization header, a
     `token` query parameter, or a first `{"type": "auth", "data": {"token": ...}}` message."""
-    services = get_services(websocket)
+    services = services_of(websocket)
     await websocket.accept()
     try:
         token = bearer_token(websocket, allow_query=True)
