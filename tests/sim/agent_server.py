@@ -156,12 +156,12 @@ class AgentServer:
         if request.path == ENROLL:
             if doc.get("enroll_secret") != self.secret:
                 return Reply.json({"node_invalid": True, "error": "invalid enroll secret"}, 401)
-            key = f"key-{next(self._keys)}"
-            self.node_keys[key] = str(doc.get("host_identifier"))
-            return Reply.json({"node_key": key})
+            new_key = f"key-{next(self._keys)}"
+            self.node_keys[new_key] = str(doc.get("host_identifier"))
+            return Reply.json({"node_key": new_key})
         key = doc.get("node_key")
         header = request.headers.get("authorization", "")
-        if key not in self.node_keys or header != f"NodeKey {key}":
+        if not isinstance(key, str) or key not in self.node_keys or header != f"NodeKey {key}":
             return Reply.node_invalid()
         if request.path == CONFIG:
             return Reply.json(self.config)
