@@ -22,6 +22,7 @@ from fleetwatch.index import Action, Change, DocumentIndex, Write
 from fleetwatch.query.matcher import compile_query
 from fleetwatch.query.predicate_index import PredicateIndex
 from fleetwatch.query.spec import (
+    MAX_QUERY_DEPTH,
     MatchType,
     NumericRange,
     Occurance,
@@ -30,6 +31,7 @@ from fleetwatch.query.spec import (
     SortOrder,
     TypeName,
     parse_query,
+    phrase_words,
     validate_query,
 )
 from fleetwatch.query.sql import order_by_clause, where_clause
@@ -249,7 +251,6 @@ STRINGS = [
     "true",
     "false",
     "k1",
-    "k2",
     "é",
     "[a]",
     "%_\\",
@@ -258,6 +259,9 @@ STRINGS = [
     "Hello, World!",
     "tag1",
 ]
+PREFIXES = ["", "a", "A", "7", "x y", "hello", "[", "%", "é", "tag"]
+PATTERNS = ["*", "", "a*", "*b", "?", "A?b", "*[a]*", "7*", "%*", "*_*", "a\\*", "*o*", "??"]
+PHRASES = ["a", "a b", "A B", "b", "hello world", "world!", "x y", "y z", "tag1", "é", "7", "1e2"]
 NUMBERS: list[int | float] = [
     0,
     1,
@@ -269,37 +273,112 @@ NUMBERS: list[int | float] = [
     0.1,
     100,
     1e16,
+    2**53,
     2**53 + 1,
     -(2**63),
     2**63 - 1,
     1e300,
 ]
 
-text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8)
-strings = st.one_of(st.sampled_from(STRINGS), text)
+text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=8)
+# Mostly values from shared pools, so that queries and documents meet; sometimes anything.
+strings = st.one_of(st.sampled_from(STRINGS), st.sampled_from(STRINGS), text)
 numbers = st.one_of(
+    st.sampled_from(NUMBERS),
     st.sampled_from(NUMBERS),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
 )
-scalars = st.one_of(st.none(), st.booleans(), numbers, strings)
+scalars = st.one_of(st.none(), st.booleans(), numbers, strings, strings)
 json_values = st.recursive(
     scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(KEYS), inner, max_size=3)
     ),
-    max_leaves=6,
+    max_leaves=5,
 )
-json_docs = st.builds(
-    lambda fields, kind: {**fields, "documentKind": kind},
-    st.dictionaries(st.sampled_from(KEYS), json_values, max_size=4),
-    st.sampled_from(["k1", "k2"]),
+shallow = st.one_of(scalars, scalars, st.lists(scalars, max_size=3), json_values)
+json_docs = st.fixed_dictionaries(
+    {
+        "documentKind": st.sampled_from(["k1", "k2"]),
+        "a": shallow,
+        "n": st.one_of(numbers, shallow),
+        "tags": st.lists(st.one_of(scalars, scalars, json_values), max_size=4),
+        "o": st.dictionaries(st.sampled_from(KEYS), shallow, max_size=3),
+    },
+    optional={"b": shallow, "item": shallow},
 )
+#: Paths that documents usually have are drawn more often than the rare ones.
+paths = st.one_of(
+    st.sampled_from(["a", "n", "tags.item", "o.a", "documentKind"]), st.sampled_from(PATHS)
+)
+
+
+Leaf = tuple[str, Any]
+
+
+def leaves(value: Any, path: str = "") -> list[Leaf]:
+    """Every (property path, scalar) in a document, lists walked as `item`."""
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in leaves(v, f"{path}.{k}" if path else k)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in leaves(v, f"{path}.item")]
+    return [(path, value)]
 
 
 @st.composite
-def terms(draw: st.DrawFn) -> QueryTerm:
-    path = draw(st.sampled_from(PATHS))
+def derived_terms(draw: st.DrawFn, seen: Sequence[Leaf]) -> QueryTerm:
+    """A term built from a value some document has, so that it often matches."""
+    path, value = draw(st.sampled_from(seen))
+    if isinstance(value, str):
+        kind = draw(st.sampled_from(MatchType))
+        if kind is MatchType.PREFIX:
+            match = value[: draw(st.integers(0, len(value)))]
+        elif kind is MatchType.WILDCARD:
+            chars = list(value)
+            for i in draw(st.lists(st.integers(0, max(len(chars) - 1, 0)), max_size=2)):
+                if chars:
+                    chars[i] = draw(st.sampled_from(["?", "*"]))
+            match = "".join(chars)
+        elif kind is MatchType.PHRASE:
+            words = phrase_words(value)
+            if not words:
+                return QueryTerm(property_name=path, match_value=value)
+            start = draw(st.integers(0, len(words) - 1))
+            end = draw(st.integers(start + 1, len(words)))
+            sep = draw(st.sampled_from([" ", ", ", "-", "  "]))
+            match = sep.join(w.upper() if draw(st.booleans()) else w for w in words[start:end])
+        else:
+            match = value
+        return QueryTerm(property_name=path, match_value=match, match_type=kind)
+    if isinstance(value, bool) or value is None:
+        match = {True: "true", False: "false", None: draw(st.sampled_from(["*", "null"]))}[value]
+        kind = MatchType.WILDCARD if match == "*" else MatchType.TERM
+        return QueryTerm(property_name=path, match_value=match, match_type=kind)
+    if draw(st.booleans()):
+        return QueryTerm(
+            property_name=path, match_value=draw(st.sampled_from([str(value), repr(float(value))]))
+        )
+    lo = draw(st.sampled_from([None, value, value - 1]))
+    hi = draw(st.sampled_from([None, value, value + 1])) if lo is not None else value
+    return QueryTerm(
+        property_name=path,
+        range=NumericRange(
+            type=TypeName.DOUBLE,
+            min=lo,
+            max=hi,
+            is_min_inclusive=draw(st.booleans()),
+            is_max_inclusive=draw(st.booleans()),
+        ),
+    )
+
+
+@st.composite
+def terms(draw: st.DrawFn, seen: Sequence[Leaf] = ()) -> QueryTerm:
+    derive: bool = draw(st.booleans())
+    if seen and derive:
+        return draw(derived_terms(seen))
+    path = draw(paths)
     if draw(st.integers(0, 4)) == 0:
         lo = draw(st.one_of(st.none(), numbers))
         hi = draw(st.one_of(st.none(), numbers))
@@ -318,20 +397,26 @@ def terms(draw: st.DrawFn) -> QueryTerm:
             ),
         )
     match_type = draw(st.sampled_from(MatchType))
-    value = draw(st.one_of(strings, numbers.map(str)))
-    if match_type is MatchType.PHRASE and not any(ch.isalnum() for ch in value):
+    pool = {
+        MatchType.TERM: st.one_of(strings, numbers.map(str), st.sampled_from(["k1", "k2"])),
+        MatchType.PREFIX: st.one_of(st.sampled_from(PREFIXES), text),
+        MatchType.WILDCARD: st.one_of(st.sampled_from(PATTERNS), text),
+        MatchType.PHRASE: st.one_of(st.sampled_from(PHRASES), text),
+    }[match_type]
+    value = draw(pool)
+    if match_type is MatchType.PHRASE and not phrase_words(value):
         value = "a b"
     return QueryTerm(property_name=path, match_value=value, match_type=match_type)
 
 
-def queries(depth: int = 3) -> st.SearchStrategy[Query]:
+def queries(seen: Sequence[Leaf] = (), depth: int = 3) -> st.SearchStrategy[Query]:
     occurances = st.sampled_from(Occurance)
-    leaf = st.builds(lambda t, o: Query(term=t, occurance=o), terms(), occurances)
+    leaf = st.builds(lambda t, o: Query(term=t, occurance=o), terms(seen), occurances)
     if depth == 0:
         return leaf
     group = st.builds(
         lambda clauses, o: Query(boolean_clauses=clauses, occurance=o),
-        st.lists(queries(depth - 1), min_size=1, max_size=3),
+        st.lists(queries(seen, depth - 1), min_size=1, max_size=3),
         occurances,
     )
     return st.one_of(leaf, leaf, group)
@@ -359,16 +444,18 @@ def test_sql_matcher_and_predicate_index_agree(database_url: str) -> None:
         runner.run(index.start())
 
         @settings(
-            max_examples=60,
+            max_examples=100,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
         @given(
             docs=st.lists(json_docs, min_size=1, max_size=12),
             deleted=st.lists(st.booleans(), min_size=12, max_size=12),
-            qs=st.lists(queries().filter(_valid), min_size=1, max_size=4),
+            data=st.data(),
         )
-        def check(docs: list[dict[str, Any]], deleted: list[bool], qs: list[Query]) -> None:
+        def check(docs: list[dict[str, Any]], deleted: list[bool], data: st.DataObject) -> None:
+            seen = [leaf for doc in docs for leaf in leaves(doc)]
+            qs = data.draw(st.lists(queries(seen).filter(_valid), min_size=1, max_size=4))
             runner.run(_check(index, docs, deleted[: len(docs)], qs))
 
         try:
@@ -397,3 +484,25 @@ async def _check(
         assert got_all == expected_all
         by_index = {ch.self_link for ch in changes if i in pindex.match(ch.body)}
         assert by_index == expected_all
+
+
+async def test_deepest_allowed_query_runs_on_both_backends(index: DocumentIndex) -> None:
+    """A query nested to the depth cap still compiles to SQL the database can parse."""
+    prefix, changes = await _store(index, DOCS, [False] * len(DOCS))
+    leaf = _t("l.item.item", "q")
+    query: dict[str, Any] = {
+        "booleanClauses": [_t("text", "quick brown", "PHRASE", "SHOULD_OCCUR"), leaf]
+    }
+    for level in range(MAX_QUERY_DEPTH - 2):
+        occurance = "MUST_NOT_OCCUR" if level % 2 else "MUST_OCCUR"
+        query = {
+            "booleanClauses": [
+                {**query, "occurance": occurance},
+                _t("tags.item", "zz", "WILDCARD", "MUST_NOT_OCCUR"),
+            ]
+        }
+    parsed = parse_query(query)
+    compiled = compile_query(parsed)
+    expected = {c.self_link for c in changes if compiled.matches(c.body)}
+    assert await _select(index.db, prefix, parsed) == expected
+    assert expected  # the query is not vacuous
