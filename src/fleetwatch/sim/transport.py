@@ -278,12 +278,13 @@ class Connection:
             parser.feed_data(data)
         status = parser.get_status_code()
         body = b"".join(state.chunks)
-        keep = (
-            state.complete
-            and state.messages == 1
-            and parser.should_keep_alive()
-            and self.keepalive > 0
+        connection = state.headers.get("connection", "").lower()
+        persistent = (
+            "keep-alive" in connection
+            if parser.get_http_version() == "1.0"
+            else "close" not in connection
         )
+        keep = state.complete and state.messages == 1 and persistent and self.keepalive > 0
         if keep:
             self._idle_since = time.monotonic()
         else:
