@@ -35,6 +35,17 @@ class Reply:
     hang: float = 0.0  # seconds to wait before answering
     close: bool = False  # close the connection without answering
 
+    @property
+    def delivers(self) -> bool:
+        """Whether osquery counts this reply as success (status codes do not matter)."""
+        if self.hang or self.close:
+            return False
+        try:
+            doc = orjson.loads(self.body) if self.body.strip() else {}
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(doc, dict) and "error" not in doc and doc.get("node_invalid") is not True
+
     @classmethod
     def json(cls, doc: object, status: int = 200) -> Reply:
         return cls(status, orjson.dumps(doc))
@@ -68,6 +79,8 @@ class Recorded:
     headers: dict[str, str]
     raw: bytes
     doc: Any
+    #: The reply was one osquery counts as success.
+    accepted: bool = False
 
 
 @dataclass
@@ -107,12 +120,14 @@ class AgentServer:
         return [r for r in self.requests if r.path == path]
 
     def writes(self) -> list[dict[str, Any]]:
-        return [r.doc for r in self.to(WRITE)]
+        """Distributed writes the server accepted."""
+        return [r.doc for r in self.to(WRITE) if r.accepted]
 
     def log_lines(self, log_type: str) -> list[dict[str, Any]]:
+        """Log lines of this type in the posts the server accepted."""
         lines: list[dict[str, Any]] = []
         for r in self.to(LOG):
-            if isinstance(r.doc, dict) and r.doc.get("log_type") == log_type:
+            if r.accepted and isinstance(r.doc, dict) and r.doc.get("log_type") == log_type:
                 lines.extend(r.doc["data"])
         return lines
 
@@ -149,6 +164,11 @@ class AgentServer:
 
     def _reply(self, request: Recorded) -> Reply:
         self.requests.append(request)
+        reply = self._decide(request)
+        request.accepted = reply.delivers
+        return reply
+
+    def _decide(self, request: Recorded) -> Reply:
         scripted = self.script.get(request.path)
         if scripted:
             return scripted.popleft()
