@@ -26,12 +26,25 @@ def _too_large(limit: int, what: str) -> BodyError:
     return BodyError(413, f"request body too large: {what} exceeds {limit} bytes")
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """One request header by its lower-case name, or None.
+
+    A scan of the ASGI header list (names arrive lower-cased): on the check-in path this is
+    cheaper than building Starlette's `Headers` and raising KeyError for absent headers.
+    """
+    headers: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw (decompressed) body, at most `limit` bytes either way."""
-    declared = request.headers.get("content-length")
+    declared = header(request, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit, "the declared Content-Length")
-    encoding = request.headers.get("content-encoding", "").strip().lower()
+    encoding = (header(request, b"content-encoding") or "").strip().lower()
     if encoding not in ("", "identity", "gzip", "deflate"):
         raise BodyError(400, f"unsupported Content-Encoding {encoding!r}; send gzip or none")
     compressed = encoding in ("gzip", "deflate")
