@@ -80,6 +80,18 @@ class PredicateIndex(Generic[K]):
         """Conjunctions verified for every document (no equality term to index them by)."""
         return len(self._always)
 
+    @property
+    def entry_count(self) -> int:
+        """Index entries held (a conjunction may sit under two keys, e.g. "7" and 7.0)."""
+        by_prop = sum(len(b) for buckets in self._by_prop.values() for b in buckets.values())
+        by_kind = sum(
+            len(b)
+            for per_path in self._by_kind.values()
+            for buckets in per_path.values()
+            for b in buckets.values()
+        )
+        return by_prop + by_kind + len(self._always)
+
     def get(self, key: K) -> CompiledQuery | None:
         """The compiled query registered under `key`."""
         registration = self._tasks.get(key)
