@@ -155,7 +155,7 @@ async def _authenticate(websocket: WebSocket, services: Services) -> None:
 
 async def _send_error(websocket: WebSocket, exc: ApiError) -> None:
     with contextlib.suppress(Exception):
-        await websocket.send_bytes(orjson.dumps({"type": "error", **exc.body()}))
+        await websocket.send_text(orjson.dumps({"type": "error", **exc.body()}).decode())
         await websocket.close(code=1008 if exc.status in (401, 403) else 1000)
 
 

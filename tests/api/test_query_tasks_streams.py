@@ -1,0 +1,247 @@
+"""A task's WebSocket and SSE streams over real sockets, on both backends.
+
+Resume with `since` / `Last-Event-ID`, resync on overrun, a subscriber that never reads,
+writes racing the subscription, and bad stream requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from fleetwatch.config import Settings
+from fleetwatch.index import Action, Write, now_micros
+from tests.query.task_client import TASKS, TaskClient, kind_query, sse_events, task_body
+from tests.server import RunningServer
+
+QUEUE_LIMIT = 50
+
+
+@pytest.fixture
+def server_settings(server_settings: Settings) -> Settings:
+    return server_settings.model_copy(
+        update={"sse_keepalive": 0.2, "subscriber_queue_limit": QUEUE_LIMIT}
+    )
+
+
+@pytest.fixture
+def tasks(live_server: RunningServer, admin_token: str) -> Iterator[TaskClient]:
+    client = TaskClient(live_server, admin_token)
+    yield client
+    client.close()
+
+
+def write_many(server: RunningServer, kind: str, prefix: str, n: int, pad: int = 0) -> None:
+    """n POSTs in one index batch, straight on the server's loop (as an ingest would)."""
+    writes = [
+        Write(Action.POST, f"/docs/{kind}/{prefix}{i}", f"docs:{kind}", {"i": i, "pad": "x" * pad})
+        for i in range(n)
+    ]
+    server.call(server.services.index.apply(writes))
+
+
+def test_sse_initial_changes_and_last_event_id_resume(tasks: TaskClient) -> None:
+    tasks.doc("POST", "/docs/s", {"documentSelfLink": "a"})
+    link = tasks.create(task_body(kind_query("docs:s"), "CONTINUOUS", "EXPAND_CONTENT"))[
+        "documentSelfLink"
+    ]
+    seen: list[tuple[str | None, dict[str, Any]]] = []
+    comments = 0
+    with tasks.http.stream("GET", f"{link}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response)
+        for event_id, data in events:
+            if data is None:
+                comments += 1
+                if comments == 3:  # keep-alives flow while idle; now make changes
+                    tasks.doc("POST", "/docs/s", {"documentSelfLink": "b"})
+                    tasks.doc("PATCH", "/docs/s/a", {"v": 1})
+                continue
+            seen.append((event_id, data))
+            if len(seen) == 3:
+                break
+    initial, first, second = (d for _, d in seen)
+    assert initial["type"] == "initial" and initial["results"]["documentLinks"] == ["/docs/s/a"]
+    assert seen[0][0] == str(initial["seq"])
+    assert first["event"] == "added" and second["documentUpdateAction"] == "PATCH"
+    assert seen[1][0] == str(first["seq"]) and seen[2][0] == str(second["seq"])
+
+    # changes while disconnected, then resume after the first change
+    tasks.doc("DELETE", "/docs/s/b")
+    headers = {"last-event-id": str(first["seq"])}
+    with tasks.http.stream("GET", f"{link}/events", headers=headers) as response:
+        got: list[dict[str, Any]] = []
+        for _, data in sse_events(response):
+            if data is not None:
+                got.append(data)
+            if len(got) == 2:
+                break
+    assert [g["seq"] for g in got] == [second["seq"], got[1]["seq"]]
+    assert got[1]["documentUpdateAction"] == "DELETE" and got[1]["seq"] > second["seq"]
+    # ?since= does the same and skips the initial results
+    with tasks.http.stream("GET", f"{link}/events", params={"since": second["seq"]}) as response:
+        for _, data in sse_events(response):
+            if data is not None:
+                assert data["type"] == "change" and data["seq"] == got[1]["seq"]
+                break
+
+
+def test_websocket_since_resumes_exactly_after(tasks: TaskClient) -> None:
+    link = tasks.create(task_body(kind_query("docs:w"), "CONTINUOUS"))["documentSelfLink"]
+    with tasks.websocket(link) as ws:
+        _, _, seq = ws.initial()
+        for i in range(5):
+            tasks.doc("POST", "/docs/w", {"documentSelfLink": f"d{i}"})
+        notes = ws.take(5)
+    for i in range(5, 8):
+        tasks.doc("POST", "/docs/w", {"documentSelfLink": f"d{i}"})
+    with tasks.websocket(link, since=notes[2]["seq"]) as ws:
+        rest = ws.take(5)
+        assert [m["results"]["documentLinks"][0] for m in rest] == [
+            f"/docs/w/d{i}" for i in range(3, 8)
+        ]
+        assert ws.quiet()
+    assert notes[0]["seq"] > seq
+
+
+def test_overrun_gets_resync_and_resuming_loses_nothing(
+    live_server: RunningServer, tasks: TaskClient
+) -> None:
+    link = tasks.create(task_body(kind_query("docs:o"), "CONTINUOUS"))["documentSelfLink"]
+    total = 4 * QUEUE_LIMIT
+    links: list[str] = []
+    with tasks.websocket(link) as ws:
+        ws.initial()
+        write_many(live_server, "o", "d", total)
+        while True:
+            message = ws.next()
+            if message["type"] == "resync":
+                break
+            links.append(message["results"]["documentLinks"][0])
+        assert 0 < len(links) <= QUEUE_LIMIT
+        resync_seq = message["seq"]
+    with tasks.websocket(link, since=resync_seq) as ws:
+        while len(links) < total:
+            links.append(ws.next()["results"]["documentLinks"][0])
+        assert ws.quiet()
+    assert links == [f"/docs/o/d{i}" for i in range(total)]
+    assert tasks.wait_stats("subscribers", 0)["subscribers"] == 0
+
+
+def _raw_websocket(server: RunningServer, path: str, token: str) -> socket.socket:
+    """A WebSocket connection that completes the handshake and then never reads."""
+    sock = socket.create_connection(("127.0.0.1", server.settings.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ).encode()
+    )
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        reply += sock.recv(1)
+    assert b" 101 " in reply
+    return sock
+
+
+def test_never_reading_subscriber_harms_nobody(
+    live_server: RunningServer, tasks: TaskClient
+) -> None:
+    link = tasks.create(task_body(kind_query("docs:n"), "CONTINUOUS", "EXPAND_CONTENT"))[
+        "documentSelfLink"
+    ]
+    stuck = _raw_websocket(live_server, f"{link}/stream", tasks.token)
+    try:
+        tasks.wait_stats("subscribers", 1)
+        with tasks.websocket(link) as ws:
+            ws.initial()
+            started = time.monotonic()
+            for batch in range(16):  # ~13 MB of notifications: far beyond socket buffers
+                write_many(live_server, "n", f"b{batch}-", 40, pad=20_000)
+                got = ws.take(40)
+                assert got[-1]["results"]["documentLinks"] == [f"/docs/n/b{batch}-39"]
+            # the writes never waited for the stuck subscriber
+            assert time.monotonic() - started < 60
+            # it was detached once its bounded queue filled: only the reader remains
+            assert tasks.wait_stats("subscribers", 1)["subscribers"] == 1
+            hub = live_server.services.subscriptions
+            assert hub.subscriber_count == 1
+            # other tasks and plain writes are unaffected
+            other = tasks.create(task_body(kind_query("docs:n"), "COUNT", direct=True))
+            assert other["results"]["documentCount"] == 16 * 40
+    finally:
+        stuck.close()
+
+
+def test_writes_racing_the_subscription_over_sockets(
+    live_server: RunningServer, tasks: TaskClient
+) -> None:
+    link = tasks.create(task_body(kind_query("docs:race"), "CONTINUOUS"))["documentSelfLink"]
+    total = 120
+    errors: list[str] = []
+
+    def writer() -> None:
+        with httpx.Client(
+            base_url=live_server.url, headers={"authorization": f"Bearer {tasks.token}"}
+        ) as c:
+            for i in range(total):
+                reply = c.post("/docs/race", json={"documentSelfLink": f"r{i}"})
+                if reply.status_code != 200:
+                    errors.append(reply.text)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(0.05)
+    with tasks.websocket(link) as ws:
+        links, _, _ = ws.initial()
+        while len(links) < total:
+            message = ws.next()
+            assert message["type"] == "change" and message["event"] == "added"
+            links.extend(message["results"]["documentLinks"])
+        thread.join()
+        assert ws.quiet()
+    assert not errors
+    assert sorted(links) == sorted(f"/docs/race/r{i}" for i in range(total))
+    assert len(set(links)) == total
+
+
+def test_bad_stream_requests(live_server: RunningServer, tasks: TaskClient) -> None:
+    cont = tasks.create(task_body(kind_query("docs:b"), "CONTINUOUS"))["documentSelfLink"]
+    once = tasks.create(task_body(kind_query("docs:b")))["documentSelfLink"]
+    assert tasks.http.get(f"{TASKS}/missing/events").status_code == 404
+    one_shot = tasks.http.get(f"{once}/events")
+    assert one_shot.status_code == 400 and "not a continuous task" in one_shot.json()["error"]
+    for since in ("-1", "abc", "1e3"):
+        reply = tasks.http.get(f"{cont}/events", params={"since": since})
+        assert reply.status_code == 400 and "since" in reply.json()["error"]
+    bad_header = tasks.http.get(f"{cont}/events", headers={"last-event-id": "x"})
+    assert bad_header.status_code == 400 and "Last-Event-ID" in bad_header.json()["error"]
+    for i in range(3):
+        tasks.doc("POST", "/docs/b", {"documentSelfLink": f"{i}"})
+    retention = live_server.services.retention
+    live_server.call(retention.trim_once(now=now_micros() + int(retention.retention * 2e6)))
+    old = tasks.http.get(f"{cont}/events", params={"since": 1})
+    assert old.status_code == 410 and "older than the change log keeps" in old.json()["error"]
+    with tasks.websocket(f"{TASKS}/missing") as ws:
+        error = ws.next()
+        assert error["type"] == "error" and "no query task" in error["error"]
+    # a WebSocket without a token is refused with a message saying why
+    url = live_server.url.replace("http://", "ws://") + f"{cont}/stream"
+    from websockets.sync.client import connect
+
+    with connect(url) as anonymous:
+        anonymous.send('{"type": "auth", "data": {"token": "wrong"}}')
+        refused = anonymous.recv(timeout=20)
+        assert "error" in refused
