@@ -84,8 +84,8 @@ class TaskRecord:
     expiration_micros: int
     created_micros: int
     owner_id: int | None = None
-    #: The sequence the initial results were read at (0: not run yet).
-    snapshot_seq: int = 0
+    #: The sequence the initial results were read at (-1: not run yet).
+    snapshot_seq: int = -1
     results: JsonObject = field(default_factory=dict)
     counters: Counters | None = None
     version: int = 0

@@ -145,7 +145,7 @@ class QueryTaskService:
 
     async def _resume(self, record: TaskRecord, checkpoint: int | None) -> None:
         loader: InitialLoader | None = self._loader(record)
-        if record.snapshot_seq == 0:  # stored but never initialised: start afresh
+        if record.snapshot_seq < 0:  # stored but never initialised: start afresh
             since = None
         else:
             since = max(record.snapshot_seq, checkpoint or 0)
