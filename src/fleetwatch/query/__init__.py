@@ -5,6 +5,7 @@ A generic engine: it imports nothing of fleet, live, osquery or api.
 
 from fleetwatch.query.dnf import Conjunction, Term, to_dnf
 from fleetwatch.query.matcher import CompiledQuery, compile_query
+from fleetwatch.query.predicate_index import PredicateIndex
 from fleetwatch.query.spec import (
     MatchType,
     NumericRange,
@@ -23,14 +24,16 @@ from fleetwatch.query.spec import (
     parse_query_task,
     serialize,
 )
+from fleetwatch.query.sql import order_by_clause, where_clause
 
 __all__ = [
-    # query-core: model, DNF, matcher
+    # query-core: model, DNF, matcher, SQL, predicate index
     "CompiledQuery",
     "Conjunction",
     "MatchType",
     "NumericRange",
     "Occurance",
+    "PredicateIndex",
     "Query",
     "QueryOption",
     "QuerySpecError",
@@ -44,7 +47,9 @@ __all__ = [
     "Term",
     "TypeName",
     "compile_query",
+    "order_by_clause",
     "parse_query_task",
     "serialize",
     "to_dnf",
+    "where_clause",
 ]
