@@ -128,6 +128,19 @@ CASES: list[dict[str, Any]] = [
     _r("n", min=7, isMinInclusive=True),
     _r("n", max=0),
     _r("n", min=7, max=7.5),
+    {"term": {"propertyName": "n", "range": {"type": "LONG", "min": -3, "max": 7}}},
+    {
+        "term": {
+            "propertyName": "n",
+            "range": {"type": "DATE", "min": 10**15, "isMinInclusive": True},
+        }
+    },
+    {
+        "term": {
+            "propertyName": "n",
+            "range": {"type": "LONG", "min": 2**53, "isMinInclusive": True},
+        }
+    },
     {
         "booleanClauses": [
             _t("name", "ann", occ="SHOULD_OCCUR"),

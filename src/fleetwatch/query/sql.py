@@ -383,7 +383,7 @@ class _SqlitePhraseText(ColumnElement[str]):
     """A string with ASCII letters lowercased and every ASCII separator made a space.
 
     SQLite has no regular expressions and its parser cannot nest 64 replace() calls, so a
-    recursive CTE walks the characters. lower() folds ASCII only in SQLite (without ICU).
+    recursive CTE walks the characters (its cost grows with the square of the length).
     """
 
     __visit_name__ = "fleetwatch_phrase_text"
@@ -399,10 +399,13 @@ class _SqlitePhraseText(ColumnElement[str]):
 def _compile_phrase_text(element: _SqlitePhraseText, compiler: SQLCompiler, **kw: Any) -> str:
     value = compiler.process(element.value, **kw)
     char = "substr(v, i, 1)"
+    code = f"unicode({char})"
+    # ASCII folding by code point, not lower(), which an ICU build would make Unicode-aware.
     return (
         f"(WITH RECURSIVE fw_phrase(i, v, o) AS (SELECT 1, {value}, '' UNION ALL "
-        f"SELECT i + 1, v, o || CASE WHEN unicode({char}) < 128 AND NOT ({char} GLOB "
-        f"'[A-Za-z0-9_]') THEN ' ' ELSE lower({char}) END FROM fw_phrase WHERE i <= length(v)) "
+        f"SELECT i + 1, v, o || CASE WHEN {code} < 128 AND NOT ({char} GLOB '[A-Za-z0-9_]') "
+        f"THEN ' ' WHEN {code} BETWEEN 65 AND 90 THEN char({code} + 32) ELSE {char} END "
+        "FROM fw_phrase WHERE i <= length(v)) "
         "SELECT o FROM fw_phrase ORDER BY i DESC LIMIT 1)"
     )
 
