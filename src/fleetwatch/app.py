@@ -36,6 +36,9 @@ from fleetwatch.index.expiry import ExpirySweeper
 from fleetwatch.index.retention import ChangeLogRetention
 from fleetwatch.live.campaigns import CampaignService
 from fleetwatch.live.saved_queries import SavedQueryService
+from fleetwatch.ops import scrape
+from fleetwatch.ops.middleware import RequestMiddleware
+from fleetwatch.ops.operations import instrument, start_operations, stop_operations
 from fleetwatch.osquery import routes as osquery_routes
 from fleetwatch.osquery.detail_queries import DetailQuerySource
 from fleetwatch.osquery.distributed import DistributedService
@@ -43,6 +46,7 @@ from fleetwatch.query.subscriptions import SubscriptionHub
 from fleetwatch.query.tasks import QueryTaskService
 from fleetwatch.services import Services
 from fleetwatch.storage import Database
+from fleetwatch.web.routes import install_web
 
 
 def build_services(settings: Settings) -> Services:
@@ -56,7 +60,7 @@ def build_services(settings: Settings) -> Services:
     campaigns = CampaignService(settings, index, hosts, wakeups)
     distributed.register(campaigns)
     hub = SubscriptionHub(index, queue_limit=settings.subscriber_queue_limit)
-    return Services(
+    services = Services(
         settings=settings,
         db=db,
         index=index,
@@ -77,6 +81,8 @@ def build_services(settings: Settings) -> Services:
             db, settings.change_retention, min(60.0, settings.change_retention / 10)
         ),
     )
+    instrument(services)
+    return services
 
 
 async def start_services(services: Services) -> None:
@@ -100,10 +106,12 @@ async def start_services(services: Services) -> None:
     await services.query_tasks.start()
     services.expiry.start()
     services.retention.start()
+    await start_operations(services)
 
 
 async def stop_services(services: Services) -> None:
     """Flush and stop background work, then close the store."""
+    await stop_operations(services)
     await services.campaigns.stop()
     await services.hosts.stop()
     await services.retention.stop()
@@ -137,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.ready = False
     install_error_handlers(app)
+    app.add_middleware(RequestMiddleware, metrics=services.ops.metrics)
     for router in (
         osquery_routes.router,
         osquery_routes.legacy_router,
@@ -151,8 +160,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         documents_api.router,
         query_tasks_api.router,
         task_streams_api.router,
+        scrape.router,
     ):
         app.include_router(router)
+    install_web(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> JsonResponse:

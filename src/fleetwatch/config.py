@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,28 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     tls_self_signed: bool = False
     log_level: str = "info"
+    #: Log line format: `json` (one JSON object per line) or `text`.
+    log_format: Literal["json", "text"] = "json"
+
+    #: Bearer token that may read /metrics on the main port (besides admins' tokens).
+    metrics_token: str | None = None
+    #: Also serve /metrics, without authentication, on this port (0 picks a free one).
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    #: Address of the metrics port (default: --host).
+    metrics_host: str | None = None
+
+    #: osquery result and status logs are also appended to JSON-lines files here.
+    log_forward_dir: Path | None = None
+    #: Size at which a forwarded log file is rotated (bytes).
+    log_forward_max_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+    #: Rotated forwarded log files kept per log type.
+    log_forward_backups: int = Field(5, ge=0, le=1000)
+    #: osquery result and status logs are also POSTed to this URL, in batches.
+    log_forward_url: str | None = Field(None, pattern=r"^https?://")
+    #: Time allowed for one forwarding POST (seconds).
+    log_forward_timeout: float = Field(10.0, gt=0)
+    #: Log lines queued per forwarding destination before new batches are dropped (counted).
+    log_forward_queue_limit: int = Field(100_000, ge=1)
 
     enroll_secret: str | None = None
     admin_email: str | None = None

@@ -6,6 +6,7 @@ import uvicorn
 
 from fleetwatch.app import create_app
 from fleetwatch.config import Settings
+from fleetwatch.ops.logs import configure_logging
 from fleetwatch.tls import ensure_self_signed
 
 
@@ -25,6 +26,10 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Logging is fleetwatch's (JSON lines, redacted; see ops/logs.py), not uvicorn's own;
+        # the access log is written by the request middleware, with the request id.
+        log_config=None,
+        access_log=False,
         # osquery keeps connections alive; long-polls hold them up to distributed_hold.
         timeout_keep_alive=75,
         proxy_headers=True,
@@ -34,4 +39,5 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
 
 def run_server(settings: Settings) -> None:
     """Serve until interrupted."""
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.Server(uvicorn_config(settings)).run()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
@@ -17,6 +17,7 @@ from fleetwatch.index.expiry import ExpirySweeper
 from fleetwatch.index.retention import ChangeLogRetention
 from fleetwatch.live.campaigns import CampaignService
 from fleetwatch.live.saved_queries import SavedQueryService
+from fleetwatch.ops.operations import Operations
 from fleetwatch.osquery.distributed import DistributedService
 from fleetwatch.query.subscriptions import SubscriptionHub
 from fleetwatch.query.tasks import QueryTaskService
@@ -47,3 +48,5 @@ class Services:
     activities: ActivityService
     saved_queries: SavedQueryService
     campaigns: CampaignService
+    #: Metrics, log forwarding and the metrics port (fleetwatch.ops).
+    ops: Operations = field(default_factory=Operations)

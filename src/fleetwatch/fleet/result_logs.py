@@ -10,7 +10,7 @@ refused: refusing would make osquery resend the same batch forever.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -41,6 +41,8 @@ class ResultLogService:
 
     def __init__(self, index: DocumentIndex) -> None:
         self.index = index
+        #: Called with (host, log_type, data, rows stored) once a batch is stored (ops hook).
+        self.on_ingest: Callable[[HostState, str, Sequence[Any], int], None] | None = None
 
     async def ingest(self, host: HostState, log_type: str, data: Sequence[Any]) -> int:
         """Store a batch; returns how many new rows were stored (resends count zero)."""
@@ -78,7 +80,10 @@ class ResultLogService:
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
-        return sum(1 for o in outcomes if o is not None)
+        stored = sum(1 for o in outcomes if o is not None)
+        if self.on_ingest is not None:
+            self.on_ingest(host, log_type, data, stored)
+        return stored
 
     async def list(
         self,

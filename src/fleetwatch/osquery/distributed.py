@@ -10,7 +10,7 @@ answered the moment a source wakes the host.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,6 +67,8 @@ class DistributedService:
         self.settings = settings
         self.wakeups = wakeups
         self._sources: list[QuerySource] = []
+        #: Called with every write's parsed results (ops hook: metrics).
+        self.on_write: Callable[[list[DistributedResult]], None] | None = None
 
     def register(self, source: QuerySource) -> None:
         self._sources.append(source)
@@ -100,6 +102,8 @@ class DistributedService:
         Results for names no source owns (never sent, or from another server) are ignored.
         """
         results = parse_write(payload)
+        if self.on_write is not None:
+            self.on_write(results)
         taken = 0
         for source in self._sources:
             mine = [r for r in results if r.name.startswith(source.prefix)]

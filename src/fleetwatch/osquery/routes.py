@@ -20,6 +20,7 @@ from fleetwatch.fleet.errors import FleetError
 from fleetwatch.fleet.hosts import HostState
 from fleetwatch.osquery.body import BodyError, header, read_json_object
 from fleetwatch.osquery.distributed import WriteError
+from fleetwatch.ops.logs import bind_host
 from fleetwatch.services import Services
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ async def _authenticated(
     if host is None:
         return _node_invalid()
     services.hosts.mark_seen(host)
+    bind_host(host.id, host.host_identifier)
     return host, body
 
 
@@ -99,6 +101,7 @@ async def enroll(request: Request) -> JsonResponse:
         details,
         found.team_id,
     )
+    bind_host(host.id, host.host_identifier)
     log.info("host %s enrolled as id %s", identifier, host.id)
     return JsonResponse({"node_key": node_key, "node_invalid": False})
 

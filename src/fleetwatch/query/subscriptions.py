@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -260,6 +261,10 @@ class SubscriptionHub:
         self._started = False
         #: Highest sequence the listener has processed.
         self.position = 0
+        #: Subscribers sent a resync so far (ops gauge).
+        self.resyncs = 0
+        #: Called with the seconds spent matching each change (ops hook: metrics).
+        self.on_match: Callable[[float], None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -288,6 +293,10 @@ class SubscriptionHub:
     @property
     def subscriber_count(self) -> int:
         return sum(len(s.subscribers) for s in self._streams.values())
+
+    def queue_depths(self) -> list[int]:
+        """Notifications queued per subscriber (ops gauges)."""
+        return [sub.queued for s in self._streams.values() for sub in s.subscribers]
 
     def stream(self, key: str) -> Stream | None:
         return self._streams.get(key)
@@ -469,7 +478,12 @@ class SubscriptionHub:
             if not self._streams:
                 continue
             try:
-                self._match(change)
+                if self.on_match is None:
+                    self._match(change)
+                else:
+                    started = time.perf_counter()
+                    self._match(change)
+                    self.on_match(time.perf_counter() - started)
             except Exception:  # a bad observer or document must not stop the index
                 log.exception("matching change %s failed", change.seq)
 
@@ -545,6 +559,7 @@ class Subscription:
         if len(self._queue) >= self.limit:
             # Bounded memory: detach now; the consumer gets what is queued, then Resync.
             self._overrun = True
+            self.hub.resyncs += 1
             self._detach()
         else:
             self._queue.append(note)

@@ -72,6 +72,8 @@ class WebhookDispatcher:
         self._rows: dict[int, WebhookRow] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._dirty: set[int] = set()
+        #: Called with "delivered", "failed" or "dropped" per attempt outcome (ops hook).
+        self.on_delivery: Callable[[str], None] | None = None
 
     # --- registry ----------------------------------------------------------------------
 
@@ -188,6 +190,8 @@ class WebhookDispatcher:
                     },
                 )
                 if 200 <= reply.status_code < 300:
+                    if self.on_delivery is not None:
+                        self.on_delivery("delivered")
                     row.delivered_count += 1
                     if row.failure_count:
                         row.failure_count = 0
@@ -197,6 +201,8 @@ class WebhookDispatcher:
             except httpx.HTTPError as exc:
                 reason = f"{row.reference}: {type(exc).__name__} {exc}".rstrip()
             failures += 1
+            if self.on_delivery is not None:
+                self.on_delivery("failed")
             row.failure_count = failures
             row.failure_reason = reason
             self._mark(row)
@@ -209,6 +215,8 @@ class WebhookDispatcher:
             await asyncio.sleep(min(self.policy.retry_base * 2 ** (failures - 1), MAX_BACKOFF))
 
     async def _drop(self, row: WebhookRow, reason: str) -> None:
+        if self.on_delivery is not None:
+            self.on_delivery("dropped")
         row.state = "dropped"
         row.failure_reason = reason
         self._mark(row)

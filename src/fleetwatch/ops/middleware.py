@@ -1,0 +1,132 @@
+"""The request middleware: a request id, latency and agent outcome metrics, the access log.
+
+A plain ASGI middleware (no BaseHTTPMiddleware task hop): per request it reads or makes a
+request id, sets the logging context, adds `X-Request-ID` to the response, observes the time
+to the response headers by route template, counts agent requests by endpoint and outcome,
+and writes one access log line. Agents' successful requests are logged at debug level (a
+fleet checks in constantly); everything else at info.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fleetwatch.ops.logs import REQUEST, RequestContext
+from fleetwatch.ops.metrics import AGENT_ENDPOINTS, Metrics
+
+access_log = logging.getLogger("fleetwatch.access")
+
+#: Path parameters whose values are secrets: the access log shows `***` instead.
+SECRET_PARAMS = frozenset({"secret", "token", "node_key"})
+#: Route label of requests that matched no route (one label, not one per path).
+UNMATCHED = "unmatched"
+
+
+def _request_ids() -> itertools.count[int]:
+    return itertools.count(1)
+
+
+class RequestMiddleware:
+    """Wraps the app; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        # A per-process prefix and a counter: unique enough, and far cheaper than uuid4.
+        self._prefix = os.urandom(4).hex()
+        self._ids = _request_ids()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = _header(scope, b"x-request-id")
+        if request_id is None or not _acceptable_id(request_id):
+            request_id = f"{self._prefix}-{next(self._ids)}"
+        ctx = RequestContext(request_id)
+        token = REQUEST.set(ctx)
+        status = 500
+        headers_at: float | None = None
+        raw_id = request_id.encode()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, headers_at
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers_at = time.perf_counter()
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            access_log.exception("unhandled error in %s %s", scope["method"], _route(scope))
+            raise
+        finally:
+            end = headers_at if headers_at is not None else time.perf_counter()
+            self._finish(scope, ctx, status, end - start)
+            REQUEST.reset(token)
+
+    def _finish(self, scope: Scope, ctx: RequestContext, status: int, seconds: float) -> None:
+        route = _route(scope)
+        method: str = scope["method"]
+        self.metrics.observe_request(route, method, seconds)
+        endpoint = AGENT_ENDPOINTS.get(scope["path"])
+        if endpoint is not None:
+            self.metrics.count_agent_request(endpoint, status)
+        level = logging.DEBUG if endpoint is not None and status < 400 else logging.INFO
+        if access_log.isEnabledFor(level):
+            access_log.log(
+                level,
+                "%s %s %d",
+                method,
+                route,
+                status,
+                extra={
+                    "path": _loggable_path(scope),
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "client": _client(scope),
+                },
+            )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _acceptable_id(value: str) -> bool:
+    # A caller's id is kept only if it is short and plain: it goes into every log line.
+    return 0 < len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum()
+
+
+def _route(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+def _loggable_path(scope: Scope) -> str:
+    """The request path with secret path parameters masked (no query string)."""
+    path: str = scope["path"]
+    params: dict[str, Any] = scope.get("path_params") or {}
+    for name in SECRET_PARAMS & params.keys():
+        value = str(params[name])
+        if value:
+            path = path.replace(value, "***")
+    return path
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
