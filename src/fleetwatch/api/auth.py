@@ -3,10 +3,14 @@
 `current_user` is the FastAPI dependency every user route uses. The token comes from
 `Authorization: Bearer <token>`; WebSocket and SSE endpoints may also take it from a `token`
 query parameter (browsers cannot set headers there) through `user_from_connection`.
+The browser UI's session cookie is accepted when neither is given: a request that changes
+state with it must carry the CSRF token of that session in `X-CSRF-Token`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Annotated
 
 from fastapi import Depends
@@ -18,9 +22,22 @@ from fleetwatch.fleet.errors import AuthFailed
 from fleetwatch.fleet.users import User
 from fleetwatch.services import Services
 
+#: The browser UI's session cookie (HttpOnly) holding a token from /api/v1/fleet/login.
+SESSION_COOKIE = "fleetwatch_session"
+#: The header that must carry `csrf_token(session)` on state-changing cookie requests.
+CSRF_HEADER = "x-csrf-token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of a session: derived from it, so it needs no storage and another
+    site cannot plant one (a signed double-submit token)."""
+    return hashlib.sha256(b"fleetwatch-csrf:" + session_token.encode()).hexdigest()
+
 
 def bearer_token(conn: HTTPConnection, *, allow_query: bool = False) -> str | None:
-    """The bearer token of a request, or None."""
+    """The token of a request, or None: the bearer header, then (streams) `?token=`, then
+    the UI's session cookie (a 403 ApiError when its CSRF check fails)."""
     header = conn.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -29,7 +46,31 @@ def bearer_token(conn: HTTPConnection, *, allow_query: bool = False) -> str | No
         token = conn.query_params.get("token")
         if token:
             return token
-    return None
+    return cookie_token(conn)
+
+
+def cookie_token(conn: HTTPConnection) -> str | None:
+    """The session cookie's token; unsafe methods need the CSRF header, and a WebSocket
+    opened with the cookie must come from this server's own pages (its Origin)."""
+    token = conn.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    if conn.scope["type"] == "websocket":
+        origin = conn.headers.get("origin")
+        host = conn.headers.get("host", "")
+        if origin is not None and origin.partition("://")[2] != host:
+            raise ApiError(
+                403, "a WebSocket opened with the session cookie must come from this server's pages"
+            )
+    elif conn.scope.get("method", "GET") not in _SAFE_METHODS:
+        given = conn.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(given.encode(), csrf_token(token).encode()):
+            raise ApiError(
+                403,
+                "a request authenticated by the session cookie must send the session's CSRF "
+                "token in the X-CSRF-Token header (or use Authorization: Bearer)",
+            )
+    return token
 
 
 async def resolve_token(services: Services, token: str | None) -> User:

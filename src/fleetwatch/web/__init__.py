@@ -1,0 +1,1 @@
+"""The browser UI: templates, static files and the routes that serve them."""

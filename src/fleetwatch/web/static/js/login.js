@@ -1,0 +1,44 @@
+// Login: the credentials go to /api/v1/fleet/login, the token to /ui/session, which keeps it
+// in an HttpOnly cookie; the page never stores it.
+import { $, show } from "./dom.js";
+
+const form = $("#login-form");
+const error = $("#login-error");
+
+async function postJson(path, body) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+  return data;
+}
+
+function nextPage() {
+  const next = new URLSearchParams(location.search).get("next") || "/ui/hosts";
+  // Only paths on this server: never an open redirect.
+  return next.startsWith("/") && !next.startsWith("//") ? next : "/ui/hosts";
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  show(error, "");
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    const { token } = await postJson("/api/v1/fleet/login", {
+      email: $("#email").value.trim(),
+      password: $("#password").value,
+    });
+    await postJson("/ui/session", { token });
+    location.assign(nextPage());
+  } catch (err) {
+    show(error, err.message);
+    $("#password").select();
+  } finally {
+    button.disabled = false;
+  }
+});
