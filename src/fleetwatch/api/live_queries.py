@@ -159,11 +159,10 @@ async def _csv_lines(results: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     columns: list[str] = []
     seen: set[str] = set()
     for result in results:
-        for row in result["rows"]:
-            for key in row:
-                if key not in seen:
-                    seen.add(key)
-                    columns.append(key)
+        for key in result.get("columns") or [k for row in result["rows"] for k in row]:
+            if key not in seen:
+                seen.add(key)
+                columns.append(key)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_BASE + columns)

@@ -37,8 +37,10 @@ def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
     from fleetwatch.cli import admin as _admin  # noqa: F401
     from fleetwatch.cli import demo as _demo  # noqa: F401
+    from fleetwatch.cli import query as _query  # noqa: F401
     from fleetwatch.cli import serve as _serve  # noqa: F401
     from fleetwatch.cli import simulate as _simulate  # noqa: F401
+    from fleetwatch.cli import watch as _watch  # noqa: F401
 
 
 def main() -> None:

@@ -388,6 +388,7 @@ class CampaignService:
                     "status": "pending" if host_id in online else "offline",
                     "error": None,
                     "rows": [],
+                    "columns": [],
                     "rows_count": 0,
                     "stats": {},
                     "truncated": False,
@@ -489,6 +490,10 @@ class CampaignService:
                 break
             kept.append(row)
         truncated = len(kept) < len(rows)
+        # The order the agent sent (JSONB on PostgreSQL does not keep key order).
+        columns: list[str] = []
+        for row in kept:
+            columns.extend(k for k in row if k not in columns)
         body = {
             "campaign_id": campaign.id,
             "campaignLink": campaign_link(campaign.id),
@@ -499,6 +504,7 @@ class CampaignService:
             if result.failed
             else None,
             "rows": kept,
+            "columns": columns,
             "rows_count": len(rows),
             "stats": result.stats,
             "truncated": truncated,

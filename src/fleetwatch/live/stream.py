@@ -44,19 +44,35 @@ class StreamMessage:
 
 
 def results_query(campaign_id: int) -> Query:
-    """The continuous query whose matches are a campaign's results."""
+    """The continuous query of a campaign's stream: its results and its own document.
+
+    The campaign document is written when the status changes, after the results that made
+    it change, so in the change log a `finished` status always follows the last result.
+    """
     return parse_query(
         {
             "occurance": "MUST_OCCUR",
             "booleanClauses": [
                 {
-                    "occurance": "MUST_OCCUR",
-                    "term": {"propertyName": "documentKind", "matchValue": RESULT_KIND},
+                    "occurance": "SHOULD_OCCUR",
+                    "booleanClauses": [
+                        {
+                            "occurance": "MUST_OCCUR",
+                            "term": {"propertyName": "documentKind", "matchValue": RESULT_KIND},
+                        },
+                        {
+                            "occurance": "MUST_OCCUR",
+                            "term": {
+                                "propertyName": "campaignLink",
+                                "matchValue": campaign_link(campaign_id),
+                            },
+                        },
+                    ],
                 },
                 {
-                    "occurance": "MUST_OCCUR",
+                    "occurance": "SHOULD_OCCUR",
                     "term": {
-                        "propertyName": "campaignLink",
+                        "propertyName": "documentSelfLink",
                         "matchValue": campaign_link(campaign_id),
                     },
                 },
@@ -75,7 +91,7 @@ async def campaign_stream(
 
     Raises NotFound (before the first message) for an unknown campaign.
     """
-    campaign = await campaigns.get(campaign_id)
+    campaign = await campaigns.get(campaign_id)  # NotFound for an unknown campaign
     try:
         sub = await hub.subscribe_query(results_query(campaign_id), since=since)
     except ResumeTooOld as exc:
@@ -95,13 +111,10 @@ async def campaign_stream(
     last_status: Any = None
     try:
         while True:
-            campaign = await campaigns.get(campaign_id)
-            if campaign["totals"] != last_totals:
-                last_totals = campaign["totals"]
+            current = await campaigns.get(campaign_id)
+            if current["totals"] != last_totals:
+                last_totals = current["totals"]
                 yield StreamMessage("totals", {"campaign_id": campaign_id, **last_totals})
-            if campaign["status"] != last_status:
-                last_status = campaign["status"]
-                yield StreamMessage("status", _status(campaign))
             try:
                 message = await asyncio.wait_for(queue.get(), TOTALS_INTERVAL)
             except TimeoutError:
@@ -109,17 +122,25 @@ async def campaign_stream(
             if message is None:
                 return
             if isinstance(message, Initial):
-                # each Initial carries one chunk: a list of matching result bodies
+                # each Initial carries one chunk: matching bodies, the campaign's among them
                 bodies = list(message.payload or [])
-                for i, body in enumerate(bodies):
-                    last = message.last and i == len(bodies) - 1
-                    yield StreamMessage("result", result_view(body), message.seq if last else None)
-                if message.last and not bodies:
-                    yield StreamMessage("status", {**_status(campaign), "seq": message.seq})
+                for body in bodies:
+                    if body.get("documentKind") == RESULT_KIND:
+                        yield StreamMessage("result", result_view(body))
+                    else:
+                        campaign = body
+                if message.last:
+                    last_status = campaign.get("status")
+                    yield StreamMessage("status", _status(campaign), message.seq)
             elif isinstance(message, Notification):
                 change = message.event.change
-                if change.action.value != "DELETE":
+                if change.action.value == "DELETE":
+                    continue
+                if change.kind == RESULT_KIND:
                     yield StreamMessage("result", result_view(change.body), message.seq)
+                elif change.body.get("status") != last_status:
+                    last_status = change.body.get("status")
+                    yield StreamMessage("status", _status(change.body), message.seq)
             elif isinstance(message, Resync):
                 yield StreamMessage(
                     "error",
