@@ -17,14 +17,23 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FLEETWATCH_", extra="forbid")
 
+    #: Address to listen on (agent API, user API and UI share one port).
     host: str = "127.0.0.1"
+    #: Port to listen on.
     port: int = Field(8412, ge=0, le=65535)
+    #: Where the SQLite database and the self-signed certificate live.
     data_dir: Path = Path("./fleetwatch-data")
+    #: postgresql://user:pass@host/db to use PostgreSQL instead of SQLite.
     database_url: str | None = None
+    #: redis://host:port for a multi-node cluster (not used by a single node).
     redis_url: str | None = None
+    #: PEM certificate (chain) to serve HTTPS with.
     tls_cert: Path | None = None
+    #: PEM private key of the certificate.
     tls_key: Path | None = None
+    #: Make a self-signed certificate in the data directory and serve HTTPS.
     tls_self_signed: bool = False
+    #: debug, info, warning, error or critical.
     log_level: str = "info"
     #: Log line format: `json` (one JSON object per line) or `text`.
     log_format: Literal["json", "text"] = "json"
@@ -49,8 +58,11 @@ class Settings(BaseSettings):
     #: Log lines queued per forwarding destination before new batches are dropped (counted).
     log_forward_queue_limit: int = Field(100_000, ge=1)
 
+    #: A global enroll secret added at start-up (more with `fleetwatch secret add` or the API).
     enroll_secret: str | None = None
+    #: Email of the first admin, created on an empty database.
     admin_email: str | None = None
+    #: Password of that first admin.
     admin_password: str | None = None
 
     #: How long distributed/read holds a request with nothing pending (long-poll).
