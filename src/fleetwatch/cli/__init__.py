@@ -36,6 +36,7 @@ def _root(
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
     from fleetwatch.cli import admin as _admin  # noqa: F401
+    from fleetwatch.cli import config_cmd as _config_cmd  # noqa: F401
     from fleetwatch.cli import demo as _demo  # noqa: F401
     from fleetwatch.cli import query as _query  # noqa: F401
     from fleetwatch.cli import serve as _serve  # noqa: F401
