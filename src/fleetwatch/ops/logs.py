@@ -94,8 +94,9 @@ class Redactor:
         for secret in self._known:
             if secret in text:
                 text = text.replace(secret, MASK)
-        text = _KEY_VALUE.sub(_mask_value, text)
+        # Schemes first: in `Authorization: Bearer x` the field's "value" is only the scheme.
         text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
+        text = _KEY_VALUE.sub(_mask_value, text)
         text = _URL_PASSWORD.sub(rf"\1{MASK}@", text)
         return _LONG_TOKEN.sub(MASK, text)
 
@@ -182,7 +183,8 @@ def configure_logging(
 ) -> logging.Handler:
     """Send every log line to `stream` (stderr) as JSON lines or text, at `level`.
 
-    Replaces the root logger's handlers; returns the handler (tests remove it again).
+    `level` applies to fleetwatch's and uvicorn's loggers; other libraries log warnings and
+    errors only. Replaces the root logger's handlers; returns the handler.
     """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
@@ -191,7 +193,9 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     numeric = logging.getLevelName(level.upper())
-    root.setLevel(numeric)
+    # Libraries stay at warning whatever --log-level says: aiosqlite and SQLAlchemy log every
+    # statement with its parameters (password hashes, secrets, tokens) at debug level.
+    root.setLevel(max(numeric, logging.WARNING))
     for name in _LOGGERS:
         logging.getLogger(name).setLevel(numeric)
     # uvicorn's access log is replaced by fleetwatch.access (request id, host, no query).
