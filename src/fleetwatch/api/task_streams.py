@@ -159,6 +159,13 @@ async def _send_error(websocket: WebSocket, exc: ApiError) -> None:
         await websocket.close(code=1008 if exc.status in (401, 403) else 1000)
 
 
+async def _send_all(
+    websocket: WebSocket, services: Services, link: str, messages: list[Message]
+) -> None:
+    for message in messages:
+        await websocket.send_text(orjson.dumps(services.query_tasks.format(link, message)).decode())
+
+
 async def _pump_websocket(
     websocket: WebSocket, services: Services, link: str, sub: Subscription
 ) -> None:
@@ -180,13 +187,14 @@ async def _pump_websocket(
             if not pending.done():
                 return  # the client went away while the stream was idle
             try:
-                message = pending.result()
+                messages = [pending.result()]
             except StopAsyncIteration:
                 break
             finally:
                 pending = None
-            data = orjson.dumps(services.query_tasks.format(link, message)).decode()
-            send = asyncio.ensure_future(websocket.send_text(data))
+            # Whatever else is ready goes out in the same step (fewer wake-ups under load).
+            messages.extend(sub.ready())
+            send = asyncio.ensure_future(_send_all(websocket, services, link, messages))
             done, _ = await asyncio.wait(
                 {send, reader}, timeout=SEND_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
             )
@@ -194,7 +202,7 @@ async def _pump_websocket(
                 send.cancel()
                 return  # the client went away, or stopped reading: drop it
             send.result()
-            if isinstance(message, Resync | Closed):
+            if isinstance(messages[-1], Resync | Closed):
                 break
         with contextlib.suppress(Exception):
             await websocket.close()

@@ -587,31 +587,50 @@ class Subscription:
         while True:
             if self._finished:
                 raise StopAsyncIteration
-            if self._prefix:
-                message = self._prefix.popleft()
-                if not isinstance(message, Initial) or message.last:
-                    self.position = max(self.position, message.seq)
+            message = self._take_ready()
+            if message is not None:
                 return message
             if self._replay_from is not None:
                 await self._replay_step()
                 continue
-            while self._queue:
-                note = self._queue.popleft()
-                if note.seq <= self._handover:
-                    continue
-                self.position = note.seq
-                return note
-            if self._overrun:
-                self._finished = True
-                return Resync(self.position)
-            if self._end_message is not None:
-                self._finished = True
-                end = self._end_message
-                if isinstance(end, Closed):
-                    return Closed(max(self.position, end.seq), end.reason)
-                return end
             self._wake.clear()
             await self._wake.wait()
+
+    def ready(self, limit: int = 1000) -> list[Message]:
+        """Up to `limit` messages available now, without waiting (adapters batch sends)."""
+        out: list[Message] = []
+        while len(out) < limit and not self._finished:
+            message = self._take_ready()
+            if message is None:
+                break
+            out.append(message)
+        return out
+
+    def _take_ready(self) -> Message | None:
+        """The next message if one is available without I/O, else None."""
+        if self._prefix:
+            message = self._prefix.popleft()
+            if not isinstance(message, Initial) or message.last:
+                self.position = max(self.position, message.seq)
+            return message
+        if self._replay_from is not None:
+            return None
+        while self._queue:
+            note = self._queue.popleft()
+            if note.seq <= self._handover:
+                continue
+            self.position = note.seq
+            return note
+        if self._overrun:
+            self._finished = True
+            return Resync(self.position)
+        if self._end_message is not None:
+            self._finished = True
+            end = self._end_message
+            if isinstance(end, Closed):
+                return Closed(max(self.position, end.seq), end.reason)
+            return end
+        return None
 
     async def _replay_step(self) -> None:
         """Read the next batch of the log after `since`; switch to live when caught up."""
