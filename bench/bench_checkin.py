@@ -29,14 +29,14 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import orjson
 
 from bench._harness import Measurement, Report, format_number, ratio, summarize
+from bench._http_load import LoadClients, PhaseResult, Phases, post_requests, split
 
 TARGET_RATIO = 0.60
 ENROLL_SECRET = "bench-checkin-secret"
@@ -104,198 +104,6 @@ def _serve(settings_kwargs: dict[str, Any], log_path: str) -> None:
     routes = app.router.routes  # type: ignore[union-attr]
     routes.insert(0, routes.pop(-2))
     uvicorn.Server(config).run()
-
-
-# --- the load generator process ---------------------------------------------------------
-
-
-@dataclass
-class PhaseResult:
-    """What one client process saw during one measured window."""
-
-    completed: int = 0
-    errors: int = 0
-    unexpected: int = 0
-    window: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    client_cpu: float = 0.0
-    server_cpu: float | None = None
-    first_error: str = ""
-
-
-class _Run:
-    """Shared state of the connections of one phase in one client process."""
-
-    def __init__(self, expect: bytes) -> None:
-        self.expect = expect
-        self.running = True
-        self.measuring = False
-        self.result = PhaseResult()
-        self.closed = 0
-        self.all_closed: asyncio.Future[None] | None = None
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection: sends the next request the moment a response completes."""
-
-    def __init__(self, requests: list[bytes], run: _Run, total: int) -> None:
-        self.requests = requests
-        self.next = 0
-        self.run = run
-        self.total = total
-        self.buffer = b""
-        self.sent_at = 0.0
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
-        self._send()
-
-    def _send(self) -> None:
-        assert self.transport is not None
-        request = self.requests[self.next]
-        self.next = (self.next + 1) % len(self.requests)
-        self.sent_at = time.perf_counter()
-        self.transport.write(request)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            head_end = self.buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = self.buffer[:head_end].lower()
-            at = head.find(b"content-length:")
-            if at < 0:
-                self._fail(f"response without content-length: {head[:200]!r}")
-                return
-            line_end = head.find(b"\r\n", at)
-            length = int(head[at + 15 : line_end if line_end >= 0 else None])
-            end = head_end + 4 + length
-            if len(self.buffer) < end:
-                return
-            body = self.buffer[head_end + 4 : end]
-            status_ok = head.startswith(b"http/1.1 200")
-            self.buffer = self.buffer[end:]
-            self._completed(status_ok, body, head)
-
-    def _completed(self, status_ok: bool, body: bytes, head: bytes) -> None:
-        run = self.run
-        if run.measuring:
-            result = run.result
-            result.latencies.append(time.perf_counter() - self.sent_at)
-            result.completed += 1
-            if not status_ok:
-                result.errors += 1
-                result.first_error = result.first_error or (head[:80] + b" " + body[:200]).decode()
-            elif run.expect not in body:
-                result.unexpected += 1
-                result.first_error = result.first_error or body[:200].decode()
-        if run.running:
-            self._send()
-        elif self.transport is not None:
-            self.transport.close()
-
-    def _fail(self, message: str) -> None:
-        self.run.result.errors += 1
-        self.run.result.first_error = self.run.result.first_error or message
-        if self.transport is not None:
-            self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        run = self.run
-        if run.running and exc is not None:
-            run.result.errors += 1
-            run.result.first_error = run.result.first_error or f"connection lost: {exc}"
-        run.closed += 1
-        if run.closed == self.total and run.all_closed is not None:
-            if not run.all_closed.done():
-                run.all_closed.set_result(None)
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process (Linux /proc), or None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _phase(
-    port: int,
-    requests_per_conn: list[list[bytes]],
-    expect: bytes,
-    warmup: float,
-    duration: float,
-    server_pid: int,
-) -> PhaseResult:
-    loop = asyncio.get_running_loop()
-    run = _Run(expect)
-    run.all_closed = loop.create_future()
-    total = len(requests_per_conn)
-    for requests in requests_per_conn:
-        await loop.create_connection(
-            lambda r=requests: _Connection(r, run, total),  # type: ignore[misc]
-            "127.0.0.1",
-            port,
-        )
-    await asyncio.sleep(warmup)
-    server_before = _cpu_seconds(server_pid)
-    cpu_before = time.process_time()
-    started = time.perf_counter()
-    run.measuring = True
-    await asyncio.sleep(duration)
-    run.measuring = False
-    run.result.window = time.perf_counter() - started
-    run.result.client_cpu = time.process_time() - cpu_before
-    server_after = _cpu_seconds(server_pid)
-    if server_before is not None and server_after is not None:
-        run.result.server_cpu = server_after - server_before
-    run.running = False
-    try:
-        await asyncio.wait_for(run.all_closed, 10)
-    except TimeoutError:
-        pass
-    return run.result
-
-
-def _client(pipe: Connection, port: int, requests_per_conn: dict[str, list[list[bytes]]]) -> None:
-    """Child process: runs phases on command ("bare"/"checkin", warmup, duration, pid)."""
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    while True:
-        command = pipe.recv()
-        if command is None:
-            return
-        name, warmup, duration, server_pid = command
-        expect = EMPTY_READ if name == "checkin" else orjson.dumps(BARE_BODY)
-        result = asyncio.run(
-            _phase(port, requests_per_conn[name], expect, warmup, duration, server_pid)
-        )
-        pipe.send(result)
-
-
-def _requests(path: str, port: int, node_keys: list[str]) -> list[bytes]:
-    """Raw HTTP/1.1 requests as osquery sends a distributed/read (node_key in the body)."""
-    out = []
-    for key in node_keys:
-        body = orjson.dumps({"node_key": key})
-        head = (
-            f"POST {path} HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\n"
-            "User-Agent: osquery/5.23.1\r\n"
-            "Accept: application/json\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        )
-        out.append(head.encode() + body)
-    return out
 
 
 # --- setup: enroll hosts and answer their detail queries ---------------------------------
@@ -403,12 +211,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _split(requests: list[bytes], connections: int, procs: int) -> list[list[list[bytes]]]:
-    """Per client process, per connection, the requests it cycles through (disjoint keys)."""
-    per_conn = [requests[c::connections] or requests for c in range(connections)]
-    return [per_conn[p::procs] for p in range(procs)]
-
-
 def main(argv: list[str]) -> int:
     """Run the benchmark; returns 1 when a request failed or an answer was not empty."""
     args = _parse(argv)
@@ -427,7 +229,7 @@ def main(argv: list[str]) -> int:
         }
         server = ctx.Process(target=_serve, args=(settings, f"{tmp}/server.log"), daemon=True)
         server.start()
-        clients: list[tuple[mp.process.BaseProcess, Connection]] = []
+        clients: LoadClients | None = None
         try:
             asyncio.run(_wait_ready(url, server))
             print(f"enrolling {args.hosts} hosts and answering their detail queries ...")
@@ -435,27 +237,23 @@ def main(argv: list[str]) -> int:
             keys = asyncio.run(_enroll_all(url, args.hosts))
             print(f"  done in {time.perf_counter() - started:.1f} s")
             assert server.pid is not None
-            reads = _split(_requests(READ_PATH, port, keys), args.connections, args.client_procs)
-            bares = _split(_requests(BARE_PATH, port, keys), args.connections, args.client_procs)
-            for p in range(args.client_procs):
-                parent_end, child_end = ctx.Pipe()
-                proc = ctx.Process(
-                    target=_client,
-                    args=(child_end, port, {"checkin": reads[p], "bare": bares[p]}),
-                    daemon=True,
-                )
-                proc.start()
-                clients.append((proc, parent_end))
+            bodies = [orjson.dumps({"node_key": key}) for key in keys]
+            conns, procs = args.connections, args.client_procs
+            phases: Phases = {
+                "checkin": (
+                    split(post_requests(READ_PATH, port, bodies), conns, procs),
+                    EMPTY_READ,
+                ),
+                "bare": (
+                    split(post_requests(BARE_PATH, port, bodies), conns, procs),
+                    orjson.dumps(BARE_BODY),
+                ),
+            }
+            clients = LoadClients.start(port, phases, procs)
             report = _measure(args, url, server.pid, clients)
         finally:
-            for client, pipe in clients:
-                try:
-                    pipe.send(None)
-                except OSError:
-                    pass
-                client.join(10)
-                if client.is_alive():
-                    client.terminate()
+            if clients is not None:
+                clients.close()
             server.terminate()
             server.join(30)
             if server.is_alive():
@@ -469,18 +267,6 @@ def main(argv: list[str]) -> int:
     print(f"results appended to {path}")
     failed = report.params.get("failed_requests", 0)
     return 1 if failed else 0
-
-
-def _run_phase(
-    clients: list[tuple[mp.process.BaseProcess, Connection]],
-    name: str,
-    warmup: float,
-    duration: float,
-    server_pid: int,
-) -> list[PhaseResult]:
-    for _, pipe in clients:
-        pipe.send((name, warmup, duration, server_pid))
-    return [pipe.recv() for _, pipe in clients]
 
 
 @dataclass
@@ -538,23 +324,21 @@ def _measure(
     args: argparse.Namespace,
     url: str,
     server_pid: int,
-    clients: list[tuple[mp.process.BaseProcess, Connection]],
+    clients: LoadClients,
 ) -> Report:
     # Every host checks in once, unmeasured, and the flusher writes their status changes
     # (hosts enrolled early may have gone offline during a long enrollment), so the measured
     # rounds see the steady state: everyone online, nothing pending.
-    _run_phase(clients, "checkin", args.warmup, max(args.duration, 3.0), server_pid)
+    clients.run("checkin", args.warmup, max(args.duration, 3.0), server_pid)
     _wait_until_quiet(url)
     bare, checkin = _Totals(), _Totals()
     checkin_sql: Counter[str] = Counter()
     bare_sql: Counter[str] = Counter()
     for round_no in range(1, args.rounds + 1):
         before = _sql_counts(url)["by_kind"]
-        bare_rate = bare.add(_run_phase(clients, "bare", args.warmup, args.duration, server_pid))
+        bare_rate = bare.add(clients.run("bare", args.warmup, args.duration, server_pid))
         middle = _sql_counts(url)["by_kind"]
-        read_rate = checkin.add(
-            _run_phase(clients, "checkin", args.warmup, args.duration, server_pid)
-        )
+        read_rate = checkin.add(clients.run("checkin", args.warmup, args.duration, server_pid))
         after = _sql_counts(url)["by_kind"]
         bare_sql.update(Counter(middle) - Counter(before))
         checkin_sql.update(Counter(after) - Counter(middle))
