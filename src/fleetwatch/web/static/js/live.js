@@ -120,7 +120,8 @@ async function seedHosts(id) {
     const results = await getAll(`/api/v1/fleet/campaigns/${id}/results?`, "results", { perPage: 1000 });
     if (campaign?.id !== id) return;
     for (const result of results) {
-      if (!hosts.has(result.host_id)) setHost({ ...result, rows_count: 0 });
+      const waiting = result.status === "pending" || result.status === "offline";
+      if (waiting && !hosts.has(result.host_id)) setHost(result);
     }
     markNonResponders();
     refreshHosts();
