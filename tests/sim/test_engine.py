@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from fleetwatch.sim.engine import Engines, ReleaseDatabase
-from fleetwatch.sim.inventory import AgentFacts, HostInventory, make_profile
+from fleetwatch.sim.inventory import AgentFacts, HostInventory
 from fleetwatch.sim.platforms import PLATFORMS
+from fleetwatch.sim.profile import make_profile
 
 NOW = 1_760_000_000.0
 

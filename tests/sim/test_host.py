@@ -16,7 +16,7 @@ import pytest
 from fleetwatch.sim.churn import Churn
 from fleetwatch.sim.flags import AgentFlags
 from fleetwatch.sim.host import SimHost
-from fleetwatch.sim.inventory import make_profile
+from fleetwatch.sim.profile import make_profile
 from fleetwatch.sim.transport import Server
 from tests.sim.agent_server import CONFIG, ENROLL, LOG, READ, WRITE, AgentServer, Reply
 

@@ -9,8 +9,8 @@ from fleetwatch.sim.engine import Engines, QueryResult
 from fleetwatch.sim.flags import AgentFlags
 from fleetwatch.sim.fleet import Fleet, raise_open_file_limit
 from fleetwatch.sim.host import SimHost
-from fleetwatch.sim.inventory import OSQUERY_VERSION, HostProfile, make_profile
 from fleetwatch.sim.platforms import PLATFORMS, PlatformSpecError, parse_platforms
+from fleetwatch.sim.profile import OSQUERY_VERSION, HostProfile, make_profile
 from fleetwatch.sim.stats import FleetTotals, HostStats, ReceivedQuery, SentResult
 from fleetwatch.sim.transport import Server, TransportError, UrlError
 

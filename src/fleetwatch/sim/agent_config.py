@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fleetwatch.sim.inventory import OSQUERY_VERSION
+from fleetwatch.sim.profile import OSQUERY_VERSION
 
 #: osquery rejects configs larger than this (1 MiB up to 5.23.1).
 MAX_CONFIG_BYTES = 1024 * 1024

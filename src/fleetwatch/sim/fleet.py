@@ -23,8 +23,8 @@ from fleetwatch.sim.churn import Churn
 from fleetwatch.sim.engine import Engines
 from fleetwatch.sim.flags import AgentFlags
 from fleetwatch.sim.host import SimHost
-from fleetwatch.sim.inventory import make_profile
 from fleetwatch.sim.platforms import assign_platforms, parse_platforms
+from fleetwatch.sim.profile import make_profile
 from fleetwatch.sim.stats import FleetTotals
 from fleetwatch.sim.transport import Server
 

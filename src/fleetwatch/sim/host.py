@@ -41,7 +41,7 @@ from fleetwatch.sim.churn import Churn, Presence, query_delay, query_failure
 from fleetwatch.sim.distributed import Answer, Answers, Work, WorkRejected, accept_work
 from fleetwatch.sim.engine import Engines, QueryResult
 from fleetwatch.sim.flags import AgentFlags
-from fleetwatch.sim.inventory import OSQUERY_VERSION, AgentFacts, HostInventory, HostProfile
+from fleetwatch.sim.inventory import AgentFacts, HostInventory
 from fleetwatch.sim.logs import (
     ERROR,
     INFO,
@@ -54,6 +54,7 @@ from fleetwatch.sim.logs import (
     snapshot_lines,
     status_line,
 )
+from fleetwatch.sim.profile import OSQUERY_VERSION, HostProfile
 from fleetwatch.sim.protocol import (
     RequestFailed,
     attempt_delay,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from fleetwatch.sim.inventory import OSQUERY_VERSION, calendar_time
+from fleetwatch.sim.profile import OSQUERY_VERSION, calendar_time
 
 INFO, WARNING, ERROR = 0, 1, 2
 

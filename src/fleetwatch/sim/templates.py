@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 
-from fleetwatch.sim import catalog
-from fleetwatch.sim.inventory import OSQUERY_VERSION, Row
+from fleetwatch.sim import catalog, software
+from fleetwatch.sim.inventory import Row
 from fleetwatch.sim.platforms import Platform, Variant
+from fleetwatch.sim.profile import OSQUERY_VERSION
 from fleetwatch.sim.schemas import SCHEMAS, tables_for
 from fleetwatch.sim.seeding import mix
 
@@ -106,7 +107,7 @@ def _deb_packages(platform: Platform, v: Variant) -> list[Row]:
         if platform.name == "ubuntu"
         else "Debian Developers <debian-devel@lists.debian.org>"
     )
-    for name, version, section in catalog.DEB_PACKAGES:
+    for name, version, section in software.DEB_PACKAGES:
         if platform.name == "debian":
             version = version.replace("ubuntu", "deb").replace("~22.04", "")
         size = 20 + mix(name, "size") % 5000
@@ -126,7 +127,7 @@ def _deb_packages(platform: Platform, v: Variant) -> list[Row]:
                 "/var/lib/dpkg",
             )
         )
-    for i, stem in enumerate(catalog.LIB_STEMS):
+    for i, stem in enumerate(software.LIB_STEMS):
         version = f"{1 + mix(stem, 'maj') % 4}.{mix(stem, 'min') % 20}.{mix(stem, 'pat') % 9}"
         name = f"lib{stem}{mix(stem, 'so') % 4}"
         rows.append(
@@ -153,7 +154,7 @@ def _rpm_packages(v: Variant) -> list[Row]:
     vendor = "Red Hat, Inc." if v.name.startswith("Red Hat") else "CentOS"
     rows: list[Row] = []
     installed = 1700000000 + mix(v.key, "installed") % 10**7
-    for name, version, release in catalog.RPM_PACKAGES:
+    for name, version, release in software.RPM_PACKAGES:
         rows.append(
             (
                 name,
@@ -169,7 +170,7 @@ def _rpm_packages(v: Variant) -> list[Row]:
                 "Unspecified",
             )
         )
-    for i, stem in enumerate(catalog.LIB_STEMS):
+    for i, stem in enumerate(software.LIB_STEMS):
         version = f"{1 + mix(stem, 'maj') % 4}.{mix(stem, 'min') % 20}.{mix(stem, 'pat') % 9}"
         rows.append(
             (
@@ -192,7 +193,7 @@ def _rpm_packages(v: Variant) -> list[Row]:
 def _apps(v: Variant) -> list[Row]:
     bump = _variant_number(v)
     rows: list[Row] = []
-    for name, bundle_id, version, category in catalog.MAC_APPS:
+    for name, bundle_id, version, category in software.MAC_APPS:
         system = bundle_id.startswith("com.apple.") and name not in (
             "Xcode",
             "Keynote",
@@ -229,7 +230,7 @@ def _apps(v: Variant) -> list[Row]:
 def _programs(v: Variant) -> list[Row]:
     bump = _variant_number(v)
     rows: list[Row] = []
-    for name, version, publisher in catalog.WINDOWS_PROGRAMS:
+    for name, version, publisher in software.WINDOWS_PROGRAMS:
         guid = f"{{{mix(name, 'guid'):016X}-0000-0000-0000-{mix(name, 'g2') % 10**12:012d}}}"
         rows.append(
             (

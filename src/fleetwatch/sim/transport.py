@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httptools
 
-from fleetwatch.sim.inventory import OSQUERY_VERSION
+from fleetwatch.sim.profile import OSQUERY_VERSION
 
 USER_AGENT = f"osquery/{OSQUERY_VERSION}"
 MAX_REDIRECTS = 10
