@@ -19,8 +19,9 @@ function compare(a, b) {
 
 export class VirtualTable {
   /** columns: [{key, title, render?(row) -> Node|string, width?}] */
-  constructor(container, { rowHeight = 28, columns = [], emptyText = "No rows yet", label = "Rows" } = {}) {
+  constructor(container, { rowHeight = 28, maxHeight = 420, columns = [], emptyText = "No rows yet", label = "Rows" } = {}) {
     this.rowHeight = rowHeight;
+    this.maxHeight = maxHeight;
     this.emptyText = emptyText;
     this.rows = [];
     this.view = null; // indices into rows after filter and sort; null = all, in order
@@ -135,6 +136,9 @@ export class VirtualTable {
     this.body.style.height = `${count * this.rowHeight}px`;
     this.empty.hidden = count > 0;
     const headHeight = this.head.offsetHeight;
+    // As tall as its rows, up to maxHeight; then it scrolls.
+    const content = headHeight + (count ? count * this.rowHeight : this.empty.offsetHeight) + 2;
+    this.scroller.style.height = `${Math.min(this.maxHeight, content)}px`;
     const top = Math.max(0, this.scroller.scrollTop - headHeight);
     const first = Math.max(0, Math.floor(top / this.rowHeight) - OVERSCAN);
     const visible = Math.ceil(this.scroller.clientHeight / this.rowHeight) + 2 * OVERSCAN;
