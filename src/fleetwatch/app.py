@@ -38,6 +38,7 @@ from fleetwatch.live.campaigns import CampaignService
 from fleetwatch.live.saved_queries import SavedQueryService
 from fleetwatch.ops import scrape
 from fleetwatch.ops.middleware import RequestMiddleware
+from fleetwatch.ops.openapi import install_openapi
 from fleetwatch.ops.operations import instrument, start_operations, stop_operations
 from fleetwatch.osquery import routes as osquery_routes
 from fleetwatch.osquery.detail_queries import DetailQuerySource
@@ -145,7 +146,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.ready = False
     install_error_handlers(app)
-    app.add_middleware(RequestMiddleware, metrics=services.ops.metrics)
+    app.add_middleware(
+        RequestMiddleware, metrics=services.ops.metrics, max_body_bytes=settings.max_body_bytes
+    )
+    install_openapi(app)
     for router in (
         osquery_routes.router,
         osquery_routes.legacy_router,

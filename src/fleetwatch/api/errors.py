@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetwatch.api.responses import JsonResponse
@@ -45,6 +46,12 @@ def describe_validation_errors(errors: Any) -> str:
         where = ".".join(loc) or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
+
+
+def is_out_of_range(exc: BaseException) -> bool:
+    """Whether a database refused an integer parameter as too large (SQLite or PostgreSQL)."""
+    text = str(exc.orig if isinstance(exc, DBAPIError) else exc)
+    return "too large to convert to SQLite INTEGER" in text or "out of int64 range" in text
 
 
 def fleet_error_status(exc: FleetError) -> int:
@@ -83,6 +90,18 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             message = "method not allowed on this endpoint; see /docs for the API"
         return JsonResponse({"error": message}, status_code=exc.status_code)
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DBAPIError)
+    async def _out_of_range(_: Request, exc: Exception) -> JsonResponse:
+        # An integer from the request (an id, a page) past what the database stores: the
+        # request is wrong, not the server. Anything else is re-raised as unexpected.
+        if not is_out_of_range(exc):
+            raise exc
+        return JsonResponse(
+            {"error": f"a number in the request is out of range (at most {2**63 - 1})"},
+            status_code=400,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JsonResponse:

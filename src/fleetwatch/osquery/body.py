@@ -96,4 +96,20 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         raise BodyError(400, f"the body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise BodyError(400, "the body must be a JSON object")
+    if b"\\u0000" in raw:
+        # PostgreSQL stores no NUL in text or jsonb; refusing would make osquery resend the
+        # batch forever, so NUL becomes U+FFFD (the same on both backends).
+        cleaned: dict[str, Any] = without_nul(value)
+        return cleaned
+    return value
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with every NUL character in its strings (and keys) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
     return value
