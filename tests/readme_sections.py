@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from fleetwatch.config import Settings
@@ -29,7 +30,7 @@ def field_comments() -> dict[str, str]:
         if isinstance(node, ast.ClassDef) and node.name == "Settings":
             for item in node.body:
                 if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-                    comment = []
+                    comment: list[str] = []
                     line = item.lineno - 2
                     while line >= 0 and lines[line].strip().startswith("#:"):
                         comment.insert(0, lines[line].strip()[2:].strip())
@@ -84,13 +85,15 @@ def cli_help() -> str:
 SECTIONS = {"settings": settings_table, "cli": cli_help}
 
 
+def _replacement(content: str) -> Callable[[re.Match[str]], str]:
+    return lambda m: m.group(1) + "\n" + content + "\n" + m.group(2)
+
+
 def render(readme: str) -> str:
     """The README with every generated section brought up to date."""
     for name, make in SECTIONS.items():
         pattern = re.compile(rf"(<!-- {name}:start -->).*?(<!-- {name}:end -->)", re.DOTALL)
-        readme = pattern.sub(
-            lambda m, make=make: m.group(1) + "\n" + make() + "\n" + m.group(2), readme
-        )
+        readme = pattern.sub(_replacement(make()), readme)
     return readme
 
 

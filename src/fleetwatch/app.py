@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from fleetwatch import __version__
 from fleetwatch.api import (
@@ -19,8 +19,11 @@ from fleetwatch.api import (
     users,
 )
 from fleetwatch.api import documents as documents_api
+from fleetwatch.api import labels as labels_api
 from fleetwatch.api import query_tasks as query_tasks_api
 from fleetwatch.api import task_streams as task_streams_api
+from fleetwatch.api import teams as teams_api
+from fleetwatch.api.auth import global_user
 from fleetwatch.api.errors import install_error_handlers
 from fleetwatch.api.responses import JsonResponse
 from fleetwatch.bus.wakeups import HostWakeups
@@ -28,8 +31,11 @@ from fleetwatch.config import Settings
 from fleetwatch.fleet.activities import ActivityService
 from fleetwatch.fleet.agent_config import AgentConfigService
 from fleetwatch.fleet.hosts import HostService
+from fleetwatch.fleet.labels import LabelService
+from fleetwatch.fleet.login_limits import LoginLimiter
 from fleetwatch.fleet.result_logs import ResultLogService
 from fleetwatch.fleet.secrets import EnrollSecretService
+from fleetwatch.fleet.teams import TeamService
 from fleetwatch.fleet.users import UserService
 from fleetwatch.index import DocumentIndex
 from fleetwatch.index.expiry import ExpirySweeper
@@ -58,7 +64,12 @@ def build_services(settings: Settings) -> Services:
     wakeups = HostWakeups()
     distributed = DistributedService(settings, wakeups)
     distributed.register(DetailQuerySource(hosts))
-    campaigns = CampaignService(settings, index, hosts, wakeups)
+    labels = LabelService(db, index, hosts, settings)
+    distributed.register(labels)
+    teams = TeamService(db, index)
+    campaigns = CampaignService(
+        settings, index, hosts, wakeups, labels=labels.info, known_team=teams.known
+    )
     distributed.register(campaigns)
     hub = SubscriptionHub(index, queue_limit=settings.subscriber_queue_limit)
     services = Services(
@@ -78,6 +89,9 @@ def build_services(settings: Settings) -> Services:
         activities=ActivityService(index),
         saved_queries=SavedQueryService(index),
         campaigns=campaigns,
+        labels=labels,
+        login_limiter=LoginLimiter(),
+        teams=teams,
         retention=ChangeLogRetention(
             db, settings.change_retention, min(60.0, settings.change_retention / 10)
         ),
@@ -99,7 +113,9 @@ async def start_services(services: Services) -> None:
         services.settings.admin_email, services.settings.admin_password
     )
     await services.agent_config.load()
+    await services.teams.load()
     await services.hosts.load()
+    await services.labels.load()
     services.hosts.start()
     await services.campaigns.load()
     services.campaigns.start()
@@ -161,12 +177,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         live_queries.router,
         saved_queries.router,
         activities.router,
-        documents_api.router,
-        query_tasks_api.router,
+        labels_api.router,
+        teams_api.router,
         task_streams_api.router,
         scrape.router,
     ):
         app.include_router(router)
+    # The whole-index APIs are not scoped to teams: global roles only.
+    for router in (documents_api.router, query_tasks_api.router):
+        app.include_router(router, dependencies=[Depends(global_user)])
     install_web(app)
 
     @app.get("/healthz", tags=["operations"])

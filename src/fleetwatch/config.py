@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     logger_tls_period: int = Field(10, ge=1, le=3600)
     #: How often detail queries refresh a host's inventory (jittered by up to 10 %).
     detail_interval: float = Field(3600.0, gt=0)
+    #: How often hosts re-run dynamic label queries (jittered by up to 10 %; new labels at once).
+    label_interval: float = Field(3600.0, gt=0)
     #: How often batched seen_time updates are flushed to the store.
     seen_flush_interval: float = Field(2.0, gt=0)
     #: Largest accepted agent request body, before and after gzip decompression.

@@ -9,8 +9,11 @@ from fleetwatch.config import Settings
 from fleetwatch.fleet.activities import ActivityService
 from fleetwatch.fleet.agent_config import AgentConfigService
 from fleetwatch.fleet.hosts import HostService
+from fleetwatch.fleet.labels import LabelService
+from fleetwatch.fleet.login_limits import LoginLimiter
 from fleetwatch.fleet.result_logs import ResultLogService
 from fleetwatch.fleet.secrets import EnrollSecretService
+from fleetwatch.fleet.teams import TeamService
 from fleetwatch.fleet.users import UserService
 from fleetwatch.index import DocumentIndex
 from fleetwatch.index.expiry import ExpirySweeper
@@ -48,5 +51,8 @@ class Services:
     activities: ActivityService
     saved_queries: SavedQueryService
     campaigns: CampaignService
+    labels: LabelService
+    login_limiter: LoginLimiter
+    teams: TeamService
     #: Metrics, log forwarding and the metrics port (fleetwatch.ops).
     ops: Operations = field(default_factory=Operations)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from fleetwatch.api.auth import CurrentUser
 from fleetwatch.api.deps import ServicesDep
+from fleetwatch.fleet.authz import Access
 
 router = APIRouter(prefix="/api/v1/fleet/activities", tags=["activities"])
 
@@ -19,5 +20,6 @@ async def list_activities(
     page: int = Query(0, ge=0),
     per_page: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
+    Access(user).require_global("observer", "reading the activity feed")
     items, total = await services.activities.list(page, per_page)
     return {"activities": items, "count": total, "page": page, "per_page": per_page}

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body
 
 from fleetwatch.api.auth import CurrentUser, require_admin
 from fleetwatch.api.deps import ServicesDep
+from fleetwatch.fleet.authz import Access
 
 router = APIRouter(prefix="/api/v1/fleet/config", tags=["agent config"])
 
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/api/v1/fleet/config", tags=["agent config"])
 @router.get("")
 async def get_config(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """The stored config and what agents receive (with the options fleetwatch adds)."""
+    Access(user).require_global("observer", "reading the agent config")
     return {
         "config": services.agent_config.stored(),
         "effective": services.agent_config.for_agent(),

@@ -107,3 +107,15 @@ def require_admin(user: User) -> None:
 CurrentUser = Annotated[User, Depends(current_user)]
 #: The same for streaming endpoints, also accepting `?token=`.
 StreamUser = Annotated[User, Depends(user_from_connection)]
+
+
+async def global_user(user: CurrentUser) -> User:
+    """A user with a global role: the whole-index APIs (continuous queries, documents) are
+    not scoped to teams, so team-only users may not use them."""
+    if user.global_role is None:
+        raise ApiError(
+            403,
+            "continuous queries and documents need a global role (admin, maintainer or "
+            "observer): team users see only their teams' hosts",
+        )
+    return user

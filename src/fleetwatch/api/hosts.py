@@ -8,9 +8,20 @@ from fastapi import APIRouter, Query
 
 from fleetwatch.api.auth import CurrentUser
 from fleetwatch.api.deps import ServicesDep
+from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.hosts import MAX_PER_PAGE
+from fleetwatch.fleet.users import User
+from fleetwatch.services import Services
 
 router = APIRouter(prefix="/api/v1/fleet/hosts", tags=["hosts"])
+
+
+def _visible(user: User, services: Services, host_id: int) -> int | None:
+    """The host's team; 404 when it does not exist or the user may not see it."""
+    state = services.hosts.by_id(host_id)
+    team_id = state.team_id if state is not None else None
+    Access(user).require_host(host_id, team_id, state is not None)
+    return team_id
 
 
 @router.get("")
@@ -29,7 +40,12 @@ async def list_hosts(
     order_direction: Literal["asc", "desc"] = "asc",
 ) -> dict[str, Any]:
     """Hosts matching the filters, a page at a time (`page` from 0)."""
+    access = Access(user)
+    visible = None
+    if access.visible_teams() is not None:
+        visible = access.filter_hosts((h.id, h.team_id) for h in services.hosts.all())
     items, total = await services.hosts.list(
+        host_ids=visible,
         status=status,
         platform=platform,
         team_id=team_id,
@@ -44,13 +60,17 @@ async def list_hosts(
 
 @router.get("/{host_id}")
 async def get_host(host_id: int, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    _visible(user, services, host_id)
     return {"host": await services.hosts.get(host_id)}
 
 
 @router.delete("/{host_id}")
 async def delete_host(host_id: int, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """Forget the host; its node key gets node_invalid and it must enroll again."""
+    team_id = _visible(user, services, host_id)
+    Access(user).require_on_team(team_id, "maintainer", "deleting a host")
     await services.hosts.delete(host_id)
+    await services.activities.record("deleted_host", user, {"host_id": host_id})
     return {}
 
 
@@ -65,7 +85,7 @@ async def host_logs(
     per_page: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """The result and status log rows the host sent, newest first."""
-    await services.hosts.get(host_id)  # 404 for an unknown host
+    _visible(user, services, host_id)
     items, total = await services.result_logs.list(
         host_id, log_type=type, name=name, page=page, per_page=per_page
     )

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -17,10 +17,14 @@ from starlette.responses import StreamingResponse
 from fleetwatch.api.auth import CurrentUser, StreamUser, bearer_token, resolve_token
 from fleetwatch.api.deps import ServicesDep, services_of
 from fleetwatch.api.errors import ApiError
-from fleetwatch.fleet.errors import FleetError, Invalid
+from fleetwatch.fleet.authz import Access
+from fleetwatch.fleet.errors import FleetError, Forbidden, Invalid, NotFound
+from fleetwatch.fleet.hosts import HostState
+from fleetwatch.fleet.users import User
 from fleetwatch.live.sql_check import InvalidSql
 from fleetwatch.live.stream import campaign_stream
 from fleetwatch.live.targets import parse_targets
+from fleetwatch.services import Services
 
 router = APIRouter(prefix="/api/v1/fleet", tags=["live queries"])
 MAX_WAIT = 600.0
@@ -54,10 +58,13 @@ async def run_live_query(
         raise ApiError(400, "give exactly one of query (SQL) or query_id (a saved query)")
     query_id = body.get("query_id")
     sql: object = body.get("query")
+    observer_can_run = False
     if query_id is not None:
         if isinstance(query_id, bool) or not isinstance(query_id, int):
             raise ApiError(400, "query_id must be an integer")
-        sql = (await services.saved_queries.get(query_id))["query"]
+        saved = await services.saved_queries.get(query_id)
+        sql, observer_can_run = saved["query"], bool(saved["observer_can_run"])
+    may_target = _may_target(Access(user), "observer" if observer_can_run else "maintainer")
     queue_offline = body.get("queue_offline", True)
     if not isinstance(queue_offline, bool):
         raise ApiError(400, "queue_offline must be true or false")
@@ -74,6 +81,7 @@ async def run_live_query(
             timeout=_number(body, "timeout", None),
             queue_offline=queue_offline,
             queue_expiry=_number(body, "queue_expiry", None),
+            may_target=may_target,
         )
     except InvalidSql as exc:
         raise ApiError(400, f"invalid query: {exc}", line=exc.line, column=exc.column) from exc
@@ -102,10 +110,45 @@ async def run_live_query(
     }
 
 
+def _may_target(access: Access, role: str) -> Callable[[HostState], bool]:
+    """The hosts a user may query: with `role` globally, or on the host's team.
+
+    Observers (and observer team members) may run only saved queries marked
+    observer_can_run; new SQL needs the maintainer role.
+    """
+    if access.is_global:
+        if not access.global_at_least(role):
+            raise Forbidden(
+                "running this query needs the maintainer role: observers may run only saved "
+                "queries marked observer_can_run"
+            )
+        return lambda _host: True
+    teams = {t.team_id for t in access.user.teams if access.on_team_at_least(t.team_id, role)}
+    if not teams:
+        raise Forbidden(
+            f"running this query needs the {role} role on a team: observers may run only "
+            "saved queries marked observer_can_run"
+        )
+    return lambda host: host.team_id in teams
+
+
+async def _campaign(user: User, services: Services, campaign_id: int) -> dict[str, Any]:
+    """The campaign, if the user started it or is a global admin; 404 otherwise."""
+    campaign = await services.campaigns.get(campaign_id)
+    if campaign.get("user_id") != user.id and not Access(user).global_at_least("admin"):
+        raise NotFound(f"no campaign with id {campaign_id}")
+    return campaign
+
+
 @router.get("/campaigns")
 async def list_campaigns(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    """Campaigns still active in this server (running or queued for offline hosts)."""
-    return {"campaigns": services.campaigns.list_active()}
+    """Active campaigns (running or queued for offline hosts) the user may see."""
+    admin = Access(user).global_at_least("admin")
+    return {
+        "campaigns": [
+            c for c in services.campaigns.list_active() if admin or c["user_id"] == user.id
+        ]
+    }
 
 
 @router.get("/campaigns/{campaign_id}")
@@ -113,7 +156,7 @@ async def get_campaign(
     campaign_id: int, user: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
     """Status and totals: targeted, online, offline, responded, failed, pending, rows."""
-    return {"campaign": await services.campaigns.get(campaign_id)}
+    return {"campaign": await _campaign(user, services, campaign_id)}
 
 
 @router.post("/campaigns/{campaign_id}/stop")
@@ -121,6 +164,7 @@ async def stop_campaign(
     campaign_id: int, user: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
     """Stop asking hosts; the results so far are kept."""
+    await _campaign(user, services, campaign_id)
     return {"campaign": await services.campaigns.stop_campaign(campaign_id)}
 
 
@@ -138,6 +182,7 @@ async def campaign_results(
 ) -> dict[str, Any] | StreamingResponse:
     """One result per targeted host (pending and offline ones too); `?format=csv` gives
     one line per row with the host's id, name and status in front, streamed."""
+    await _campaign(user, services, campaign_id)
     results = await services.campaigns.host_results(campaign_id)
     if format == "csv":
         return StreamingResponse(
@@ -184,7 +229,7 @@ async def campaign_events(
 ) -> StreamingResponse:
     """Server-Sent Events: the WebSocket's messages, one per event; `id:` is a cursor that
     `Last-Event-ID` (or `?since=`) resumes after."""
-    await services.campaigns.get(campaign_id)  # 404 before the stream starts
+    await _campaign(user, services, campaign_id)  # 404 before the stream starts
     since = _since(request.headers.get("last-event-id") or request.query_params.get("since"))
     keepalive = services.settings.sse_keepalive
 
@@ -249,13 +294,13 @@ async def results_websocket(websocket: WebSocket) -> None:
             token = data.get("token") if isinstance(data, dict) else None
             if not isinstance(token, str):
                 raise ApiError(401, "the auth message needs data.token")
-        await resolve_token(services, token)
+        user = await resolve_token(services, token)
         raw_id = websocket.query_params.get("campaign_id", "")
         if not raw_id.isdigit():
             raise ApiError(400, "campaign_id must be given as ?campaign_id=N")
         since = _since(websocket.query_params.get("since"))
         campaign_id = int(raw_id)
-        await services.campaigns.get(campaign_id)
+        await _campaign(user, services, campaign_id)
         async for message in campaign_stream(
             services.campaigns, services.subscriptions, campaign_id, since
         ):

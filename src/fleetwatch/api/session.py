@@ -10,6 +10,8 @@ from starlette.requests import Request
 
 from fleetwatch.api.auth import CurrentUser, bearer_token
 from fleetwatch.api.deps import ServicesDep
+from fleetwatch.api.errors import ApiError
+from fleetwatch.fleet.errors import AuthFailed
 
 router = APIRouter(prefix="/api/v1/fleet", tags=["session"])
 
@@ -19,12 +21,50 @@ class LoginRequest(BaseModel):
     password: str = Field(max_length=1024)
 
 
-@router.post("/login")
-async def login(body: LoginRequest, services: ServicesDep) -> dict[str, Any]:
-    """Exchange email and password for a bearer token."""
-    user = await services.users.authenticate(body.email, body.password)
+@router.post("/login", responses={429: {"description": "too many attempts"}})
+async def login(body: LoginRequest, request: Request, services: ServicesDep) -> dict[str, Any]:
+    """Exchange email and password for a bearer token (10 attempts a minute per address)."""
+    address = request.client.host if request.client else ""
+    wait = services.login_limiter.attempt(body.email, address)
+    if wait > 0:
+        raise ApiError(
+            429, f"too many login attempts; retry in {wait:.0f} s", retry_after=round(wait)
+        )
+    try:
+        user = await services.users.authenticate(body.email, body.password)
+    except AuthFailed:
+        await services.activities.record(
+            "failed_login", None, {"email": body.email, "address": address}
+        )
+        raise
+    services.login_limiter.succeeded(body.email, address)
     token = await services.users.issue_token(user.id)
+    await services.activities.record("logged_in", user, {"address": address})
     return {"token": token, "user": user.to_json()}
+
+
+class NewToken(BaseModel):
+    name: str = Field("api", min_length=1, max_length=255)
+
+
+@router.get("/me/tokens")
+async def list_tokens(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    """The user's tokens (ids and names; a token itself is shown only once, at creation)."""
+    return {"tokens": await services.users.list_tokens(user.id)}
+
+
+@router.post("/me/tokens", status_code=201)
+async def create_token(body: NewToken, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    """A named API token for scripts; revoke it with DELETE /me/tokens/{id}."""
+    token = await services.users.issue_token(user.id, body.name)
+    tokens = await services.users.list_tokens(user.id)
+    return {"token": token, "id": tokens[-1]["id"] if tokens else None, "name": body.name}
+
+
+@router.delete("/me/tokens/{token_id}")
+async def revoke_token(token_id: str, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    await services.users.revoke_token_id(user.id, token_id)
+    return {}
 
 
 @router.post("/logout")

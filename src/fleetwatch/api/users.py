@@ -37,7 +37,7 @@ class ModifyUser(BaseModel):
 @router.get("")
 async def list_users(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     require_admin(user)
-    return {"users": [u.to_json() for u in await services.users.list()]}
+    return {"users": [u.to_json() for u in await services.users.all_users()]}
 
 
 @router.post("", status_code=201)

@@ -76,7 +76,7 @@ def user_list(
     """List users."""
 
     async def work(db: Database) -> list[str]:
-        return [f"{u.id}\t{u.email}\t{u.global_role}" for u in await UserService(db).list()]
+        return [f"{u.id}\t{u.email}\t{u.global_role}" for u in await UserService(db).all_users()]
 
     for line in _run(data_dir, database_url, work):
         typer.echo(line)

@@ -94,9 +94,15 @@ class AgentConfigService:
         """The operator's config as set (without the options fleetwatch adds)."""
         return copy.deepcopy(self._config)
 
-    def for_agent(self) -> dict[str, Any]:
-        """The config JSON an agent receives (shared; callers must not mutate it)."""
-        return self._rendered
+    def for_agent(self, team_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The config JSON an agent receives (shared; callers must not mutate it).
+
+        A team's additions are merged in: its options win, its schedule and packs are added,
+        its decorators appended.
+        """
+        if not team_config:
+            return self._rendered
+        return merge_team_config(self._rendered, team_config)
 
     async def replace(self, config: Any) -> dict[str, Any]:
         """Validate and store a new config; returns what agents will receive."""
@@ -219,3 +225,20 @@ def validate_config(config: Any) -> None:
         if not str(seconds).isdigit():
             raise _fail(f"decorators.interval.{seconds}", "keys are numbers of seconds")
         _check_sql_list(f"decorators.interval.{seconds}", queries)
+
+
+def merge_team_config(base: Mapping[str, Any], team: Mapping[str, Any]) -> dict[str, Any]:
+    """The global config with a team's additions merged in."""
+    merged = copy.deepcopy(dict(base))
+    merged["options"] = {**merged.get("options", {}), **team.get("options", {})}
+    for key in ("schedule", "packs"):
+        merged[key] = {**merged.get(key, {}), **team.get(key, {})}
+    decorators = dict(merged.get("decorators", {}))
+    for key in ("load", "always"):
+        if key in team.get("decorators", {}):
+            decorators[key] = list(decorators.get(key, [])) + list(team["decorators"][key])
+    merged["decorators"] = decorators
+    for key, value in team.items():
+        if key not in ("options", "schedule", "packs", "decorators"):
+            merged[key] = value
+    return merged

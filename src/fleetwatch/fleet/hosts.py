@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -454,6 +454,30 @@ class HostService:
         self._dirty_seen.discard(host_id)
         if await self.index.get(host_link(host_id)) is not None:
             await self.index.write(Write(Action.DELETE, host_link(host_id)))
+
+    async def transfer(self, host_ids: Sequence[int], team_id: int | None) -> None:
+        """Move hosts to a team (None: no team)."""
+        missing = [h for h in host_ids if h not in self._by_id]
+        if missing:
+            raise NotFound(f"no host with id {missing[0]}")
+        if not host_ids:
+            return
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(hosts).where(hosts.c.id.in_(host_ids)).values(team_id=team_id)
+            )
+        for host_id in host_ids:
+            self._by_id[host_id].team_id = team_id
+        await self.index.apply(
+            [Write(Action.PATCH, host_link(h), body={"team_id": team_id}) for h in host_ids]
+        )
+
+    def forget_team(self, team_id: int) -> tuple[int, ...]:
+        """After a team is deleted: its hosts have no team (the database cascades)."""
+        moved = tuple(h.id for h in self._by_id.values() if h.team_id == team_id)
+        for host_id in moved:
+            self._by_id[host_id].team_id = None
+        return moved
 
     def _to_json(self, row: Any) -> dict[str, Any]:
         state = self._by_id.get(int(row["id"]))

@@ -152,7 +152,7 @@ class UserService:
             raise NotFound(f"no user with id {user_id}")
         return _user(row._mapping)
 
-    async def list(self) -> list[User]:
+    async def all_users(self) -> list[User]:
         async with self.db.connect() as conn:
             rows = await conn.execute(select(users).order_by(users.c.id))
             return [_user(r._mapping) for r in rows]
@@ -229,6 +229,33 @@ class UserService:
             await conn.execute(
                 delete(api_tokens).where(api_tokens.c.token_hash == hash_token(token))
             )
+
+    async def list_tokens(self, user_id: int) -> list[dict[str, Any]]:
+        """The user's tokens: an id (a prefix of the stored hash), name and creation time."""
+        async with self.db.connect() as conn:
+            rows = await conn.execute(
+                select(api_tokens)
+                .where(api_tokens.c.user_id == user_id)
+                .order_by(api_tokens.c.created_at)
+            )
+            return [
+                {"id": r.token_hash[:16], "name": r.name, "created_at": float(r.created_at)}
+                for r in rows
+            ]
+
+    async def revoke_token_id(self, user_id: int, token_id: str) -> None:
+        """Revoke one of the user's tokens by the id `list_tokens` shows."""
+        if len(token_id) != 16 or not all(c in "0123456789abcdef" for c in token_id):
+            raise NotFound(f"no token with id {token_id}")
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                delete(api_tokens).where(
+                    api_tokens.c.user_id == user_id,
+                    api_tokens.c.token_hash.like(token_id + "%"),
+                )
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"no token with id {token_id}")
 
     async def user_for_token(self, token: str) -> User:
         """The user a bearer token belongs to; AuthFailed if unknown or revoked."""

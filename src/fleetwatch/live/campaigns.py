@@ -236,8 +236,13 @@ class CampaignService:
         timeout: float | None = None,
         queue_offline: bool = True,
         queue_expiry: float | None = None,
+        may_target: Callable[[HostState], bool] | None = None,
     ) -> Campaign:
-        """Validate, resolve the targets, store and start a campaign; wake its hosts."""
+        """Validate, resolve the targets, store and start a campaign; wake its hosts.
+
+        `may_target` limits the hosts to those the user may query; a host outside it is
+        treated as unknown, so its id does not leak.
+        """
         if self.settings.live_queries_disabled:
             raise Forbidden("live queries are disabled by the administrator")
         query = check_live_sql(sql)
@@ -246,13 +251,19 @@ class CampaignService:
                 "no targets: give targets [{type: host|label|team|all, id}] or selected "
                 "{hosts, labels, teams}"
             )
-        host_ids = resolve_targets(
-            targets,
-            self.hosts.all(),
-            lambda host_id: self.hosts.by_id(host_id) is not None,
-            self.labels,
-            self.known_team,
-        )
+        allowed = may_target or (lambda _host: True)
+
+        def known_host(host_id: int) -> bool:
+            state = self.hosts.by_id(host_id)
+            return state is not None and allowed(state)
+
+        host_ids = {
+            h
+            for h in resolve_targets(
+                targets, self.hosts.all(), known_host, self.labels, self.known_team
+            )
+            if known_host(h)
+        }
         if not host_ids:
             raise Invalid("the targets select no hosts: no host is in those labels or teams")
         timeout = self.settings.live_query_timeout if timeout is None else timeout

@@ -18,9 +18,9 @@ from starlette.requests import Request
 from fleetwatch.api.responses import JsonResponse
 from fleetwatch.fleet.errors import FleetError
 from fleetwatch.fleet.hosts import HostState
+from fleetwatch.ops.logs import bind_host
 from fleetwatch.osquery.body import BodyError, header, read_json_object
 from fleetwatch.osquery.distributed import WriteError
-from fleetwatch.ops.logs import bind_host
 from fleetwatch.services import Services
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ async def config(request: Request) -> JsonResponse:
     auth = await _authenticated(request, services)
     if isinstance(auth, JsonResponse):
         return auth
-    return JsonResponse(services.agent_config.for_agent())
+    host, _ = auth
+    return JsonResponse(services.agent_config.for_agent(services.teams.config_of(host.team_id)))
 
 
 async def log_endpoint(request: Request) -> JsonResponse:

@@ -184,3 +184,32 @@ stream_checkpoints = Table(
     Column("name", String(255), primary_key=True),
     Column("seq", BigInteger, nullable=False),
 )
+
+# --- labels (migration 0004) ------------------------------------------------------------
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    #: The SQL of a dynamic label ("" for a manual one).
+    Column("query", Text, nullable=False, default=""),
+    #: Only hosts of this platform run the query ("" for all).
+    Column("platform", String(64), nullable=False, default=""),
+    #: `builtin` or `regular`.
+    Column("label_type", String(16), nullable=False, default="regular"),
+    #: `dynamic` (membership from the query) or `manual` (an explicit host list).
+    Column("membership_type", String(16), nullable=False, default="dynamic"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+label_membership = Table(
+    "label_membership",
+    metadata,
+    Column("label_id", BigId, ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
+    Column("host_id", BigId, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_label_membership_host", "host_id"),
+)

@@ -1,0 +1,396 @@
+"""Labels: dynamic (a query each host runs; a member when it returns a row), manual (an
+explicit host list) and built-in (All Hosts and one per platform family).
+
+Membership is kept in memory for targeting and the check-in path, stored in
+`label_membership`, and shown on each host and its `fleet:host` document, so a continuous
+query can watch a label's members change. A label query that fails on a host leaves that
+host's membership as it was: unknown is not false.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+
+from fleetwatch.config import Settings
+from fleetwatch.fleet.errors import Conflict, Invalid, NotFound
+from fleetwatch.fleet.hosts import HostService, HostState, host_link, iso
+from fleetwatch.index import Action, DocumentIndex, Write
+from fleetwatch.live.sql_check import InvalidSql, check_live_sql
+from fleetwatch.live.targets import LabelInfo
+from fleetwatch.osquery.distributed import DistributedResult
+from fleetwatch.storage import Database
+from fleetwatch.storage.schema import label_membership, labels
+
+log = logging.getLogger(__name__)
+
+PREFIX = "fleet_label_query_"
+LABEL_KIND = "fleet:label"
+PLATFORMS = ("", "darwin", "windows", "linux")
+LINUX_PLATFORMS = {
+    "ubuntu",
+    "debian",
+    "centos",
+    "rhel",
+    "fedora",
+    "amzn",
+    "arch",
+    "suse",
+    "opensuse",
+    "gentoo",
+    "linux",
+    "rocky",
+    "almalinux",
+    "oracle",
+}
+
+#: Fleet's built-in labels, answered by hosts like any dynamic label.
+BUILTIN_LABELS: list[tuple[str, str, str]] = [
+    ("All Hosts", "SELECT 1;", "All enrolled hosts"),
+    ("macOS", "SELECT 1 FROM os_version WHERE platform = 'darwin';", "Hosts running macOS"),
+    ("MS Windows", "SELECT 1 FROM os_version WHERE platform = 'windows';", "Hosts running Windows"),
+    ("Ubuntu Linux", "SELECT 1 FROM os_version WHERE platform = 'ubuntu';", "Hosts running Ubuntu"),
+    ("CentOS Linux", "SELECT 1 FROM os_version WHERE platform = 'centos';", "Hosts running CentOS"),
+    (
+        "Red Hat Linux",
+        "SELECT 1 FROM os_version WHERE platform = 'rhel';",
+        "Hosts running Red Hat Enterprise Linux",
+    ),
+    (
+        "All Linux",
+        "SELECT 1 FROM os_version WHERE platform IN ('ubuntu', 'debian', 'centos', 'rhel', "
+        "'fedora', 'amzn', 'arch', 'suse', 'opensuse', 'gentoo', 'rocky', 'almalinux', 'oracle') "
+        "OR platform_like LIKE '%debian%' OR platform_like LIKE '%rhel%';",
+        "Hosts running any Linux",
+    ),
+]
+ALL_HOSTS = "All Hosts"
+
+
+def platform_family(platform: str) -> str:
+    """darwin, windows or linux (or "" when unknown): what a label's `platform` names."""
+    if platform in ("darwin", "windows"):
+        return platform
+    return "linux" if platform in LINUX_PLATFORMS else ""
+
+
+@dataclass
+class Label:
+    id: int
+    name: str
+    description: str
+    query: str
+    platform: str
+    label_type: str
+    membership_type: str
+    created_at: float
+    updated_at: float
+
+    @property
+    def builtin(self) -> bool:
+        return self.label_type == "builtin"
+
+
+class LabelService:
+    """Label CRUD, label queries for hosts, and membership."""
+
+    prefix = PREFIX
+
+    def __init__(
+        self, db: Database, index: DocumentIndex, hosts: HostService, settings: Settings
+    ) -> None:
+        self.db = db
+        self.index = index
+        self.hosts = hosts
+        self.settings = settings
+        self._labels: dict[int, Label] = {}
+        self._members: dict[int, set[int]] = {}
+        self._due: dict[int, float] = {}  # host id -> when its label queries are next due
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Load labels and membership; create the built-in labels on a new database."""
+        async with self.db.connect() as conn:
+            rows = [r._mapping for r in await conn.execute(select(labels))]
+            members = [r._mapping for r in await conn.execute(select(label_membership))]
+        self._labels = {int(r["id"]): _label(r) for r in rows}
+        names = {label.name for label in self._labels.values()}
+        for name, query, description in BUILTIN_LABELS:
+            if name not in names:
+                label = await self._insert(name, description, query, "", "builtin", "dynamic")
+                self._labels[label.id] = label
+        self._members = {label_id: set() for label_id in self._labels}
+        for m in members:
+            self._members.setdefault(int(m["label_id"]), set()).add(int(m["host_id"]))
+        for host in self.hosts.all():
+            host.labels = self.labels_of(host.id)
+
+    # --- reads -------------------------------------------------------------------------
+
+    def info(self, label_id: int) -> LabelInfo | None:
+        """What target resolution needs (None for an unknown label)."""
+        label = self._labels.get(label_id)
+        if label is None:
+            return None
+        return LabelInfo(
+            id=label.id,
+            builtin=label.builtin,
+            all_hosts=label.name == ALL_HOSTS and label.builtin,
+            members=frozenset(self._members.get(label_id, ())),
+        )
+
+    def labels_of(self, host_id: int) -> list[dict[str, Any]]:
+        return [
+            {"id": label.id, "name": label.name}
+            for label in sorted(self._labels.values(), key=lambda lab: lab.id)
+            if host_id in self._members.get(label.id, ())
+        ]
+
+    def members(self, label_id: int) -> set[int]:
+        return set(self._members.get(label_id, ()))
+
+    def to_json(self, label: Label) -> dict[str, Any]:
+        return {
+            "id": label.id,
+            "name": label.name,
+            "description": label.description,
+            "query": label.query,
+            "platform": label.platform,
+            "label_type": label.label_type,
+            "label_membership_type": label.membership_type,
+            "host_count": len(self._members.get(label.id, ())),
+            "created_at": iso(label.created_at),
+            "updated_at": iso(label.updated_at),
+        }
+
+    def all_labels(self) -> list[dict[str, Any]]:
+        return [self.to_json(lab) for lab in sorted(self._labels.values(), key=lambda x: x.id)]
+
+    def get(self, label_id: int) -> dict[str, Any]:
+        label = self._labels.get(label_id)
+        if label is None:
+            raise NotFound(f"no label with id {label_id}")
+        return self.to_json(label)
+
+    # --- writes ------------------------------------------------------------------------
+
+    async def _insert(
+        self,
+        name: str,
+        description: str,
+        query: str,
+        platform: str,
+        label_type: str,
+        membership_type: str,
+    ) -> Label:
+        now = time.time()
+        row = {
+            "name": name,
+            "description": description,
+            "query": query,
+            "platform": platform,
+            "label_type": label_type,
+            "membership_type": membership_type,
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self.db.transaction() as conn:
+            result = await conn.execute(insert(labels).returning(labels.c.id), [row])
+            label_id = int(result.scalar_one())
+        label = Label(id=label_id, **row)  # type: ignore[arg-type]
+        await self._index(label)
+        return label
+
+    async def _index(self, label: Label) -> None:
+        await self.index.write(
+            Write(Action.PUT, f"/fleet/labels/{label.id}", LABEL_KIND, self.to_json(label))
+        )
+
+    def _validate(self, name: Any, query: Any, platform: Any, manual: bool, own: int | None) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise Invalid("name must be a non-empty string")
+        if len(name) > 255:
+            raise Invalid("name is longer than 255 characters")
+        if any(lab.name == name.strip() and lab.id != own for lab in self._labels.values()):
+            raise Conflict(f"a label named {name.strip()!r} already exists")
+        if platform not in PLATFORMS:
+            raise Invalid("platform must be darwin, windows, linux or empty")
+        if manual:
+            if query:
+                raise Invalid("a manual label has hosts, not a query")
+            return ""
+        try:
+            return check_live_sql(query)
+        except InvalidSql as exc:
+            raise Invalid(f"query: {exc}") from exc
+
+    async def create(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Create a dynamic label (`query`) or a manual one (`hosts`: ids)."""
+        manual = fields.get("hosts") is not None
+        platform = fields.get("platform") or ""
+        query = self._validate(fields.get("name"), fields.get("query"), platform, manual, None)
+        description = str(fields.get("description") or "")
+        label = await self._insert(
+            str(fields["name"]).strip(),
+            description,
+            query,
+            platform,
+            "regular",
+            "manual" if manual else "dynamic",
+        )
+        self._labels[label.id] = label
+        self._members[label.id] = set()
+        if manual:
+            await self.set_members(label.id, _host_ids(fields["hosts"]))
+        else:
+            self._due.clear()  # every host runs the new label at its next check-in
+        return self.to_json(label)
+
+    async def update(self, label_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        label = self._labels.get(label_id)
+        if label is None:
+            raise NotFound(f"no label with id {label_id}")
+        if label.builtin:
+            raise Invalid("built-in labels cannot be changed")
+        manual = label.membership_type == "manual"
+        name = fields.get("name", label.name)
+        description = fields.get("description", label.description)
+        query = fields.get("query", label.query)
+        query = self._validate(
+            name, query if not manual else None, label.platform, manual, label.id
+        )
+        values: dict[str, Any] = {
+            "name": str(name).strip(),
+            "description": str(description or ""),
+            "query": query,
+            "updated_at": time.time(),
+        }
+        async with self.db.transaction() as conn:
+            await conn.execute(update(labels).where(labels.c.id == label_id).values(**values))
+        label.name, label.description = values["name"], values["description"]
+        if not manual and query != label.query:
+            label.query = query
+            self._due.clear()
+        label.updated_at = float(values["updated_at"])
+        if manual and fields.get("hosts") is not None:
+            await self.set_members(label_id, _host_ids(fields["hosts"]))
+        await self._index(label)
+        return self.to_json(label)
+
+    async def delete(self, label_id: int) -> None:
+        """Delete a label; campaigns already running keep the hosts they resolved."""
+        label = self._labels.get(label_id)
+        if label is None:
+            raise NotFound(f"no label with id {label_id}")
+        if label.builtin:
+            raise Invalid("built-in labels cannot be deleted")
+        members = self._members.pop(label_id, set())
+        del self._labels[label_id]
+        async with self.db.transaction() as conn:
+            await conn.execute(delete(labels).where(labels.c.id == label_id))
+        await self.index.write(Write(Action.DELETE, f"/fleet/labels/{label_id}"))
+        await self._publish(members)
+
+    async def set_members(self, label_id: int, host_ids: Iterable[int]) -> None:
+        """Replace a manual label's hosts (unknown host ids are an error)."""
+        wanted = set(host_ids)
+        unknown = sorted(h for h in wanted if self.hosts.by_id(h) is None)
+        if unknown:
+            raise Invalid(f"no host with id {unknown[0]}")
+        before = self._members.get(label_id, set())
+        await self._apply(label_id, added=wanted - before, removed=before - wanted)
+
+    async def _apply(self, label_id: int, added: set[int], removed: set[int]) -> None:
+        if not added and not removed:
+            return
+        now = time.time()
+        async with self.db.transaction() as conn:
+            if removed:
+                await conn.execute(
+                    delete(label_membership).where(
+                        label_membership.c.label_id == label_id,
+                        label_membership.c.host_id.in_(sorted(removed)),
+                    )
+                )
+            if added:
+                await conn.execute(
+                    insert(label_membership),
+                    [{"label_id": label_id, "host_id": h, "updated_at": now} for h in added],
+                )
+        members = self._members.setdefault(label_id, set())
+        members |= added
+        members -= removed
+        await self._publish(added | removed)
+
+    async def _publish(self, host_ids: Iterable[int]) -> None:
+        writes = []
+        for host_id in host_ids:
+            state = self.hosts.by_id(host_id)
+            if state is None:
+                continue
+            state.labels = self.labels_of(host_id)
+            writes.append(Write(Action.PATCH, host_link(host_id), body={"labels": state.labels}))
+        if writes:
+            outcomes = await self.index.apply(writes)
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    log.warning("label membership not mirrored: %s", outcome)
+
+    # --- the distributed query source ----------------------------------------------------
+
+    def queries_for(self, host: HostState, now: float) -> dict[str, str]:
+        if now < self._due.get(host.id, 0.0):
+            return {}
+        family = platform_family(host.platform)
+        return {
+            f"{PREFIX}{label.id}": label.query
+            for label in self._labels.values()
+            if label.membership_type == "dynamic"
+            and (not label.platform or label.platform == family)
+        }
+
+    async def ingest(self, host: HostState, results: list[DistributedResult]) -> None:
+        """Update membership from label query answers; failures leave it unknown."""
+        jitter = secrets.randbelow(1000) / 10000.0
+        self._due[host.id] = time.time() + self.settings.label_interval * (1.0 + jitter)
+        for result in results:
+            suffix = result.name[len(PREFIX) :]
+            if not suffix.isdigit() or int(suffix) not in self._labels:
+                continue
+            if result.failed:
+                continue  # unknown, not false
+            label_id = int(suffix)
+            member = host.id in self._members.get(label_id, ())
+            if result.rows and not member:
+                await self._apply(label_id, added={host.id}, removed=set())
+            elif not result.rows and member:
+                await self._apply(label_id, added=set(), removed={host.id})
+
+
+def _host_ids(raw: Any) -> list[int]:
+    if not isinstance(raw, list) or not all(
+        isinstance(h, int) and not isinstance(h, bool) for h in raw
+    ):
+        raise Invalid("hosts must be a list of host ids")
+    return list(raw)
+
+
+def _label(row: Any) -> Label:
+    return Label(
+        id=int(row["id"]),
+        name=row["name"],
+        description=row["description"],
+        query=row["query"],
+        platform=row["platform"],
+        label_type=row["label_type"],
+        membership_type=row["membership_type"],
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+    )

@@ -1,0 +1,116 @@
+"""Teams: a group of hosts with its own enroll secrets and config additions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+
+from fleetwatch.fleet.agent_config import validate_config
+from fleetwatch.fleet.errors import Conflict, Invalid, NotFound
+from fleetwatch.fleet.hosts import iso
+from fleetwatch.index import Action, DocumentIndex, Write
+from fleetwatch.storage import Database
+from fleetwatch.storage.schema import teams
+
+TEAM_KIND = "fleet:team"
+
+
+class TeamService:
+    """Team CRUD; teams are cached in memory (they are read on every agent config fetch)."""
+
+    def __init__(self, db: Database, index: DocumentIndex) -> None:
+        self.db = db
+        self.index = index
+        self._teams: dict[int, dict[str, Any]] = {}
+
+    async def load(self) -> None:
+        async with self.db.connect() as conn:
+            rows = await conn.execute(select(teams))
+            self._teams = {int(r.id): self._json(r._mapping) for r in rows}
+
+    @staticmethod
+    def _json(row: Any) -> dict[str, Any]:
+        return {
+            "id": int(row["id"]),
+            "name": row["name"],
+            "description": row["description"],
+            "config": row["config"] or {},
+            "created_at": iso(row["created_at"]),
+        }
+
+    def known(self, team_id: int) -> bool:
+        return team_id in self._teams
+
+    def config_of(self, team_id: int | None) -> dict[str, Any]:
+        """The team's config additions (empty for no team)."""
+        if team_id is None or team_id not in self._teams:
+            return {}
+        config: dict[str, Any] = self._teams[team_id]["config"]
+        return config
+
+    def all_teams(self) -> list[dict[str, Any]]:
+        return [dict(t) for t in sorted(self._teams.values(), key=lambda t: int(t["id"]))]
+
+    def get(self, team_id: int) -> dict[str, Any]:
+        team = self._teams.get(team_id)
+        if team is None:
+            raise NotFound(f"no team with id {team_id}")
+        return dict(team)
+
+    def _check(self, name: Any, config: Any, own: int | None) -> None:
+        if not isinstance(name, str) or not name.strip() or len(name) > 255:
+            raise Invalid("name must be a non-empty string of at most 255 characters")
+        if any(t["name"] == name.strip() and t["id"] != own for t in self._teams.values()):
+            raise Conflict(f"a team named {name.strip()!r} already exists")
+        if config is not None:
+            try:
+                validate_config(config)
+            except Invalid as exc:
+                raise Invalid(f"config: {exc}") from exc
+
+    async def create(self, fields: dict[str, Any]) -> dict[str, Any]:
+        self._check(fields.get("name"), fields.get("config"), None)
+        row = {
+            "name": str(fields["name"]).strip(),
+            "description": str(fields.get("description") or ""),
+            "config": fields.get("config") or {},
+            "created_at": time.time(),
+        }
+        async with self.db.transaction() as conn:
+            team_id = int(
+                (await conn.execute(insert(teams).returning(teams.c.id), [row])).scalar_one()
+            )
+        self._teams[team_id] = self._json({"id": team_id, **row})
+        await self._index(team_id)
+        return self.get(team_id)
+
+    async def update(self, team_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        current = self.get(team_id)
+        name = fields.get("name", current["name"])
+        config = fields.get("config", current["config"])
+        self._check(name, config, team_id)
+        values = {
+            "name": str(name).strip(),
+            "description": str(fields.get("description", current["description"]) or ""),
+            "config": config or {},
+        }
+        async with self.db.transaction() as conn:
+            await conn.execute(update(teams).where(teams.c.id == team_id).values(**values))
+        self._teams[team_id].update(values)
+        await self._index(team_id)
+        return self.get(team_id)
+
+    async def delete(self, team_id: int) -> None:
+        """Delete a team: its hosts become hosts with no team; its secrets are revoked."""
+        self.get(team_id)
+        async with self.db.transaction() as conn:
+            await conn.execute(delete(teams).where(teams.c.id == team_id))
+        del self._teams[team_id]
+        await self.index.write(Write(Action.DELETE, f"/fleet/teams/{team_id}"))
+
+    async def _index(self, team_id: int) -> None:
+        await self.index.write(
+            Write(Action.PUT, f"/fleet/teams/{team_id}", TEAM_KIND, self.get(team_id))
+        )

@@ -1,0 +1,69 @@
+"""Teams: CRUD, team enroll secrets (a host joins the team), transfer, per-team config."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.agent import Agent
+from tests.server import RunningServer
+
+
+def test_teams_secrets_transfer_and_config(live_server: RunningServer, admin_token: str) -> None:
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    with (
+        httpx.Client(base_url=live_server.url, headers=auth) as api,
+        httpx.Client(base_url=live_server.url) as agents_client,
+    ):
+        team = api.post(
+            "/api/v1/fleet/teams",
+            json={
+                "name": "servers",
+                "config": {
+                    "schedule": {
+                        "ports": {"query": "SELECT * FROM listening_ports", "interval": 300}
+                    }
+                },
+            },
+        )
+        assert team.status_code == 201, team.text
+        team_id = team.json()["team"]["id"]
+        assert api.post("/api/v1/fleet/teams", json={"name": "servers"}).status_code == 409
+        bad = api.post(
+            "/api/v1/fleet/teams",
+            json={"name": "x", "config": {"schedule": {"q": {"interval": 1}}}},
+        )
+        assert bad.status_code == 400 and "schedule.q.query" in bad.json()["error"]
+        secret = api.post(f"/api/v1/fleet/teams/{team_id}/secrets", json={"secret": "team-s"})
+        assert secret.status_code == 201
+        listed = api.get(f"/api/v1/fleet/teams/{team_id}/secrets").json()["secrets"]
+        assert [s["secret"] for s in listed] == ["team-s"]
+        member = Agent(agents_client, "team-s", "t0", "tu0")
+        member.enroll()
+        outsider = Agent(agents_client, "test-enroll-secret", "t1", "tu1")
+        outsider.enroll()
+        hosts = {h["hostname"]: h for h in api.get("/api/v1/fleet/hosts").json()["hosts"]}
+        assert hosts["t0"]["team_id"] == team_id and hosts["t1"]["team_id"] is None
+        # per-team config additions reach only the team's hosts
+        assert "ports" in member.post("config", {}).json()["schedule"]
+        assert "ports" not in outsider.post("config", {}).json()["schedule"]
+        team_hosts = api.get("/api/v1/fleet/hosts", params={"team_id": team_id}).json()
+        assert [h["hostname"] for h in team_hosts["hosts"]] == ["t0"]
+        # transfer
+        moved = api.post(
+            "/api/v1/fleet/hosts/transfer", json={"team_id": team_id, "hosts": [hosts["t1"]["id"]]}
+        )
+        assert moved.status_code == 200
+        assert "ports" in outsider.post("config", {}).json()["schedule"]
+        run = api.post(
+            "/api/v1/fleet/queries/run",
+            json={"query": "SELECT 1", "targets": [{"type": "team", "id": team_id}]},
+        )
+        assert run.json()["campaign"]["totals"]["targeted"] == 2
+        missing = api.post("/api/v1/fleet/hosts/transfer", json={"team_id": None, "hosts": [999]})
+        assert missing.status_code == 404
+        # deleting the team: hosts stay, with no team; its secret stops working
+        assert api.delete(f"/api/v1/fleet/teams/{team_id}").status_code == 200
+        hosts = {h["hostname"]: h for h in api.get("/api/v1/fleet/hosts").json()["hosts"]}
+        assert hosts["t0"]["team_id"] is None and hosts["t1"]["team_id"] is None
+        assert Agent(agents_client, "team-s", "t2", "tu2").enroll()["node_invalid"] is True
+        assert api.get(f"/api/v1/fleet/teams/{team_id}").status_code == 404
