@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     live_query_max_rows_per_campaign: int = Field(1_000_000, ge=1)
     #: Bytes of row data kept per host result (Fleet caps a whole write at 5 MiB).
     live_query_max_result_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    #: How long a finished campaign and its results are kept (seconds).
+    live_query_result_retention: float = Field(30 * 24 * 3600.0, gt=0)
     #: Administrators' kill switch: no new live query campaigns.
     live_queries_disabled: bool = False
 

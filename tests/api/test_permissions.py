@@ -7,11 +7,13 @@ asking for something outside its teams gets 404 (ids do not leak), not 403.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from websockets.sync.client import connect
 
 from tests.agent import Agent
 from tests.conftest import login
@@ -435,3 +437,31 @@ def test_login_rate_limit_and_tokens(live_server: RunningServer) -> None:
         assert api.delete(f"/api/v1/fleet/me/tokens/{made['id']}").status_code == 200
         assert api.get("/api/v1/fleet/me", headers=script).status_code == 401
         assert api.delete("/api/v1/fleet/me/tokens/zzz").status_code == 404
+
+
+def test_team_users_cannot_stream_whole_index_tasks(
+    live_server: RunningServer, admin_token: str
+) -> None:
+    world = build(live_server, admin_token)
+    task = world.api.post(
+        "/core/local-query-tasks",
+        json={
+            "querySpec": {
+                "query": {"term": {"propertyName": "documentKind", "matchValue": "fleet:host"}},
+                "options": ["CONTINUOUS", "EXPAND_CONTENT"],
+            },
+            "documentExpirationTimeMicros": 9223372036854775807,
+        },
+    )
+    assert task.status_code == 202, task.text
+    link = task.json()["documentSelfLink"]
+    team = {"Authorization": f"Bearer {world.tokens['team_observer']}"}
+    with httpx.Client(base_url=live_server.url) as client:
+        refused = client.get(f"{link}/events", headers=team)
+        assert refused.status_code == 403 and "global role" in refused.json()["error"]
+    url = live_server.url.replace("http", "ws", 1) + f"{link}/stream"
+    token = world.tokens["team_observer"]
+    with connect(f"{url}?token={token}") as socket:
+        error = json.loads(socket.recv(timeout=10))
+        assert error["type"] == "error" and "global role" in error["error"]
+    world.close()

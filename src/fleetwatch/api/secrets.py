@@ -30,6 +30,7 @@ async def add_secret(
     """Add a global secret; a random one when the body names none."""
     require_admin(user)
     created = await services.secrets.add(body.secret if body else None, None)
+    await services.activities.record("added_enroll_secret", user, {"team_id": None})
     return {"secret": created.to_json()}
 
 
@@ -38,4 +39,5 @@ async def revoke_secret(secret: str, user: CurrentUser, services: ServicesDep) -
     """Revoke a global secret: new enrollments with it fail; enrolled hosts stay."""
     require_admin(user)
     await services.secrets.revoke(secret, None)
+    await services.activities.record("revoked_enroll_secret", user, {"team_id": None})
     return {}

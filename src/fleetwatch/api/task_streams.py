@@ -19,7 +19,7 @@ import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from starlette.responses import StreamingResponse
 
-from fleetwatch.api.auth import StreamUser, bearer_token, resolve_token
+from fleetwatch.api.auth import StreamUser, bearer_token, global_user, resolve_token
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
 from fleetwatch.query.subscriptions import (
@@ -79,6 +79,7 @@ def _register(base: str) -> None:
         task_id: str, request: Request, user: StreamUser, services: ServicesDep
     ) -> StreamingResponse:
         """Server-Sent Events: the task's notifications, resumable with Last-Event-ID."""
+        await global_user(user)  # the whole index is not scoped to teams
         link = f"{base}/{task_id}"
         since = parse_since(request.query_params.get("since"), "since")
         if since is None:
@@ -150,7 +151,7 @@ async def _authenticate(websocket: WebSocket, services: Services) -> None:
             data = first.get("data")
             if isinstance(data, dict) and isinstance(data.get("token"), str):
                 token = data["token"]
-    await resolve_token(services, token)
+    await global_user(await resolve_token(services, token))
 
 
 async def _send_error(websocket: WebSocket, exc: ApiError) -> None:

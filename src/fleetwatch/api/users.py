@@ -50,6 +50,11 @@ async def create_user(body: CreateUser, user: CurrentUser, services: ServicesDep
         name=body.name,
         teams=[TeamRole(t.id, t.role) for t in body.teams],
     )
+    await services.activities.record(
+        "created_user",
+        user,
+        {"user_id": created.id, "email": created.email, "global_role": created.global_role},
+    )
     return {"user": created.to_json()}
 
 
@@ -72,6 +77,9 @@ async def modify_user(
     updated = await services.users.update(
         user_id, name=body.name, password=body.password, global_role=role
     )
+    await services.activities.record(
+        "edited_user", user, {"user_id": user_id, "changed": sorted(changes)}
+    )
     return {"user": updated.to_json()}
 
 
@@ -81,4 +89,5 @@ async def delete_user(user_id: int, user: CurrentUser, services: ServicesDep) ->
     if user_id == user.id:
         raise ApiError(400, "you cannot delete yourself; ask another admin")
     await services.users.delete(user_id)
+    await services.activities.record("deleted_user", user, {"user_id": user_id})
     return {}

@@ -42,6 +42,8 @@ RESULT_KIND = "fleet:result"
 TARGETS_KIND = "fleet:campaign-targets"
 #: How often the sweeper checks deadlines (seconds).
 SWEEP_INTERVAL = 0.25
+#: How often old campaigns are purged (seconds).
+PURGE_INTERVAL = 60.0
 STATUSES = ("running", "finished", "stopped", "expired")
 
 
@@ -538,12 +540,53 @@ class CampaignService:
             event.set()
 
     async def _sweep_loop(self) -> None:
+        last_purge = 0.0
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             try:
-                await self.sweep(time.time())
+                now = time.time()
+                await self.sweep(now)
+                if now - last_purge >= PURGE_INTERVAL:
+                    last_purge = now
+                    await self.purge(now)
             except Exception:
                 log.exception("campaign sweep failed")
+
+    async def purge(self, now: float) -> int:
+        """Delete campaigns (and their results) untouched for the retention period."""
+        from sqlalchemy import select
+
+        from fleetwatch.storage.schema import documents
+
+        cutoff = int((now - self.settings.live_query_result_retention) * 1_000_000)
+        async with self.index.db.connect() as conn:
+            rows = await conn.execute(
+                select(documents.c.self_link).where(
+                    documents.c.kind == CAMPAIGN_KIND,
+                    documents.c.deleted.is_(False),
+                    documents.c.update_time_micros < cutoff,
+                )
+            )
+            old = [int(r[0].rsplit("/", 1)[1]) for r in rows]
+        purged = 0
+        for campaign_id in old:
+            if campaign_id in self._active:
+                continue
+            prefix = campaign_link(campaign_id) + "/"
+            async with self.index.db.connect() as conn:
+                rows = await conn.execute(
+                    select(documents.c.self_link).where(
+                        documents.c.self_link >= prefix,
+                        documents.c.self_link < prefix + "\uffff",
+                        documents.c.deleted.is_(False),
+                    )
+                )
+                links = [r[0] for r in rows]
+            writes = [Write(Action.DELETE, link) for link in links]
+            writes.append(Write(Action.DELETE, campaign_link(campaign_id)))
+            await self.index.apply(writes)
+            purged += 1
+        return purged
 
     async def sweep(self, now: float) -> None:
         """Expire campaigns past their deadline; drop those past their queue expiry."""
