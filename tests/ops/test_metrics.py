@@ -62,9 +62,11 @@ def test_agent_traffic_and_state_in_metrics(live_server: RunningServer, admin_to
     assert value(text, "fleetwatch_agent_requests_total", endpoint="log", outcome="refused") == 1
     assert value(text, "fleetwatch_osquery_log_lines_total", log_type="result") == 4
     assert value(text, "fleetwatch_osquery_log_rows_stored_total", log_type="result") == 2
-    assert value(text, "fleetwatch_distributed_results_total", kind="detail", outcome="ok") == len(
-        names
-    )
+    for kind in ("detail", "label"):
+        sent = [n for n in names if query_kind(n) == kind]
+        assert value(text, "fleetwatch_distributed_results_total", kind=kind, outcome="ok") == len(
+            sent
+        )
     assert value(text, "fleetwatch_hosts", status="online") == 1
     assert value(text, "fleetwatch_held_long_polls") == 0
     assert value(text, "fleetwatch_changelog_sequence") >= 3  # host, 2 log rows
@@ -225,3 +227,16 @@ def test_query_kind() -> None:
     assert query_kind("fleet_label_query_3") == "label"
     assert query_kind("fleet_detail_query_os_version") == "detail"
     assert query_kind("anything else") == "other"
+
+
+def test_every_metric_is_documented(tmp_path: Path) -> None:
+    from fleetwatch.app import create_app
+
+    app = create_app(Settings(data_dir=tmp_path, log_forward_dir=tmp_path / "fwd"))
+    metrics: Metrics = app.state.services.ops.metrics
+    names = {family.name for family in metrics.registry.collect()}
+    assert "fleetwatch_log_forward_queued" in names and "fleetwatch_hosts" in names
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    for name in names:
+        # Counters are exposed (and documented) with their _total suffix.
+        assert f"`{name}`" in doc or f"`{name}_total`" in doc, f"{name} is not documented"
