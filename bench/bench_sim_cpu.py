@@ -125,6 +125,15 @@ def _fleetwatch_server(port: int, data_dir: str, hold: float, interval: int) -> 
     uvicorn.Server(config).run()
 
 
+def _stop(process: Any) -> None:
+    """SIGTERM, then SIGKILL: uvicorn's graceful shutdown can outlast thousands of sockets."""
+    process.terminate()
+    process.join(15)
+    if process.is_alive():
+        process.kill()
+        process.join(15)
+
+
 def _wait_port(port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -281,8 +290,7 @@ async def _run_constant(args: argparse.Namespace, report: Report, ctx: Any) -> N
         httpx_cpu = await _httpx_loop(url, sample, args.concurrency) * checkins / sample
         transport_cpu = await _transport_loop(url, sample, args.concurrency) * checkins / sample
     finally:
-        constant.terminate()
-        constant.join(10)
+        _stop(constant)
     us = 1e6 / checkins
     report.add(Measurement("httpx bare loop", httpx_cpu * us, "us CPU/request", False))
     report.add(Measurement("sim transport loop", transport_cpu * us, "us CPU/request", False))
@@ -305,8 +313,7 @@ async def _run_server(args: argparse.Namespace, report: Report, ctx: Any) -> Non
                 f"http://127.0.0.1:{port}", args.hosts, args, server.pid or 0
             )
         finally:
-            server.terminate()
-            server.join(30)
+            _stop(server)
     if not report.measurements:
         report.baseline = "fleet vs fleetwatch server"
     report.add(_fleet_measurement("fleet vs fleetwatch server", real))
