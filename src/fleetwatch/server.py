@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+
 import uvicorn
 
 from fleetwatch.app import create_app
@@ -37,7 +39,23 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     )
 
 
+def raise_open_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit and return it.
+
+    Every long-polling host holds a socket for up to --distributed-hold seconds, so a fleet
+    of thousands needs thousands of descriptors; the usual soft limit of 1024 would make
+    accept() and SQLite's own file opens fail long before that.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def run_server(settings: Settings) -> None:
     """Serve until interrupted."""
     configure_logging(settings.log_level, settings.log_format)
+    raise_open_file_limit()
     uvicorn.Server(uvicorn_config(settings)).run()

@@ -308,26 +308,35 @@ class LabelService:
         await self._apply(label_id, added=wanted - before, removed=before - wanted)
 
     async def _apply(self, label_id: int, added: set[int], removed: set[int]) -> None:
-        if not added and not removed:
+        await self._apply_many([(label_id, added, removed)])
+
+    async def _apply_many(self, changes: list[tuple[int, set[int], set[int]]]) -> None:
+        """Membership changes of several labels in one transaction and one publication."""
+        changes = [(label, add, rem) for label, add, rem in changes if add or rem]
+        if not changes:
             return
         now = time.time()
         async with self.db.transaction() as conn:
-            if removed:
-                await conn.execute(
-                    delete(label_membership).where(
-                        label_membership.c.label_id == label_id,
-                        label_membership.c.host_id.in_(sorted(removed)),
+            for label_id, added, removed in changes:
+                if removed:
+                    await conn.execute(
+                        delete(label_membership).where(
+                            label_membership.c.label_id == label_id,
+                            label_membership.c.host_id.in_(sorted(removed)),
+                        )
                     )
-                )
-            if added:
-                await conn.execute(
-                    insert(label_membership),
-                    [{"label_id": label_id, "host_id": h, "updated_at": now} for h in added],
-                )
-        members = self._members.setdefault(label_id, set())
-        members |= added
-        members -= removed
-        await self._publish(added | removed)
+                if added:
+                    await conn.execute(
+                        insert(label_membership),
+                        [{"label_id": label_id, "host_id": h, "updated_at": now} for h in added],
+                    )
+        touched: set[int] = set()
+        for label_id, added, removed in changes:
+            members = self._members.setdefault(label_id, set())
+            members |= added
+            members -= removed
+            touched |= added | removed
+        await self._publish(touched)
 
     async def _publish(self, host_ids: Iterable[int]) -> None:
         writes = []
@@ -360,6 +369,7 @@ class LabelService:
         """Update membership from label query answers; failures leave it unknown."""
         jitter = secrets.randbelow(1000) / 10000.0
         self._due[host.id] = time.time() + self.settings.label_interval * (1.0 + jitter)
+        changes: list[tuple[int, set[int], set[int]]] = []
         for result in results:
             suffix = result.name[len(PREFIX) :]
             if not suffix.isdigit() or int(suffix) not in self._labels:
@@ -369,9 +379,11 @@ class LabelService:
             label_id = int(suffix)
             member = host.id in self._members.get(label_id, ())
             if result.rows and not member:
-                await self._apply(label_id, added={host.id}, removed=set())
+                changes.append((label_id, {host.id}, set()))
             elif not result.rows and member:
-                await self._apply(label_id, added=set(), removed={host.id})
+                changes.append((label_id, set(), {host.id}))
+        # one transaction and one host document update for the whole write
+        await self._apply_many(changes)
 
 
 def _host_ids(raw: Any) -> list[int]:
