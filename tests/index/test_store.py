@@ -111,3 +111,17 @@ async def test_read_changes_after_a_sequence(index: DocumentIndex) -> None:
     tail = await index.read_changes(changes[2].seq, limit=10)
     assert [c.body["i"] for c in tail] == [3, 4]
     assert await index.first_retained_seq() == changes[0].seq
+
+
+async def test_backlog_counts_queued_writes(index: DocumentIndex) -> None:
+    assert index.backlog == 0
+    pending = [
+        asyncio.ensure_future(
+            index.apply([Write(Action.PUT, f"/b/{i}-{j}", "k") for j in range(3)])
+        )
+        for i in range(4)
+    ]
+    await asyncio.sleep(0)  # the callers have queued; the writer has not committed yet
+    assert index.backlog == 12
+    await asyncio.gather(*pending)
+    assert index.backlog == 0

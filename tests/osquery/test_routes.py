@@ -431,3 +431,16 @@ def test_legacy_unversioned_paths(client: httpx.Client) -> None:
     agent = enrolled(client)
     reply = client.post("/api/osquery/config", json={"node_key": agent.node_key})
     assert "options" in reply.json()
+
+
+def test_log_batches_are_refused_while_the_store_is_backed_up(
+    client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetwatch.osquery import routes
+
+    agent = enrolled(client)
+    monkeypatch.setattr(routes, "MAX_WRITE_BACKLOG", -1)
+    busy = agent.post("log", {"log_type": "result", "data": [event_row(1)]})
+    assert busy.status_code == 429 and "retry later" in assert_json_object(busy)["error"]
+    monkeypatch.setattr(routes, "MAX_WRITE_BACKLOG", 50_000)
+    assert agent.post("log", {"log_type": "result", "data": [event_row(1)]}).json() == {}

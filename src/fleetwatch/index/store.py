@@ -79,6 +79,11 @@ class DocumentIndex:
         self._listeners.remove(listener)
 
     @property
+    def backlog(self) -> int:
+        """Writes waiting for the next group commit (a measure of write pressure)."""
+        return sum(len(p.writes) for p in self._queue)
+
+    @property
     def last_seq(self) -> int:
         """The highest sequence this process has committed or loaded."""
         return self._last_seq

@@ -25,6 +25,9 @@ from fleetwatch.services import Services
 
 log = logging.getLogger(__name__)
 
+#: Writes queued in the document index above which log batches are refused for a while.
+MAX_WRITE_BACKLOG = 50_000
+
 router = APIRouter(prefix="/api/v1/osquery", tags=["osquery agent API"])
 #: Fleet also serves the unversioned paths; existing osquery flag files use either.
 legacy_router = APIRouter(prefix="/api/osquery", include_in_schema=False)
@@ -123,6 +126,10 @@ async def log_endpoint(request: Request) -> JsonResponse:
     if isinstance(auth, JsonResponse):
         return auth
     host, body = auth
+    if services.index.backlog > MAX_WRITE_BACKLOG:
+        # Shed load instead of queueing without bound: osquery keeps the batch and retries
+        # with backoff, so nothing is lost.
+        return _error(429, "the server is busy storing logs; retry later")
     log_type = body.get("log_type")
     data = body.get("data")
     if not isinstance(log_type, str):
