@@ -1,10 +1,12 @@
 """A real HTTP log receiver for tests: records the JSON bodies POSTed to `/logs/{name}`.
 
-Behaviour per name: `ok`, `fail` (HTTP 503) or `flaky:N` (503 for the first N attempts).
+Behaviour per name: `ok`, `fail` (HTTP 503), `flaky:N` (503 for the first N attempts) or
+`hang` (never answers in time).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -53,6 +55,8 @@ class LogReceiver:
             with self.lock:
                 attempt = self.attempts[name] = self.attempts.get(name, 0) + 1
             behaviour = self.behaviour.get(name, "ok")
+            if behaviour == "hang":
+                await asyncio.sleep(3600)
             if behaviour == "fail" or (
                 behaviour.startswith("flaky:") and attempt <= int(behaviour.split(":")[1])
             ):
@@ -83,4 +87,5 @@ def running_log_receiver() -> Iterator[LogReceiver]:
         yield receiver
     finally:
         server.should_exit = True
+        server.force_exit = True  # a hanging handler must not hold the shutdown
         thread.join(timeout=10)
