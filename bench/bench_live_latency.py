@@ -48,6 +48,7 @@ import httpx
 import orjson
 
 from bench._harness import Measurement, Report, format_ratio, percentile, ratio, summarize
+from bench._http_load import cpu_seconds
 
 TARGET_P95_S = 1.5
 #: Issue 4's setting (hold 10, interval 10), DESIGN.md §5's (hold 10, interval 1), Fleet's.
@@ -294,13 +295,21 @@ class CampaignRun:
     streamed: list[float] = field(default_factory=list)
     status: str = "?"
     late_subscribe: float = 0.0
+    #: Wall seconds from the POST to the final status, and the CPU seconds the server and
+    #: the simulated fleet used meanwhile (what limited the campaign).
+    duration: float = 0.0
+    server_cpu: float = 0.0
+    fleet_cpu: float = 0.0
 
     @property
     def missing(self) -> int:
         return self.online - len(self.streamed)
 
 
-async def _run_campaign(client: httpx.AsyncClient, timeout: float) -> CampaignRun:
+async def _run_campaign(
+    client: httpx.AsyncClient, timeout: float, server_pid: int, fleet_pid: int
+) -> CampaignRun:
+    cpu_before = cpu_seconds(server_pid) or 0.0, cpu_seconds(fleet_pid) or 0.0
     started = time.time()
     created = await client.post(
         "/api/v1/fleet/queries/run",
@@ -335,6 +344,9 @@ async def _run_campaign(client: httpx.AsyncClient, timeout: float) -> CampaignRu
                 break
             elif kind == "error":
                 raise RuntimeError(f"campaign stream error: {message}")
+    run.duration = time.time() - started
+    run.server_cpu = (cpu_seconds(server_pid) or 0.0) - cpu_before[0]
+    run.fleet_cpu = (cpu_seconds(fleet_pid) or 0.0) - cpu_before[1]
     return run
 
 
@@ -543,13 +555,16 @@ async def _measure_mode(
             runs: list[CampaignRun] = []
             for n in range(args.campaigns):
                 await asyncio.sleep(rng.uniform(0, mode.cycle))
-                run = await _run_campaign(client, args.campaign_timeout)
+                assert server.pid is not None and fleet.proc.pid is not None
+                run = await _run_campaign(client, args.campaign_timeout, server.pid, fleet.proc.pid)
                 runs.append(run)
                 lat = spread(run.streamed) if run.streamed else None
                 print(
                     f"  campaign {n + 1}/{args.campaigns}: {run.status}, "
                     f"{len(run.streamed):,}/{run.online:,} online hosts answered"
                     + (f"; streamed {lat.line()}" if lat else "")
+                    + f"; CPU server {run.server_cpu:.1f} s, fleet {run.fleet_cpu:.1f} s "
+                    f"in {run.duration:.1f} s"
                 )
             window = time.monotonic() - started
             after = await _metrics(client)
@@ -639,6 +654,20 @@ def _report(args: argparse.Namespace, results: Iterable[ModeResult], load: list[
             f"{missing} online hosts did not answer; stream opened after "
             f"{', '.join(f'{c.late_subscribe:.2f}' for c in r.campaigns)} s"
         )
+        wall = sum(c.duration for c in r.campaigns)
+        server_cpu = sum(c.server_cpu for c in r.campaigns)
+        fleet_cpu = sum(c.fleet_cpu for c in r.campaigns)
+        answers = max(1, len(streamed))
+        report.notes.append(
+            f"{r.mode.name}: during the campaigns the server used {server_cpu / wall:.0%} of "
+            f"a core ({server_cpu / answers * 1e3:.2f} ms CPU per result), the simulated "
+            f"fleet {fleet_cpu / wall:.0%} ({fleet_cpu / answers * 1e3:.2f} ms per result)"
+        )
+        report.get(r.mode.name).extra["campaign_cpu"] = {
+            "wall_s": round(wall, 2),
+            "server_cpu_s": round(server_cpu, 2),
+            "fleet_cpu_s": round(fleet_cpu, 2),
+        }
         report.notes.append(
             f"{r.mode.name}: server cost idle {_rate_line(r.idle_rates)}; during the "
             f"campaigns {_rate_line(r.server_rates)} (per s per host, server /metrics; the "
