@@ -173,7 +173,7 @@ def test_invalid_sql_is_400_with_position(fleet: Fleet, sql: object, message: st
         ({"query": "SELECT 1"}, "no targets"),
         ({"query": "SELECT 1", "targets": []}, "no targets"),
         ({"query": "SELECT 1", "targets": [{"type": "host", "id": 999}]}, "no host with id 999"),
-        ({"query": "SELECT 1", "targets": [{"type": "label", "id": 7}]}, "no label with id 7"),
+        ({"query": "SELECT 1", "targets": [{"type": "label", "id": 999}]}, "no label with id 999"),
         ({"query": "SELECT 1", "targets": [{"type": "team", "id": 3}]}, "no team with id 3"),
         ({"query": "SELECT 1", "targets": [{"type": "planet", "id": 3}]}, "targets[0].type"),
         ({"query": "SELECT 1", "targets": "all"}, "targets must be a list"),
@@ -333,8 +333,10 @@ def test_sse_stream_and_resume(fleet: Fleet) -> None:
     path = f"/api/v1/fleet/campaigns/{campaign_id}/events"
     first = sse_events(fleet.api, path, 3)
     types = [m["type"] for _, m in first]
-    assert types == ["totals", "status", "result"]
-    assert first[2][1]["data"]["hostname"] == "host-0"
+    # the initial results, then the status read in the same snapshot, which carries the cursor
+    assert types == ["totals", "result", "status"]
+    assert first[1][1]["data"]["hostname"] == "host-0"
+    assert first[1][0] is None
     cursor = first[2][0]
     assert cursor is not None and cursor.isdigit()
     answer(fleet.agents[1], campaign_id, [{"n": "1"}])
@@ -373,12 +375,11 @@ def test_websocket_stream_three_ways_to_authenticate(fleet: Fleet) -> None:
         answer(agent, campaign_id, [{"h": agent.hostname}])
     url = ws_url(fleet.server, f"campaign_id={campaign_id}")
     with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as socket:
-        got = ws_messages(socket, "result")
-        got += ws_messages(socket, "result")
+        got = ws_messages(socket, "status")  # initial results, then their status and cursor
         results = [m for m in got if m["type"] == "result"]
         assert {m["data"]["hostname"] for m in results} == {"host-0", "host-1"}
         assert got[0]["type"] == "totals" and got[0]["data"]["targeted"] == 3
-        cursor = results[-1]["seq"]
+        cursor = max(m["seq"] for m in got if "seq" in m)
         answer(fleet.agents[2], campaign_id, [{"h": "host-2"}])
         rest = ws_messages(socket, "status")
         assert [m["data"]["hostname"] for m in rest if m["type"] == "result"] == ["host-2"]
