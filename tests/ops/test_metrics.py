@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from fleetwatch.config import Settings
+from fleetwatch.index import Action, Write
 from fleetwatch.ops.metrics import Metrics, agent_outcome, query_kind
 from tests.agent import Agent
 from tests.conftest import login
@@ -169,10 +170,12 @@ def test_matching_resync_and_webhook_outcomes(ops_server: RunningServer) -> None
         dead = f"http://127.0.0.1:{_closed_port()}/hook"
         reply = tasks.http.post(f"{link}/subscriptions", json={"reference": dead})
         assert reply.status_code == 200, reply.text
-        # A stream subscriber that never reads falls behind its 5-notification queue.
+        # Twelve changes committed in one batch reach the subscriber's 5-notification queue
+        # before its reader can drain any (socket buffers would absorb separate writes), so
+        # it overruns and gets a resync.
         with tasks.http.stream("GET", f"{link}/events", timeout=30):
-            for i in range(12):
-                tasks.doc("POST", "/docs/m", {"documentSelfLink": f"d{i}", "n": i})
+            writes = [Write(Action.POST, f"/docs/m/d{i}", "docs:m", {"n": i}) for i in range(12)]
+            ops_server.call(ops_server.services.index.apply(writes))
             deadline = time.monotonic() + 20
             text = ""
             while time.monotonic() < deadline:
