@@ -294,6 +294,8 @@ class CampaignRun:
     stored: list[float] = field(default_factory=list)
     streamed: list[float] = field(default_factory=list)
     status: str = "?"
+    #: Seconds from the POST until its answer (the campaign id) and until the SSE headers.
+    created_after: float = 0.0
     late_subscribe: float = 0.0
     #: Wall seconds from the POST to the final status, and the CPU seconds the server and
     #: the simulated fleet used meanwhile (what limited the campaign).
@@ -318,7 +320,9 @@ async def _run_campaign(
     if created.status_code != 200:
         raise RuntimeError(f"campaign not created: {created.status_code} {created.text}")
     body = created.json()
+    created_after = time.time() - started
     run = CampaignRun(body["campaign_id"], body["campaign"]["totals"]["online"])
+    run.created_after = created_after
     parser = SseParser()
     seen: set[int] = set()
     async with client.stream(
@@ -637,6 +641,7 @@ def _report(args: argparse.Namespace, results: Iterable[ModeResult], load: list[
                     "last_host_s": [round(x, 3) for x in last],
                     "missing_results": missing,
                     "statuses": [c.status for c in r.campaigns],
+                    "created_s": [round(c.created_after, 3) for c in r.campaigns],
                     "subscribe_s": [round(c.late_subscribe, 3) for c in r.campaigns],
                     "idle_server_requests_per_s_per_host": _rounded(r.idle_rates),
                     "idle_sim_requests_per_s_per_host": _rounded(r.sim_idle_rates),
@@ -651,8 +656,9 @@ def _report(args: argparse.Namespace, results: Iterable[ModeResult], load: list[
         report.notes.append(
             f"{r.mode.name}: streamed {s_streamed.line()}; stored {s_stored.line()}; "
             f"last online host per campaign {', '.join(f'{x:.2f}' for x in last)} s; "
-            f"{missing} online hosts did not answer; stream opened after "
-            f"{', '.join(f'{c.late_subscribe:.2f}' for c in r.campaigns)} s"
+            f"{missing} online hosts did not answer; POST answered after "
+            f"{', '.join(f'{c.created_after:.2f}' for c in r.campaigns)} s, stream opened "
+            f"after {', '.join(f'{c.late_subscribe:.2f}' for c in r.campaigns)} s"
         )
         wall = sum(c.duration for c in r.campaigns)
         server_cpu = sum(c.server_cpu for c in r.campaigns)
