@@ -82,21 +82,26 @@ async def run_live_query(
             queue_offline=queue_offline,
             queue_expiry=_number(body, "queue_expiry", None),
             may_target=may_target,
+            # woken after the audit record: its index write would queue behind the results
+            wake=False,
         )
     except InvalidSql as exc:
         raise ApiError(400, f"invalid query: {exc}", line=exc.line, column=exc.column) from exc
-    await services.activities.record(
-        "live_query",
-        user,
-        {
-            "campaign_id": campaign.id,
-            "query": campaign.query,
-            "query_id": query_id,
-            "targets": targets.to_json(),
-            "targets_count": len(campaign.host_ids),
-            "online_count": len(campaign.online_at_start),
-        },
-    )
+    try:
+        await services.activities.record(
+            "live_query",
+            user,
+            {
+                "campaign_id": campaign.id,
+                "query": campaign.query,
+                "query_id": query_id,
+                "targets": targets.to_json(),
+                "targets_count": len(campaign.host_ids),
+                "online_count": len(campaign.online_at_start),
+            },
+        )
+    finally:
+        services.campaigns.wake_hosts(campaign)
     if wait is None:
         return {"campaign_id": campaign.id, "campaign": campaign.to_json()}
     await services.campaigns.wait(campaign.id, wait)

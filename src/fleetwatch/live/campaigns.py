@@ -239,11 +239,14 @@ class CampaignService:
         queue_offline: bool = True,
         queue_expiry: float | None = None,
         may_target: Callable[[HostState], bool] | None = None,
+        wake: bool = True,
     ) -> Campaign:
         """Validate, resolve the targets, store and start a campaign; wake its hosts.
 
         `may_target` limits the hosts to those the user may query; a host outside it is
-        treated as unknown, so its id does not leak.
+        treated as unknown, so its id does not leak. With `wake=False` the caller wakes the
+        held reads later (`wake_hosts`): a fleet-wide wake floods the index with results, and
+        a write queued behind them (the API's audit record) would delay its response.
         """
         if self.settings.live_queries_disabled:
             raise Forbidden("live queries are disabled by the administrator")
@@ -321,8 +324,13 @@ class CampaignService:
         self._activate(campaign)
         if campaign.waiting_for == 0:
             await self._finish(campaign, "finished", now)
-        self.wakeups.wake(campaign.pending)
+        if wake:
+            self.wake_hosts(campaign)
         return campaign
+
+    def wake_hosts(self, campaign: Campaign) -> None:
+        """Answer the held distributed/read requests of the campaign's pending hosts now."""
+        self.wakeups.wake(campaign.pending)
 
     def _activate(self, campaign: Campaign) -> None:
         self._active[campaign.id] = campaign
