@@ -257,6 +257,8 @@ def test_saved_queries_create_edit_delete_with_errors_on_the_form(
     allowed_failures.extend(["400 /api/v1/fleet/queries", "409 /api/v1/fleet/queries"])
     page.on("dialog", lambda dialog: dialog.accept())
     page.goto(f"{ui_server.url}/ui/queries")
+    # before its module runs, a click on Save would submit the form natively
+    expect(page.locator("#query-form[data-ready=true]")).to_be_attached()
     page.get_by_label("Name").fill("Listening ports")
     page.locator("#q-sql").fill("SELECT port FROM\nlistening_ports WHERE")
     page.get_by_role("button", name="Save").click()

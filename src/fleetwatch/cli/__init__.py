@@ -5,12 +5,24 @@ Each sub-command lives in its own module and registers itself on `app`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from fleetwatch import __version__
 
+
+class _SortedGroup(TyperGroup):
+    """Lists commands alphabetically, whatever order their modules were imported in."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(self.commands)
+
+
 app = typer.Typer(
     name="fleetwatch",
+    cls=_SortedGroup,
     help="Live and continuous queries for an osquery fleet.",
     no_args_is_help=True,
     add_completion=False,

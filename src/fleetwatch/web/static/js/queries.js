@@ -120,3 +120,5 @@ $("#q-cancel").addEventListener("click", () => edit(null));
 $("#query-search").addEventListener("input", render);
 await load();
 edit(null);
+// Lets tests (and scripts) know the form is handled here, not submitted natively.
+form.dataset.ready = "true";
