@@ -384,7 +384,7 @@ def test_detail_queries_after_enroll_then_nothing(client: httpx.Client, admin_to
     started = time.monotonic()
     after = assert_json_object(agent.post("distributed/read", {}))
     assert after["queries"] == {} and "accelerate" not in after
-    assert time.monotonic() - started >= 0.9  # held (hold is 1 s in the tests)
+    assert time.monotonic() - started >= 0.75  # held: 1 s in the tests, less up to 20 % jitter
     auth = {"Authorization": f"Bearer {admin_token}"}
     host = client.get("/api/v1/fleet/hosts", headers=auth).json()["hosts"][0]
     assert host["hostname"] == "renamed"

@@ -83,10 +83,30 @@ class Campaign:
     truncated: int = 0
     non_responders: list[int] = field(default_factory=list)
 
+    #: len(pending & online_at_start), kept up to date by claim/unclaim: recomputing the
+    #: intersection per result made a campaign's cost grow with the square of its hosts.
+    _waiting: int | None = None
+
     @property
     def waiting_for(self) -> int:
         """Online-at-start targets that have not answered."""
-        return len(self.pending & self.online_at_start)
+        if self._waiting is None:
+            self._waiting = len(self.pending & self.online_at_start)
+        return self._waiting
+
+    def claim(self, host_id: int) -> None:
+        """The host's answer is being stored: it is no longer pending."""
+        if host_id in self.pending:
+            self.pending.discard(host_id)
+            if self._waiting is not None and host_id in self.online_at_start:
+                self._waiting -= 1
+
+    def unclaim(self, host_id: int) -> None:
+        """Storing the answer failed: the host is pending again (osquery will resend)."""
+        if host_id not in self.pending:
+            self.pending.add(host_id)
+            if self._waiting is not None and host_id in self.online_at_start:
+                self._waiting += 1
 
     def totals(self) -> dict[str, int]:
         return {
@@ -96,7 +116,7 @@ class Campaign:
             "responded": self.responded,
             "failed": self.failed,
             "pending": self.waiting_for,
-            "queued": len(self.pending - self.online_at_start),
+            "queued": len(self.pending) - self.waiting_for,
             "rows": self.rows,
             "truncated": self.truncated,
         }
@@ -193,6 +213,7 @@ class CampaignService:
             )
             answered = await self._answered_hosts(campaign.id)
             campaign.pending = set(campaign.host_ids) - answered
+            campaign._waiting = None  # recounted from the restored pending set
             totals = body.get("totals") or {}
             campaign.responded = len(answered)
             campaign.failed = int(totals.get("failed", 0))
@@ -464,7 +485,7 @@ class CampaignService:
             campaign = self._active.get(int(suffix))
             if campaign is None or host.id not in campaign.pending:
                 continue  # never sent, already answered, or the campaign is over
-            campaign.pending.discard(host.id)  # claimed now: a concurrent resend is ignored
+            campaign.claim(host.id)  # claimed now: a concurrent resend is ignored
             body, kept, truncated = self._result_body(campaign, host, result)
             writes.append(Write(Action.PUT, result_link(campaign.id, host.id), RESULT_KIND, body))
             taken.append((campaign, result, kept, truncated))
@@ -474,12 +495,12 @@ class CampaignService:
             outcomes = await self.index.apply(writes)
         except BaseException:
             for campaign, _, _, _ in taken:
-                campaign.pending.add(host.id)  # osquery retries the write; nothing is lost
+                campaign.unclaim(host.id)  # osquery retries the write; nothing is lost
             raise
         now = time.time()
         for (campaign, result, kept, truncated), outcome in zip(taken, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                campaign.pending.add(host.id)
+                campaign.unclaim(host.id)
                 raise outcome
             campaign.responded += 1
             campaign.failed += 1 if result.failed else 0
