@@ -17,6 +17,7 @@ from starlette.responses import StreamingResponse
 from fleetwatch.api.auth import CurrentUser, StreamUser, bearer_token, resolve_token
 from fleetwatch.api.deps import ServicesDep, services_of
 from fleetwatch.api.errors import ApiError
+from fleetwatch.api.sse import KEEPALIVE, sse_event, with_keepalive
 from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.errors import FleetError, Forbidden, Invalid, NotFound
 from fleetwatch.fleet.hosts import HostState
@@ -239,32 +240,15 @@ async def campaign_events(
     keepalive = services.settings.sse_keepalive
 
     async def events() -> AsyncIterator[bytes]:
-        stream = campaign_stream(
-            services.campaigns, services.subscriptions, campaign_id, since
-        ).__aiter__()
-        next_message: asyncio.Task[Any] | None = None
+        stream = campaign_stream(services.campaigns, services.subscriptions, campaign_id, since)
         try:
             yield b": connected\n\n"
-            while True:
-                if next_message is None:
-                    next_message = asyncio.ensure_future(stream.__anext__())
-                done, _ = await asyncio.wait({next_message}, timeout=keepalive)
-                if not done:
-                    yield b": keep-alive\n\n"
+            async for message in with_keepalive(stream, keepalive):
+                if message is None:
+                    yield KEEPALIVE
                     continue
-                try:
-                    message = next_message.result()
-                except StopAsyncIteration:
-                    return
-                next_message = None
-                data = orjson.dumps(message.to_json())
-                head = f"id: {message.seq}\n".encode() if message.seq is not None else b""
-                yield head + b"event: " + message.type.encode() + b"\ndata: " + data + b"\n\n"
+                yield sse_event(orjson.dumps(message.to_json()), message.seq, message.type)
         finally:
-            if next_message is not None:
-                next_message.cancel()
-                with contextlib.suppress(BaseException):
-                    await next_message
             with contextlib.suppress(RuntimeError):
                 await stream.aclose()  # type: ignore[attr-defined]
 

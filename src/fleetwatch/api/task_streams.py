@@ -22,6 +22,7 @@ from starlette.responses import StreamingResponse
 from fleetwatch.api.auth import StreamUser, bearer_token, global_user, resolve_token
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
+from fleetwatch.api.sse import KEEPALIVE, sse_event, with_keepalive
 from fleetwatch.query.subscriptions import (
     Closed,
     Initial,
@@ -61,11 +62,6 @@ async def open_subscription(services: Services, link: str, since: int | None) ->
         raise ApiError(410, str(exc), first_retained_seq=exc.first) from None
     except SubscriptionError as exc:
         raise ApiError(409, str(exc)) from None
-
-
-def sse_event(data: bytes, seq: int | None) -> bytes:
-    head = b"" if seq is None else b"id: %d\n" % seq
-    return head + b"data: " + data + b"\n\n"
 
 
 def _event_id(message: Message) -> int | None:
@@ -112,29 +108,17 @@ def _register(base: str) -> None:
 async def _sse_body(
     services: Services, link: str, sub: Subscription, keepalive: float
 ) -> AsyncIterator[bytes]:
-    pending: asyncio.Future[Message] | None = None
     try:
         yield b": fleetwatch query task stream\n\n"
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(sub.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=keepalive)
-            if not done:
-                yield b": keep-alive\n\n"
+        async for message in with_keepalive(sub, keepalive):
+            if message is None:
+                yield KEEPALIVE
                 continue
-            try:
-                message = pending.result()
-            except StopAsyncIteration:
-                return
-            finally:
-                pending = None
             data = orjson.dumps(services.query_tasks.format(link, message))
             yield sse_event(data, _event_id(message))
             if isinstance(message, Resync | Closed):
                 return
     finally:
-        if pending is not None:
-            pending.cancel()
         await sub.aclose()
 
 
