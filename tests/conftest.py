@@ -1,4 +1,4 @@
-"""Shared fixtures: a real PostgreSQL server, a database per test on either backend."""
+"""Shared fixtures: real PostgreSQL and Redis servers, a database per test on either backend."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fleetwatch.config import Settings
 from fleetwatch.index import DocumentIndex
 from fleetwatch.storage import Database
 from tests.server import RunningServer, running_server
-from tests.services import PostgresServer
+from tests.services import PostgresServer, RedisServer
 
 BACKENDS = ["sqlite", "postgresql"]
 _db_counter = itertools.count()
@@ -30,6 +30,29 @@ def pg_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One Redis for the session (`redis_url` empties it per test); missing Redis fails."""
+    server = RedisServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session Redis, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url
 
 
 @pytest.fixture(params=BACKENDS)

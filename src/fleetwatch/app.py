@@ -11,6 +11,7 @@ from fleetwatch import __version__
 from fleetwatch.api import (
     activities,
     agent_config,
+    app_config,
     hosts,
     live_queries,
     saved_queries,
@@ -26,10 +27,13 @@ from fleetwatch.api import teams as teams_api
 from fleetwatch.api.auth import global_user
 from fleetwatch.api.errors import install_error_handlers
 from fleetwatch.api.responses import JsonResponse
+from fleetwatch.bus.bus import Bus, Invalidations, LocalBus
+from fleetwatch.bus.change_fanout import ChangeFanout
 from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
 from fleetwatch.fleet.activities import ActivityService
 from fleetwatch.fleet.agent_config import AgentConfigService
+from fleetwatch.fleet.app_config import AppConfigService
 from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.labels import LabelService
 from fleetwatch.fleet.login_limits import LoginLimiter
@@ -56,10 +60,25 @@ from fleetwatch.storage import Database
 from fleetwatch.web.routes import install_web
 
 
+def build_bus(settings: Settings, db: Database) -> Bus:
+    """The in-process bus, or Redis when the settings name one (a cluster)."""
+    if not settings.redis_url:
+        return LocalBus()
+    if db.is_sqlite:
+        raise ValueError(
+            "a cluster (--redis-url) needs a shared PostgreSQL database (--database-url "
+            "postgresql://...): SQLite cannot be shared between nodes"
+        )
+    from fleetwatch.bus.redis_bus import RedisBus
+
+    return RedisBus(settings.redis_url, lease_ttl=settings.cluster_lease_ttl)
+
+
 def build_services(settings: Settings) -> Services:
     """Construct (but do not start) every service for these settings."""
     db = Database(settings.effective_database_url())
     index = DocumentIndex(db)
+    bus = build_bus(settings, db)
     hosts = HostService(db, index, settings)
     wakeups = HostWakeups()
     distributed = DistributedService(settings, wakeups)
@@ -71,6 +90,8 @@ def build_services(settings: Settings) -> Services:
         settings, index, hosts, wakeups, labels=labels.info, known_team=teams.known
     )
     distributed.register(campaigns)
+    app_config = AppConfigService(index, settings)
+    campaigns.disabled = lambda: app_config.live_query_disabled
     hub = SubscriptionHub(index, queue_limit=settings.subscriber_queue_limit)
     services = Services(
         settings=settings,
@@ -92,9 +113,13 @@ def build_services(settings: Settings) -> Services:
         labels=labels,
         login_limiter=LoginLimiter(),
         teams=teams,
+        app_config=app_config,
         retention=ChangeLogRetention(
             db, settings.change_retention, min(60.0, settings.change_retention / 10)
         ),
+        bus=bus,
+        invalidations=Invalidations(bus),
+        fanout=ChangeFanout(index, bus) if bus.clustered else None,
     )
     instrument(services)
     return services
@@ -105,7 +130,10 @@ async def start_services(services: Services) -> None:
     if services.db.is_sqlite:
         services.settings.data_dir.mkdir(parents=True, exist_ok=True)
     await services.db.migrate()
+    await services.bus.start()
     await services.index.start()
+    if services.fanout is not None:
+        services.fanout.start()
     await services.secrets.load()
     if services.settings.enroll_secret:
         await services.secrets.ensure(services.settings.enroll_secret)
@@ -113,6 +141,7 @@ async def start_services(services: Services) -> None:
         services.settings.admin_email, services.settings.admin_password
     )
     await services.agent_config.load()
+    await services.app_config.load()
     await services.teams.load()
     await services.hosts.load()
     await services.labels.load()
@@ -135,6 +164,9 @@ async def stop_services(services: Services) -> None:
     await services.expiry.stop()
     await services.query_tasks.stop()
     await services.subscriptions.stop()
+    if services.fanout is not None:
+        await services.fanout.stop()
+    await services.bus.stop()
     await services.db.dispose()
 
 
@@ -174,6 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hosts.router,
         secrets.router,
         agent_config.router,
+        app_config.router,
         live_queries.router,
         saved_queries.router,
         activities.router,

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     #: redis://host:port for a multi-node cluster (not used by a single node).
     redis_url: str | None = None
+    #: Seconds a cluster node keeps a once-only job (webhooks, sweeps) without renewing it;
+    #: another node takes over within this time after its owner dies.
+    cluster_lease_ttl: float = Field(3.0, ge=0.5, le=60)
     #: PEM certificate (chain) to serve HTTPS with.
     tls_cert: Path | None = None
     #: PEM private key of the certificate.
@@ -106,7 +109,8 @@ class Settings(BaseSettings):
     live_query_max_result_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     #: How long a finished campaign and its results are kept (seconds).
     live_query_result_retention: float = Field(30 * 24 * 3600.0, gt=0)
-    #: Administrators' kill switch: no new live query campaigns.
+    #: Administrators' kill switch: no new live query campaigns (the default until an admin
+    #: PATCHes server_settings.live_query_disabled).
     live_queries_disabled: bool = False
 
     @field_validator("distributed_hold")

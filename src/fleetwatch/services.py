@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fleetwatch.bus.bus import Bus, Invalidations
+from fleetwatch.bus.change_fanout import ChangeFanout
 from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
 from fleetwatch.fleet.activities import ActivityService
 from fleetwatch.fleet.agent_config import AgentConfigService
+from fleetwatch.fleet.app_config import AppConfigService
 from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.labels import LabelService
 from fleetwatch.fleet.login_limits import LoginLimiter
@@ -54,5 +57,13 @@ class Services:
     labels: LabelService
     login_limiter: LoginLimiter
     teams: TeamService
+    #: Broadcasts and leases between nodes (a no-op bus on a single node).
+    bus: Bus
+    #: Tells other nodes to reload a cached table.
+    invalidations: Invalidations
+    #: The change log across nodes (None on a single node).
+    fanout: ChangeFanout | None
+    #: Runtime server settings (the live query kill switch).
+    app_config: AppConfigService
     #: Metrics, log forwarding and the metrics port (fleetwatch.ops).
     ops: Operations = field(default_factory=Operations)

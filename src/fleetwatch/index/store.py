@@ -9,6 +9,7 @@ listeners (the continuous query engine, subscriptions) after the commit.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,8 @@ from fleetwatch.storage.schema import changes, documents
 
 ChangeListener = Callable[[Sequence[Change]], None]
 
+log = logging.getLogger(__name__)
+
 #: Lock key that serialises change-log appends across nodes on PostgreSQL, so that sequence
 #: order is commit order (a reader of `seq > S` never misses a later-committed lower seq).
 _PG_CHANGELOG_LOCK = 0x466C_6565_7477  # "Fleetw"
@@ -68,6 +71,13 @@ class DocumentIndex:
         self._queue: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
         self._last_seq = 0
+        #: Highest sequence handed to the listeners. On a cluster, changes committed by
+        #: other nodes arrive through `deliver` and local ones must wait their turn.
+        self._delivered = 0
+        self._ordered = False
+        self._deliver_lock = asyncio.Lock()
+        #: Called after each local commit with its changes (the cluster publishes them).
+        self.on_commit: ChangeListener | None = None
 
     # --- listeners ---------------------------------------------------------------------
 
@@ -88,9 +98,20 @@ class DocumentIndex:
         """The highest sequence this process has committed or loaded."""
         return self._last_seq
 
+    @property
+    def delivered_seq(self) -> int:
+        """The highest sequence the listeners have been given."""
+        return self._delivered
+
+    def order_across_nodes(self) -> None:
+        """Other nodes write to the same store: deliver every change in sequence order,
+        local or not (see `deliver`)."""
+        self._ordered = True
+
     async def start(self) -> None:
         """Load the current end of the change log."""
         self._last_seq = await self.read_last_seq()
+        self._delivered = self._last_seq
 
     # --- writes ------------------------------------------------------------------------
 
@@ -136,13 +157,60 @@ class DocumentIndex:
             committed = [o for o in outcomes if isinstance(o, Change)]
             if committed:
                 self._last_seq = max(self._last_seq, committed[-1].seq)
-                self._notify(committed)
+                if self._ordered:
+                    try:
+                        await self.deliver(committed, committed[-1].seq)
+                    except Exception:  # committed all the same; the catch-up poll retries
+                        log.exception("delivering committed changes failed")
+                else:
+                    self._delivered = committed[-1].seq
+                    self._notify(committed)
+                if self.on_commit is not None:
+                    self.on_commit(committed)
             start = 0
             for p in group:
                 n = len(p.writes)
                 if not p.future.done():
                     p.future.set_result(outcomes[start : start + n])
                 start += n
+
+    async def deliver(self, changes: Sequence[Change] | None, upto: int) -> int:
+        """Hand the listeners every change up to sequence `upto` not given them yet.
+
+        `changes` is a contiguous run ending at `upto` that the caller already has (a
+        local commit, or what another node published); whatever lies between the last
+        delivered sequence and that run is read from the store. Sequence order is commit
+        order (see `_PG_CHANGELOG_LOCK`), so once `upto` is committed everything below it
+        is either in the store or was rolled back: nothing read here can be missed later.
+        Returns how many changes were delivered.
+        """
+        async with self._deliver_lock:
+            if upto <= self._delivered:
+                return 0
+            run = [c for c in changes or () if c.seq > self._delivered]
+            first = run[0].seq if run else upto + 1
+            missing: list[Change] = []
+            after = self._delivered
+            while after < first - 1:
+                page = await self.read_changes(after, 1000)
+                page = [c for c in page if c.seq < first]
+                if not page:
+                    break
+                missing.extend(page)
+                after = page[-1].seq
+            batch = missing + run
+            self._delivered = upto
+            self._last_seq = max(self._last_seq, upto)
+            if batch:
+                self._notify(batch)
+            return len(batch)
+
+    async def catch_up(self) -> int:
+        """Deliver whatever other nodes committed that has not arrived (missed broadcasts)."""
+        last = await self.read_last_seq()
+        if last <= self._delivered:
+            return 0
+        return await self.deliver(None, last)
 
     def _notify(self, committed: Sequence[Change]) -> None:
         for listener in list(self._listeners):
