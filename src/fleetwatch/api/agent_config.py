@@ -1,4 +1,7 @@
-"""The osquery config agents receive: read and replace it (validated, at most 1 MiB)."""
+"""The osquery config agents receive: read and replace it (validated, at most 1 MiB).
+
+`GET` also shows the runtime server settings that `PATCH` (in `app_config.py`) changes.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +18,13 @@ router = APIRouter(prefix="/api/v1/fleet/config", tags=["agent config"])
 
 @router.get("")
 async def get_config(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    """The stored config and what agents receive (with the options fleetwatch adds)."""
+    """The stored config and what agents receive (with the options fleetwatch adds), and
+    the runtime `server_settings` (changed with PATCH, see `app_config.py`)."""
     Access(user).require_global("observer", "reading the agent config")
     return {
         "config": services.agent_config.stored(),
         "effective": services.agent_config.for_agent(),
+        "server_settings": services.app_config.server_settings(),
     }
 
 

@@ -53,6 +53,8 @@ class ResultLogService:
             for body in _rows(log_type, item):
                 body["host_id"] = host.id
                 body["hostname"] = host.hostname
+                # the host's team when the row arrived: what team users' queries see
+                body["team_id"] = host.team_id
                 digest = _digest(
                     host.id,
                     body["log_type"],

@@ -26,6 +26,7 @@ import orjson
 
 from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
+from fleetwatch.fleet.app_config import LIVE_QUERIES_DISABLED
 from fleetwatch.fleet.errors import Conflict, Forbidden, Invalid, NotFound
 from fleetwatch.fleet.hosts import HostService, HostState, iso
 from fleetwatch.index import Action, DocumentIndex, Write
@@ -166,6 +167,8 @@ class CampaignService:
         self._by_host: dict[int, set[int]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._done: dict[int, asyncio.Event] = {}
+        #: The kill switch; the app replaces it with the runtime setting (fleet.app_config).
+        self.disabled: Callable[[], bool] = lambda: settings.live_queries_disabled
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -269,8 +272,8 @@ class CampaignService:
         held reads later (`wake_hosts`): a fleet-wide wake floods the index with results, and
         a write queued behind them (the API's audit record) would delay its response.
         """
-        if self.settings.live_queries_disabled:
-            raise Forbidden("live queries are disabled by the administrator")
+        if self.disabled():
+            raise Forbidden(LIVE_QUERIES_DISABLED)
         query = check_live_sql(sql)
         if targets.empty:
             raise Invalid(
@@ -541,6 +544,8 @@ class CampaignService:
             "campaignLink": campaign_link(campaign.id),
             "host_id": host.id,
             "hostname": host.hostname,
+            # the host's team when it answered: what team users' continuous queries see
+            "team_id": host.team_id,
             "status": "error" if result.failed else "complete",
             "error": (result.message or f"osquery status {result.status}")
             if result.failed
