@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import httpx
 
 from fleetwatch.config import Settings
 from tests.agent import Agent
 from tests.conftest import login
 from tests.server import running_server
+from tests.services import PostgresServer
 
 RUN = {"query": "SELECT 1", "targets": [{"type": "all"}]}
 
@@ -93,3 +97,39 @@ def test_stored_value_overrides_the_setting(server_settings: Settings) -> None:
         assert switch(admin, False).status_code == 200
         assert admin.post("/api/v1/fleet/queries/run", json=RUN).status_code == 200
         admin.close()
+
+
+def test_every_node_of_a_cluster_sees_the_switch(
+    pg_server: PostgresServer, redis_url: str, tmp_path: Path
+) -> None:
+    shared = Settings(
+        host="127.0.0.1",
+        port=0,
+        data_dir=tmp_path / "data",
+        database_url=pg_server.create_database("cluster_kill_switch"),
+        redis_url=redis_url,
+        enroll_secret="test-enroll-secret",
+        admin_email="admin@example.com",
+        admin_password="admin-password-1",
+        distributed_hold=1.0,
+    )
+    with running_server(shared) as node_a, running_server(shared) as node_b:
+        token = login(node_a)
+        auth = {"Authorization": f"Bearer {token}"}
+        with (
+            httpx.Client(base_url=node_a.url, headers=auth) as api_a,
+            httpx.Client(base_url=node_b.url, headers=auth) as api_b,
+        ):
+            with httpx.Client(base_url=node_b.url) as agents:
+                Agent(agents, "test-enroll-secret", "h1", "u1").enroll()
+            assert switch(api_a, True).status_code == 200
+            # node B learns it from the change log (a broadcast, or its poll of the log)
+            deadline = time.monotonic() + 30
+            while api_b.get("/api/v1/fleet/config").json()["server_settings"] != {
+                "live_query_disabled": True
+            }:
+                assert time.monotonic() < deadline, "node B never saw the change"
+                time.sleep(0.05)
+            blocked = api_b.post("/api/v1/fleet/queries/run", json=RUN)
+            assert blocked.status_code == 403
+            assert "disabled by the administrator" in blocked.json()["error"]
