@@ -79,7 +79,7 @@ def build_services(settings: Settings) -> Services:
     db = Database(settings.effective_database_url())
     index = DocumentIndex(db)
     bus = build_bus(settings, db)
-    hosts = HostService(db, index, settings)
+    hosts = HostService(db, index, settings, bus)
     wakeups = HostWakeups()
     distributed = DistributedService(settings, wakeups)
     distributed.register(DetailQuerySource(hosts))

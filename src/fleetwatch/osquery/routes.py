@@ -66,7 +66,7 @@ async def _authenticated(
         body = await read_json_object(request, services.settings.max_body_bytes)
     except BodyError as exc:
         return _error(exc.status, exc.message)
-    host = services.hosts.by_node_key(_node_key(request, body))
+    host = await services.hosts.find(_node_key(request, body))
     if host is None:
         return _node_invalid()
     services.hosts.mark_seen(host)
