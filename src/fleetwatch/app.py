@@ -216,9 +216,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         scrape.router,
     ):
         app.include_router(router)
-    # The whole-index APIs are not scoped to teams: global roles only.
-    for router in (documents_api.router, query_tasks_api.router):
-        app.include_router(router, dependencies=[Depends(global_user)])
+    # Query tasks are scoped per user (fleetwatch.fleet.scope); user documents are not
+    # scoped to teams, so they need a global role.
+    app.include_router(query_tasks_api.router)
+    app.include_router(documents_api.router, dependencies=[Depends(global_user)])
     install_web(app)
 
     @app.get("/healthz", tags=["operations"])

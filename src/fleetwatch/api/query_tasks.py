@@ -2,6 +2,11 @@
 
 Both factories behave the same on one node (Xenon's distinction is replication). The
 streams of a task (WebSocket and SSE) are in `task_streams.py`.
+
+Users with a global role see the whole index and every task. A team-only user's tasks are
+scoped (`fleetwatch.fleet.scope`: their teams' hosts, those hosts' results and logs, their
+own campaigns, labels and their teams), and such a user sees, changes and streams only the
+tasks they created; another user's task answers 404.
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from fleetwatch.api.auth import CurrentUser
+from fleetwatch.api.auth import CurrentUser, global_user
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
 from fleetwatch.api.responses import JsonResponse
+from fleetwatch.fleet.authz import Access
+from fleetwatch.fleet.scope import document_scope
+from fleetwatch.fleet.users import User
 from fleetwatch.query.tasks import FACTORIES, TaskError, decode_json
 
 router = APIRouter(tags=["query tasks"])
@@ -25,6 +33,11 @@ MAX_TASK_BODY = 1024 * 1024
 
 def api_error(exc: TaskError) -> ApiError:
     return ApiError(exc.status, exc.message)
+
+
+def owner_filter(user: User) -> int | None:
+    """Whose tasks the user may see: None (every task) for a global role, else their own."""
+    return None if user.global_role is not None else user.id
 
 
 async def read_json(request: Request) -> object:
@@ -53,39 +66,48 @@ def _register(factory: str, base: str) -> None:
     ) -> JsonResponse:
         """Create a query task: 200 with results if `taskInfo.isDirect`, otherwise 202."""
         raw = await read_json(request)
-        status, body = await _call(services.query_tasks.create(factory, raw, user.id))
+        scope = document_scope(Access(user))
+        status, body = await _call(services.query_tasks.create(factory, raw, user.id, scope))
         return JsonResponse(body, status_code=status)
 
     async def list_tasks(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-        """The links of this factory's tasks."""
-        links = services.query_tasks.links(factory)
+        """The links of this factory's tasks (a team user's own only)."""
+        links = services.query_tasks.links(factory, owner_filter(user))
         return {"documentLinks": links, "documentCount": len(links)}
+
+    def visible(user: User, services: ServicesDep, task_id: str) -> str:
+        """The task's link; 404 when it does not exist or the user may not see it."""
+        link = f"{base}/{task_id}"
+        try:
+            services.query_tasks.get(link, owner_filter(user))
+        except TaskError as exc:
+            raise api_error(exc) from None
+        return link
 
     async def get_task(task_id: str, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
         """The task's state; a continuous COUNT task shows its running counters."""
-        try:
-            return services.query_tasks.get(f"{base}/{task_id}").to_json()
-        except TaskError as exc:
-            raise api_error(exc) from None
+        return services.query_tasks.get(visible(user, services, task_id)).to_json()
 
     async def patch_task(
         task_id: str, request: Request, user: CurrentUser, services: ServicesDep
     ) -> dict[str, Any]:
         """`taskInfo.stage` CANCELLED stops it; `documentExpirationTimeMicros` moves expiry."""
+        link = visible(user, services, task_id)
         raw = await read_json(request)
-        result: dict[str, Any] = await _call(services.query_tasks.patch(f"{base}/{task_id}", raw))
+        result: dict[str, Any] = await _call(services.query_tasks.patch(link, raw))
         return result
 
     async def delete_task(task_id: str, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
         """Stop and remove the task; answers with its last state."""
-        result: dict[str, Any] = await _call(services.query_tasks.delete(f"{base}/{task_id}"))
+        link = visible(user, services, task_id)
+        result: dict[str, Any] = await _call(services.query_tasks.delete(link))
         return result
 
     async def add_subscription(
         task_id: str, request: Request, user: CurrentUser, services: ServicesDep
     ) -> dict[str, Any]:
         """`{"reference": URL, "replayState": bool}`: PATCH each notification to URL."""
-        link = f"{base}/{task_id}"
+        link = visible(user, services, task_id)
         raw = await read_json(request)
         row = await _call(services.query_tasks.add_webhook(link, raw))
         return dict(row.to_json(f"{link}/subscriptions"))
@@ -94,11 +116,7 @@ def _register(factory: str, base: str) -> None:
         task_id: str, user: CurrentUser, services: ServicesDep
     ) -> dict[str, Any]:
         """The webhook subscriptions, with delivery counts and any failure reason."""
-        link = f"{base}/{task_id}"
-        try:
-            services.query_tasks.get(link)
-        except TaskError as exc:
-            raise api_error(exc) from None
+        link = visible(user, services, task_id)
         rows = services.query_tasks.webhooks.for_task(link)
         return {"subscribers": [r.to_json(f"{link}/subscriptions") for r in rows]}
 
@@ -106,7 +124,7 @@ def _register(factory: str, base: str) -> None:
         task_id: str, subscription_id: int, user: CurrentUser, services: ServicesDep
     ) -> dict[str, Any]:
         """Unsubscribe one webhook."""
-        link = f"{base}/{task_id}"
+        link = visible(user, services, task_id)
         row = services.query_tasks.webhooks.get(subscription_id)
         if row is None or row.task_link != link:
             raise ApiError(404, f"no subscription {subscription_id} on {link}")
@@ -117,7 +135,7 @@ def _register(factory: str, base: str) -> None:
         task_id: str, request: Request, user: CurrentUser, services: ServicesDep
     ) -> dict[str, Any]:
         """Xenon's unsubscribe: DELETE .../subscriptions with `{"reference": URL}`."""
-        link = f"{base}/{task_id}"
+        link = visible(user, services, task_id)
         raw = await read_json(request)
         reference = raw.get("reference") if isinstance(raw, dict) else None
         if not isinstance(reference, str):
@@ -157,6 +175,9 @@ for _factory, _base in FACTORIES.items():
 @router.get("/core/query-page/{page_id}")
 async def get_page(page_id: str, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """One page of a task's results (`results.nextPageLink` / `prevPageLink`)."""
+    owner = owner_filter(user)
+    if owner is not None and services.query_tasks.page_owner(page_id) != owner:
+        raise ApiError(404, f"no query page {page_id}: it expired with its task or never existed")
     result: dict[str, Any] = await _call(services.query_tasks.page(page_id))
     return result
 
@@ -164,4 +185,5 @@ async def get_page(page_id: str, user: CurrentUser, services: ServicesDep) -> di
 @router.get("/core/document-index/stats")
 async def index_stats(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """Gauges: tasks, active query filters (Xenon's activeQueryFilterCount), subscribers."""
+    await global_user(user)  # counts over every user's tasks
     return services.query_tasks.stats()

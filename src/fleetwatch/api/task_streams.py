@@ -6,7 +6,8 @@ then one message per change, each with its `seq`. `?since=N` (SSE also `Last-Eve
 skips the initial results and sends every change after N. An SSE event's `id:` is its seq
 (set on the last initial message and on every change), so a reconnecting EventSource
 resumes by itself; comment lines keep idle connections alive. A subscriber that falls
-behind gets `{"type": "resync", "seq": N}` and the connection ends.
+behind gets `{"type": "resync", "seq": N}` and the connection ends. A team user may stream
+only their own tasks, whose scope keeps other teams' hosts out (see `query_tasks.py`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from starlette.responses import StreamingResponse
 
-from fleetwatch.api.auth import StreamUser, bearer_token, global_user, resolve_token
+from fleetwatch.api.auth import StreamUser, bearer_token, resolve_token
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
+from fleetwatch.api.query_tasks import owner_filter
 from fleetwatch.api.sse import KEEPALIVE, sse_event, with_keepalive
+from fleetwatch.fleet.users import User
 from fleetwatch.query.subscriptions import (
     Closed,
     Initial,
@@ -52,9 +55,13 @@ def parse_since(raw: str | None, what: str) -> int | None:
     return int(raw)
 
 
-async def open_subscription(services: Services, link: str, since: int | None) -> Subscription:
-    """Subscribe to a task's stream; the ApiError says why not."""
+async def open_subscription(
+    services: Services, user: User, link: str, since: int | None
+) -> Subscription:
+    """Subscribe to a task's stream; the ApiError says why not. A team user may stream only
+    their own tasks (another's answers 404), whose scope keeps other teams' hosts out."""
     try:
+        services.query_tasks.get(link, owner_filter(user))
         return await services.query_tasks.subscribe(link, since)
     except TaskError as exc:
         raise ApiError(exc.status, exc.message) from None
@@ -75,12 +82,11 @@ def _register(base: str) -> None:
         task_id: str, request: Request, user: StreamUser, services: ServicesDep
     ) -> StreamingResponse:
         """Server-Sent Events: the task's notifications, resumable with Last-Event-ID."""
-        await global_user(user)  # the whole index is not scoped to teams
         link = f"{base}/{task_id}"
         since = parse_since(request.query_params.get("since"), "since")
         if since is None:
             since = parse_since(request.headers.get("last-event-id"), "Last-Event-ID")
-        sub = await open_subscription(services, link, since)
+        sub = await open_subscription(services, user, link, since)
         keepalive = services.settings.sse_keepalive
         return StreamingResponse(
             _sse_body(services, link, sub, keepalive),
@@ -93,9 +99,9 @@ def _register(base: str) -> None:
         services: Services = websocket.app.state.services
         await websocket.accept()
         try:
-            await _authenticate(websocket, services)
+            user = await _authenticate(websocket, services)
             since = parse_since(websocket.query_params.get("since"), "since")
-            sub = await open_subscription(services, f"{base}/{task_id}", since)
+            sub = await open_subscription(services, user, f"{base}/{task_id}", since)
         except ApiError as exc:
             await _send_error(websocket, exc)
             return
@@ -122,7 +128,7 @@ async def _sse_body(
         await sub.aclose()
 
 
-async def _authenticate(websocket: WebSocket, services: Services) -> None:
+async def _authenticate(websocket: WebSocket, services: Services) -> User:
     token = bearer_token(websocket, allow_query=True)
     if token is None:
         # Browsers cannot set headers on a WebSocket: accept a first auth message.
@@ -135,7 +141,7 @@ async def _authenticate(websocket: WebSocket, services: Services) -> None:
             data = first.get("data")
             if isinstance(data, dict) and isinstance(data.get("token"), str):
                 token = data["token"]
-    await global_user(await resolve_token(services, token))
+    return await resolve_token(services, token)
 
 
 async def _send_error(websocket: WebSocket, exc: ApiError) -> None:

@@ -28,6 +28,8 @@ class PageSet:
     forward_only: bool
     expiration_micros: int
     seq: int
+    #: The user whose task made the pages (team users read only their own).
+    owner_id: int | None = None
 
     @property
     def page_count(self) -> int:
@@ -70,6 +72,7 @@ class PageStore:
         forward_only: bool,
         expiration_micros: int,
         seq: int,
+        owner_id: int | None = None,
     ) -> PageSet:
         page_set = PageSet(
             id=secrets.token_hex(8),
@@ -80,6 +83,7 @@ class PageStore:
             forward_only=forward_only,
             expiration_micros=expiration_micros,
             seq=seq,
+            owner_id=owner_id,
         )
         self._sets[page_set.id] = page_set
         return page_set

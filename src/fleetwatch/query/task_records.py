@@ -8,9 +8,11 @@ running `documentCount` and `continuousResults`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from fleetwatch.index.document import JsonObject, now_micros
-from fleetwatch.query.spec import QueryOption, QueryTask, TaskStage
+from fleetwatch.query.scope import restrict_spec, scope_json
+from fleetwatch.query.spec import Query, QueryOption, QuerySpecification, QueryTask, TaskStage
 from fleetwatch.query.subscriptions import Event, EventKind, StreamMode
 from fleetwatch.query.task_store import TaskRow
 
@@ -92,10 +94,24 @@ class TaskRecord:
     update_micros: int = 0
     duration_micros: int = 0
     failure: JsonObject | None = None
+    #: ANDed onto the task's query: what its user may see (None: the whole index).
+    scope: Query | None = None
     #: Unsaved changes (the flusher writes dirty records).
     dirty: bool = False
 
     # --- properties of the spec --------------------------------------------------------
+
+    @cached_property
+    def effective_spec(self) -> QuerySpecification:
+        """The spec that runs: the task's, with its query restricted to the scope."""
+        return restrict_spec(self.task.spec, self.scope)
+
+    @property
+    def effective_query(self) -> Query:
+        """The query that runs (see `effective_spec`)."""
+        query = self.effective_spec.query
+        assert query is not None  # parse_query_task requires one
+        return query
 
     @property
     def continuous(self) -> bool:
@@ -170,7 +186,7 @@ class TaskRecord:
         }
         if self.failure is not None:
             task_info["failure"] = self.failure
-        return {
+        body: JsonObject = {
             "documentSelfLink": self.link,
             "documentKind": QUERY_TASK_KIND,
             "documentVersion": self.version,
@@ -183,6 +199,9 @@ class TaskRecord:
             "nodeSelectorLink": NODE_SELECTOR_LINK,
             "seq": self.snapshot_seq,
         }
+        if self.scope is not None:
+            body["scope"] = scope_json(self.scope)
+        return body
 
     def row(self) -> TaskRow:
         return TaskRow(

@@ -33,8 +33,10 @@ from fleetwatch.index.store import DocumentIndex
 from fleetwatch.query import execution
 from fleetwatch.query.notifications import message_json
 from fleetwatch.query.pages import PageSet, PageStore
+from fleetwatch.query.scope import check_size, parse_scope
 from fleetwatch.query.snapshot import snapshot
 from fleetwatch.query.spec import (
+    Query,
     QueryOption,
     QuerySpecError,
     QueryTask,
@@ -114,6 +116,7 @@ class QueryTaskService:
         for row in await self.store.load_tasks():
             try:
                 task = parse_query_task(row.body)
+                scope = parse_scope(row.body.get("scope"))
             except QuerySpecError as exc:
                 log.error("stored query task %s is invalid and is skipped: %s", row.self_link, exc)
                 continue
@@ -131,6 +134,7 @@ class QueryTaskService:
                 version=int(body.get("documentVersion") or 0),
                 update_micros=int(body.get("documentUpdateTimeMicros") or 0),
                 duration_micros=int((body.get("taskInfo") or {}).get("durationMicros") or 0),
+                scope=scope,
             )
             if record.count and record.continuous:
                 record.counters = Counters.from_results(record.results)
@@ -154,7 +158,7 @@ class QueryTaskService:
             loader = None  # nothing happened since its state was saved
         _, initial = await self.hub.open_stream(
             record.link,
-            record.task.query,
+            record.effective_query,
             mode=record.mode,
             observer=record,
             loader=loader,
@@ -178,16 +182,27 @@ class QueryTaskService:
 
     # --- reads -------------------------------------------------------------------------
 
-    def links(self, factory: str) -> list[str]:
-        """The tasks of one factory, oldest first."""
+    def links(self, factory: str, owner_id: int | None = None) -> list[str]:
+        """The tasks of one factory, oldest first (only `owner_id`'s when given)."""
         prefix = FACTORIES[factory] + "/"
-        return [link for link in self._tasks if link.startswith(prefix)]
+        return [
+            link
+            for link, record in self._tasks.items()
+            if link.startswith(prefix) and (owner_id is None or record.owner_id == owner_id)
+        ]
 
-    def get(self, link: str) -> TaskRecord:
+    def get(self, link: str, owner_id: int | None = None) -> TaskRecord:
+        """A task; 404 when there is none, or (with `owner_id`) when another user owns it,
+        so task ids do not leak between users who may see only their own."""
         record = self._tasks.get(link)
-        if record is None:
+        if record is None or (owner_id is not None and record.owner_id != owner_id):
             raise TaskError(404, f"no query task at {link}")
         return record
+
+    def page_owner(self, page_id: str) -> int | None:
+        """The user whose task made a result page (None when unknown)."""
+        found = self.pages.find(page_id)
+        return found[0].owner_id if found is not None else None
 
     def _is_running(self, link: str) -> bool:
         record = self._tasks.get(link)
@@ -196,16 +211,22 @@ class QueryTaskService:
     # --- create ------------------------------------------------------------------------
 
     async def create(
-        self, factory: str, raw: object, owner_id: int | None = None
+        self,
+        factory: str,
+        raw: object,
+        owner_id: int | None = None,
+        scope: Query | None = None,
     ) -> tuple[int, JsonObject]:
-        """POST to a factory: (HTTP status, body)."""
+        """POST to a factory: (HTTP status, body). `scope` is ANDed onto the task's query
+        for as long as it runs (see `fleetwatch.query.scope`)."""
         try:
             task = parse_query_task(raw)
+            check_size(task.query, scope)
         except QuerySpecError as exc:
             raise TaskError(400, str(exc)) from None
         link = self._link_for(factory, task.document_self_link)
         if task.task_info.is_direct:
-            return 200, await self._run_direct(factory, link, task)
+            return 200, await self._run_direct(factory, link, task, scope, owner_id)
         if link in self._tasks:
             raise TaskError(409, f"a query task already exists at {link}; DELETE it first")
         micros = now_micros()
@@ -221,6 +242,7 @@ class QueryTaskService:
             created_micros=micros,
             owner_id=owner_id,
             update_micros=micros,
+            scope=scope,
         )
         try:
             await self.store.insert_task(record.row())  # claims the link (all nodes)
@@ -266,7 +288,9 @@ class QueryTaskService:
         self._tasks[record.link] = record
         heapq.heappush(self._expiry, (record.expiration_micros, record.link))
 
-    async def _run_direct(self, factory: str, link: str, task: QueryTask) -> JsonObject:
+    async def _run_direct(
+        self, factory: str, link: str, task: QueryTask, scope: Query | None, owner_id: int | None
+    ) -> JsonObject:
         micros = now_micros()
         record = TaskRecord(
             link=link,
@@ -276,14 +300,16 @@ class QueryTaskService:
             expiration_micros=task.document_expiration_time_micros
             or micros + DEFAULT_EXPIRATION_SECONDS * 1_000_000,
             created_micros=micros,
+            owner_id=owner_id,
             update_micros=micros,
+            scope=scope,
         )
         await self._run_one_shot(record)
         record.duration_micros = now_micros() - micros
         return record.to_json()
 
     async def _run_one_shot(self, record: TaskRecord) -> None:
-        spec = record.task.spec
+        spec = record.effective_spec
         async with snapshot(self.index.db) as (conn, seq):
             results, paged = await execution.run_results(conn, spec, self.dialect)
         if paged is not None:
@@ -296,6 +322,7 @@ class QueryTaskService:
                 forward_only=spec.has(QueryOption.FORWARD_ONLY),
                 expiration_micros=record.expiration_micros,
                 seq=seq,
+                owner_id=record.owner_id,
             )
             results.update(page_set.navigation(-1))
         record.results = results
@@ -307,7 +334,7 @@ class QueryTaskService:
             record.counters = Counters()
         _, initial = await self.hub.open_stream(
             record.link,
-            record.task.query,
+            record.effective_query,
             mode=record.mode,
             observer=record,
             loader=self._loader(record),
@@ -336,7 +363,7 @@ class QueryTaskService:
 
     def _loader(self, record: TaskRecord) -> InitialLoader:
         """Reads a continuous task's initial results in a snapshot, in chunks."""
-        spec = record.task.spec
+        spec = record.effective_spec
         dialect = self.dialect
 
         async def load(conn: AsyncConnection) -> list[Any]:
