@@ -79,15 +79,22 @@ def build_services(settings: Settings) -> Services:
     db = Database(settings.effective_database_url())
     index = DocumentIndex(db)
     bus = build_bus(settings, db)
+    invalidations = Invalidations(bus)
     hosts = HostService(db, index, settings, bus)
     wakeups = HostWakeups()
     distributed = DistributedService(settings, wakeups)
     distributed.register(DetailQuerySource(hosts))
     labels = LabelService(db, index, hosts, settings)
     distributed.register(labels)
-    teams = TeamService(db, index)
+    teams = TeamService(db, index, follow=bus.clustered)
     campaigns = CampaignService(
-        settings, index, hosts, wakeups, labels=labels.info, known_team=teams.known
+        settings,
+        index,
+        hosts,
+        wakeups,
+        labels=labels.info,
+        known_team=teams.known,
+        lease=bus.lease("campaigns"),
     )
     distributed.register(campaigns)
     app_config = AppConfigService(index, settings)
@@ -98,9 +105,9 @@ def build_services(settings: Settings) -> Services:
         db=db,
         index=index,
         users=UserService(db),
-        secrets=EnrollSecretService(db),
+        secrets=EnrollSecretService(db, invalidations),
         hosts=hosts,
-        agent_config=AgentConfigService(db, settings),
+        agent_config=AgentConfigService(db, settings, invalidations),
         result_logs=ResultLogService(index),
         wakeups=wakeups,
         distributed=distributed,
@@ -118,7 +125,7 @@ def build_services(settings: Settings) -> Services:
             db, settings.change_retention, min(60.0, settings.change_retention / 10)
         ),
         bus=bus,
-        invalidations=Invalidations(bus),
+        invalidations=invalidations,
         fanout=ChangeFanout(index, bus) if bus.clustered else None,
     )
     instrument(services)

@@ -11,6 +11,13 @@ Every answer is stored as a `fleet:result` document (one per host per campaign, 
 group-committed batches by the index), so results stream through the change log like any
 continuous query and survive the browser closing. The campaign itself is a `fleet:campaign`
 document at `/fleet/campaigns/{id}`, written when its status changes.
+
+The in-memory state follows the change log, not the requests: a campaign becomes active on
+a node when its documents are committed, and a host stops being pending when its result
+is. So on a cluster every node (seeing every change, in order) offers the query to the
+hosts checking in on it, counts the same totals, and wakes its own held hosts when a
+campaign created elsewhere arrives. Deadlines, queue expiry and purging are once-only
+jobs: only the holder of the `campaigns` lease writes them.
 """
 
 from __future__ import annotations
@@ -18,18 +25,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from fleetwatch.bus.bus import Lease, LocalLease
 from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
 from fleetwatch.fleet.app_config import LIVE_QUERIES_DISABLED
 from fleetwatch.fleet.errors import Conflict, Forbidden, Invalid, NotFound
 from fleetwatch.fleet.hosts import HostService, HostState, iso
-from fleetwatch.index import Action, DocumentIndex, Write
+from fleetwatch.index import Action, Change, DocumentIndex, VersionConflict, Write
 from fleetwatch.live.sql_check import check_live_sql
 from fleetwatch.live.targets import LabelLookup, Targets, resolve_targets
 from fleetwatch.osquery.distributed import DistributedResult
@@ -83,6 +91,11 @@ class Campaign:
     rows: int = 0
     truncated: int = 0
     non_responders: list[int] = field(default_factory=list)
+    #: Hosts whose result is committed (counted once, whichever node stored it).
+    answered: set[int] = field(default_factory=set)
+    #: Version of the campaign document last seen: status writes are conditional on it, so
+    #: two nodes finishing the same campaign at once write it once.
+    doc_version: int | None = None
 
     #: len(pending & online_at_start), kept up to date by claim/unclaim: recomputing the
     #: intersection per result made a campaign's cost grow with the square of its hosts.
@@ -155,6 +168,7 @@ class CampaignService:
         wakeups: HostWakeups,
         labels: LabelLookup | None = None,
         known_team: Callable[[int], bool] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.settings = settings
         self.index = index
@@ -167,6 +181,13 @@ class CampaignService:
         self._by_host: dict[int, set[int]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._done: dict[int, asyncio.Event] = {}
+        #: Who may write deadlines, expiry and purges (always this node when alone).
+        self.lease: Lease = lease or LocalLease("campaigns")
+        #: Target documents seen, waiting for their campaign document (same transaction).
+        self._targets: dict[int, dict[str, Any]] = {}
+        #: Campaigns this node is creating: it wakes their hosts itself, when it chooses.
+        self._creating: set[int] = set()
+        index.add_listener(self._on_changes)
         #: The kill switch; the app replaces it with the runtime setting (fleet.app_config).
         self.disabled: Callable[[], bool] = lambda: settings.live_queries_disabled
 
@@ -186,57 +207,129 @@ class CampaignService:
                     documents.c.kind == CAMPAIGN_KIND, documents.c.deleted.is_(False)
                 )
             )
-            docs = [document_from_row(r._mapping).body for r in rows]
-        for body in docs:
+            docs = [document_from_row(r._mapping) for r in rows]
+        for doc in docs:
+            body = doc.body
             expires = _epoch(body.get("expires_at"))
             if body.get("status") == "stopped" or expires <= now:
                 continue
+            if int(body["id"]) in self._active:
+                continue  # already arrived through the change log
             targets_doc = await self.index.get(targets_link(int(body["id"])))
             if targets_doc is None:
                 continue
-            campaign = Campaign(
-                id=int(body["id"]),
-                query=str(body["query"]),
-                query_id=body.get("query_id"),
-                user_id=body.get("user_id"),
-                targets=Targets(
-                    frozenset(body["targets"]["hosts"]),
-                    frozenset(body["targets"]["labels"]),
-                    frozenset(body["targets"]["teams"]),
-                    bool(body["targets"]["all"]),
-                ),
-                host_ids=frozenset(targets_doc.body["host_ids"]),
-                online_at_start=frozenset(targets_doc.body["online_host_ids"]),
-                created_at=_epoch(body.get("created_at")),
-                deadline=_epoch(body.get("deadline")),
-                expires_at=expires,
-                status=str(body["status"]),
-                finished_at=_epoch(body["finished_at"]) if body.get("finished_at") else None,
-                non_responders=list(body.get("non_responders") or []),
-            )
-            answered = await self._answered_hosts(campaign.id)
-            campaign.pending = set(campaign.host_ids) - answered
+            campaign = self._from_documents(body, targets_doc.body)
+            campaign.doc_version = doc.version
+            stored = await self._stored_results(campaign.id)
+            for host_id, result in stored.items():
+                campaign.pending.discard(host_id)
+                self._count(campaign, host_id, result)
             campaign._waiting = None  # recounted from the restored pending set
-            totals = body.get("totals") or {}
-            campaign.responded = len(answered)
-            campaign.failed = int(totals.get("failed", 0))
-            campaign.rows = int(totals.get("rows", 0))
-            campaign.truncated = int(totals.get("truncated", 0))
             self._activate(campaign)
 
-    async def _answered_hosts(self, campaign_id: int) -> set[int]:
-        from sqlalchemy import select
+    def _from_documents(self, body: dict[str, Any], targets: dict[str, Any]) -> Campaign:
+        """A campaign as its two documents describe it, nobody answered yet."""
+        host_ids = frozenset(int(h) for h in targets["host_ids"])
+        online = frozenset(int(h) for h in targets["online_host_ids"])
+        return Campaign(
+            id=int(body["id"]),
+            query=str(body["query"]),
+            query_id=body.get("query_id"),
+            user_id=body.get("user_id"),
+            targets=Targets(
+                frozenset(body["targets"]["hosts"]),
+                frozenset(body["targets"]["labels"]),
+                frozenset(body["targets"]["teams"]),
+                bool(body["targets"]["all"]),
+            ),
+            host_ids=host_ids,
+            online_at_start=online,
+            created_at=_epoch(body.get("created_at")),
+            deadline=_epoch(body.get("deadline")),
+            expires_at=_epoch(body.get("expires_at")),
+            status=str(body["status"]),
+            finished_at=_epoch(body["finished_at"]) if body.get("finished_at") else None,
+            non_responders=list(body.get("non_responders") or []),
+            pending=set(host_ids) if targets.get("queue_offline", True) else set(online),
+        )
 
-        from fleetwatch.storage.schema import documents
+    def _count(self, campaign: Campaign, host_id: int, result: dict[str, Any]) -> bool:
+        """Count a committed result once; True if it was new."""
+        if host_id in campaign.answered:
+            return False
+        campaign.answered.add(host_id)
+        campaign.claim(host_id)
+        campaign.responded += 1
+        campaign.failed += 1 if result.get("status") == "error" else 0
+        campaign.rows += len(result.get("rows") or ())
+        campaign.truncated += 1 if result.get("truncated") else 0
+        ids = self._by_host.get(host_id)
+        if ids is not None:
+            ids.discard(campaign.id)
+            if not ids:
+                del self._by_host[host_id]
+        return True
 
-        prefix = result_link(campaign_id, 0)[:-1]
-        async with self.index.db.connect() as conn:
-            rows = await conn.execute(
-                select(documents.c.self_link).where(
-                    documents.c.self_link >= prefix, documents.c.self_link < prefix + "\uffff"
-                )
+    # --- following the change log ------------------------------------------------------
+
+    def _on_changes(self, batch: Sequence[Change]) -> None:
+        for change in batch:
+            if change.kind == RESULT_KIND:
+                self._on_result(change)
+            elif change.kind == TARGETS_KIND:
+                if change.action is not Action.DELETE:
+                    self._targets[int(change.body["campaign_id"])] = change.body
+            elif change.kind == CAMPAIGN_KIND:
+                self._on_campaign(change)
+
+    def _on_result(self, change: Change) -> None:
+        if change.action is Action.DELETE:
+            return
+        body = change.body
+        campaign = self._active.get(int(body.get("campaign_id", 0)))
+        if campaign is None:
+            return
+        if self._count(campaign, int(body["host_id"]), body) and campaign.waiting_for == 0:
+            event = self._done.get(campaign.id)
+            if event is not None:
+                event.set()
+
+    def _on_campaign(self, change: Change) -> None:
+        body = change.body
+        campaign_id = int(body["id"])
+        campaign = self._active.get(campaign_id)
+        if change.action is Action.DELETE:
+            self._targets.pop(campaign_id, None)
+            if campaign is not None:
+                self._deactivate(campaign)
+                self._done.pop(campaign_id, None)
+            return
+        if campaign is None:
+            targets = self._targets.pop(campaign_id, None)
+            status = body.get("status")
+            if targets is None or status == "stopped":
+                return  # a later write of a campaign this node has let go of
+            if _epoch(body.get("expires_at")) <= time.time():
+                return
+            campaign = self._from_documents(body, targets)
+            campaign.doc_version = change.version
+            self._activate(campaign)
+            if campaign_id not in self._creating:
+                self.wake_hosts(campaign)  # created on another node: wake our held hosts
+            return
+        campaign.doc_version = change.version
+        status = str(body.get("status"))
+        if status != campaign.status:
+            campaign.status = status
+            campaign.finished_at = (
+                _epoch(body["finished_at"]) if body.get("finished_at") else time.time()
             )
-            return {int(r[0].rsplit("/", 1)[1]) for r in rows}
+            campaign.non_responders = list(body.get("non_responders") or [])
+            event = self._done.get(campaign_id)
+            if event is not None:
+                event.set()
+            if status == "stopped":
+                self._deactivate(campaign)
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="fleetwatch-campaigns")
@@ -330,23 +423,35 @@ class CampaignService:
                 campaign.id,
                 len(campaign.pending),
             )
-        await self.index.apply(
-            [
-                Write(
-                    Action.PUT,
-                    targets_link(campaign.id),
-                    TARGETS_KIND,
-                    {
-                        "campaign_id": campaign.id,
-                        "host_ids": sorted(campaign.host_ids),
-                        "online_host_ids": sorted(campaign.online_at_start),
-                    },
-                ),
-                Write(Action.PUT, campaign_link(campaign.id), CAMPAIGN_KIND, campaign.to_json()),
-            ]
-        )
-        self._activate(campaign)
-        if campaign.waiting_for == 0:
+        self._creating.add(campaign.id)
+        try:
+            await self.index.apply(
+                [
+                    Write(
+                        Action.PUT,
+                        targets_link(campaign.id),
+                        TARGETS_KIND,
+                        {
+                            "campaign_id": campaign.id,
+                            "host_ids": sorted(campaign.host_ids),
+                            "online_host_ids": sorted(campaign.online_at_start),
+                            "queue_offline": queue_offline,
+                        },
+                    ),
+                    Write(
+                        Action.PUT, campaign_link(campaign.id), CAMPAIGN_KIND, campaign.to_json()
+                    ),
+                ]
+            )
+        finally:
+            self._creating.discard(campaign.id)
+        # Normally activated by the change listener during the commit; answers may even
+        # have been counted already. If delivery failed, activate what we wrote.
+        campaign = self._active.get(campaign.id) or campaign
+        if campaign.id not in self._active:
+            campaign.doc_version = 0
+            self._activate(campaign)
+        if campaign.status == "running" and campaign.waiting_for == 0:
             await self._finish(campaign, "finished", now)
         if wake:
             self.wake_hosts(campaign)
@@ -480,7 +585,7 @@ class CampaignService:
     async def ingest(self, host: HostState, results: list[DistributedResult]) -> None:
         """Store each answer once; answers for unknown campaigns or repeats are ignored."""
         writes: list[Write] = []
-        taken: list[tuple[Campaign, DistributedResult, int, bool]] = []
+        taken: list[Campaign] = []
         for result in results:
             suffix = result.name[len(PREFIX) :]
             if not suffix.isdigit():
@@ -489,37 +594,40 @@ class CampaignService:
             if campaign is None or host.id not in campaign.pending:
                 continue  # never sent, already answered, or the campaign is over
             campaign.claim(host.id)  # claimed now: a concurrent resend is ignored
-            body, kept, truncated = self._result_body(campaign, host, result)
-            writes.append(Write(Action.PUT, result_link(campaign.id, host.id), RESULT_KIND, body))
-            taken.append((campaign, result, kept, truncated))
+            body = self._result_body(campaign, host, result)
+            # Created once: a copy stored by another node at the same moment is skipped.
+            writes.append(
+                Write(
+                    Action.POST,
+                    result_link(campaign.id, host.id),
+                    RESULT_KIND,
+                    body,
+                    if_absent=True,
+                )
+            )
+            taken.append(campaign)
         if not writes:
             return
         try:
             outcomes = await self.index.apply(writes)
         except BaseException:
-            for campaign, _, _, _ in taken:
-                campaign.unclaim(host.id)  # osquery retries the write; nothing is lost
+            for claimed in taken:
+                claimed.unclaim(host.id)  # osquery retries the write; nothing is lost
             raise
         now = time.time()
-        for (campaign, result, kept, truncated), outcome in zip(taken, outcomes, strict=True):
+        for claimed, outcome in zip(taken, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                campaign.unclaim(host.id)
+                claimed.unclaim(host.id)
                 raise outcome
-            campaign.responded += 1
-            campaign.failed += 1 if result.failed else 0
-            campaign.rows += kept
-            campaign.truncated += 1 if truncated else 0
-            ids = self._by_host.get(host.id)
-            if ids is not None:
-                ids.discard(campaign.id)
-                if not ids:
-                    del self._by_host[host.id]
-            if campaign.status == "running" and campaign.waiting_for == 0:
-                await self._finish(campaign, "finished", now)
+            if isinstance(outcome, Change):
+                # Counted by the change listener; count it here if delivery failed.
+                self._count(claimed, host.id, outcome.body)
+            if claimed.status == "running" and claimed.waiting_for == 0:
+                await self._finish(claimed, "finished", now)
 
     def _result_body(
         self, campaign: Campaign, host: HostState, result: DistributedResult
-    ) -> tuple[dict[str, Any], int, bool]:
+    ) -> dict[str, Any]:
         """The result document, with rows capped per host, per campaign and by size."""
         rows = result.rows if not result.failed else []
         room = min(
@@ -558,7 +666,7 @@ class CampaignService:
             "queued": host.id not in campaign.online_at_start,
             "received_at": iso(time.time()),
         }
-        return body, len(kept), truncated
+        return body
 
     # --- completion ----------------------------------------------------------------------
 
@@ -566,12 +674,26 @@ class CampaignService:
         campaign.status = status
         campaign.finished_at = now
         campaign.non_responders = sorted(campaign.pending & campaign.online_at_start)
-        await self.index.write(
-            Write(Action.PUT, campaign_link(campaign.id), CAMPAIGN_KIND, campaign.to_json())
-        )
+        await self._write_campaign(campaign)
         event = self._done.get(campaign.id)
         if event is not None:
             event.set()
+
+    async def _write_campaign(self, campaign: Campaign) -> None:
+        """Write the campaign document unless another node changed it since we last saw it
+        (then its write, arriving through the change log, is the one that counts)."""
+        try:
+            await self.index.write(
+                Write(
+                    Action.PUT,
+                    campaign_link(campaign.id),
+                    CAMPAIGN_KIND,
+                    campaign.to_json(),
+                    expected_version=campaign.doc_version,
+                )
+            )
+        except VersionConflict:
+            log.debug("campaign %s: written by another node meanwhile", campaign.id)
 
     async def _sweep_loop(self) -> None:
         last_purge = 0.0
@@ -580,7 +702,7 @@ class CampaignService:
             try:
                 now = time.time()
                 await self.sweep(now)
-                if now - last_purge >= PURGE_INTERVAL:
+                if now - last_purge >= PURGE_INTERVAL and self.lease.held:
                     last_purge = now
                     await self.purge(now)
             except Exception:
@@ -623,21 +745,22 @@ class CampaignService:
         return purged
 
     async def sweep(self, now: float) -> None:
-        """Expire campaigns past their deadline; drop those past their queue expiry."""
+        """Expire campaigns past their deadline; drop those past their queue expiry.
+
+        Every node lets go of what is over; only the lease holder writes the statuses (and
+        finishes a campaign whose finishing node died between the last result and its write).
+        """
+        owner = self.lease.held
         for campaign in list(self._active.values()):
-            if campaign.status == "running" and now >= campaign.deadline:
-                await self._finish(campaign, "expired", now)
+            if campaign.status == "running" and owner:
+                if now >= campaign.deadline:
+                    await self._finish(campaign, "expired", now)
+                elif campaign.waiting_for == 0:
+                    await self._finish(campaign, "finished", now)
             if now >= campaign.expires_at or campaign.status == "stopped":
-                if campaign.status == "finished" or campaign.status == "expired":
+                if owner and campaign.status in ("finished", "expired"):
                     # record the final totals (late and queued answers included)
-                    await self.index.write(
-                        Write(
-                            Action.PUT,
-                            campaign_link(campaign.id),
-                            CAMPAIGN_KIND,
-                            campaign.to_json(),
-                        )
-                    )
+                    await self._write_campaign(campaign)
                 self._deactivate(campaign)
                 self._done.pop(campaign.id, None)
 
