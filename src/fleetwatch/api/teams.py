@@ -75,7 +75,7 @@ async def delete_team(team_id: int, user: CurrentUser, services: ServicesDep) ->
     await services.teams.delete(team_id)
     moved = services.hosts.forget_team(team_id)
     await services.hosts.transfer(list(moved), None)
-    await services.secrets.load()  # the team's secrets went with it
+    await services.secrets.refresh()  # the team's secrets went with it, on every node
     await services.activities.record("deleted_team", user, {"team_id": team_id})
     return {}
 

@@ -95,6 +95,8 @@ class Invalidations:
         self._reloads: dict[str, list[Reload]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         bus.subscribe(self.CHANNEL, self._on_message)
+        # Announcements made while this node was cut off from the bus are lost: reload all.
+        bus.subscribe("reconnected", self._reload_all)
 
     def register(self, topic: str, reload: Reload) -> None:
         """Run `reload` whenever another node reports a change of `topic`."""
@@ -105,7 +107,13 @@ class Invalidations:
         self.bus.publish(self.CHANNEL, topic.encode())
 
     def _on_message(self, payload: bytes) -> None:
-        for reload in self._reloads.get(payload.decode(), []):
+        self._start(self._reloads.get(payload.decode(), []))
+
+    def _reload_all(self, _payload: bytes) -> None:
+        self._start([r for reloads in self._reloads.values() for r in reloads])
+
+    def _start(self, reloads: list[Reload]) -> None:
+        for reload in reloads:
             task = asyncio.get_running_loop().create_task(self._run(reload))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

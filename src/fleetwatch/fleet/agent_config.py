@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
+from fleetwatch.bus.bus import Invalidations
 from fleetwatch.config import Settings
 from fleetwatch.fleet.errors import Invalid
 from fleetwatch.storage import Database
@@ -22,6 +23,8 @@ from fleetwatch.storage.schema import app_settings
 #: osquery refuses configs larger than this ("the config size exceeds the limit").
 MAX_CONFIG_BYTES = 1024 * 1024
 _KEY = "osquery_config"
+#: The invalidation topic of the stored config (other nodes reload it).
+TOPIC = "agent_config"
 TOP_LEVEL_KEYS = {
     "options",
     "schedule",
@@ -74,14 +77,20 @@ DEFAULT_CONFIG: dict[str, Any] = {
 class AgentConfigService:
     """Stores the operator's osquery config and renders what each agent receives."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, invalidations: Invalidations | None = None
+    ) -> None:
         self.db = db
         self.settings = settings
+        self.invalidations = invalidations
         self._config: dict[str, Any] = copy.deepcopy(DEFAULT_CONFIG)
         self._rendered: dict[str, Any] = {}
         self._render()
+        if invalidations is not None:
+            invalidations.register(TOPIC, self.load)
 
     async def load(self) -> None:
+        """Read the stored config (at start, and when another node changed it)."""
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(select(app_settings.c.value).where(app_settings.c.key == _KEY))
@@ -123,6 +132,8 @@ class AgentConfigService:
                 await conn.execute(table.update().where(table.c.key == _KEY).values(value=config))
         self._config = copy.deepcopy(dict(config))
         self._render()
+        if self.invalidations is not None:
+            self.invalidations.changed(TOPIC)
         return self._rendered
 
     def _render(self) -> None:

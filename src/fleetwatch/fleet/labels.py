@@ -5,14 +5,19 @@ Membership is kept in memory for targeting and the check-in path, stored in
 `label_membership`, and shown on each host and its `fleet:host` document, so a continuous
 query can watch a label's members change. A label query that fails on a host leaves that
 host's membership as it was: unknown is not false.
+
+On a cluster each node follows the change log: `fleet:label` documents carry the
+definitions and the `labels` field of `fleet:host` documents the membership, whichever
+node wrote them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +25,8 @@ from sqlalchemy import delete, insert, select, update
 
 from fleetwatch.config import Settings
 from fleetwatch.fleet.errors import Conflict, Invalid, NotFound
-from fleetwatch.fleet.hosts import HostService, HostState, host_link, iso
-from fleetwatch.index import Action, DocumentIndex, Write
+from fleetwatch.fleet.hosts import HOST_KIND, HostService, HostState, host_link, iso
+from fleetwatch.index import Action, Change, DocumentIndex, Write
 from fleetwatch.live.sql_check import InvalidSql, check_live_sql
 from fleetwatch.live.targets import LabelInfo
 from fleetwatch.osquery.distributed import DistributedResult
@@ -112,6 +117,7 @@ class LabelService:
         self._labels: dict[int, Label] = {}
         self._members: dict[int, set[int]] = {}
         self._due: dict[int, float] = {}  # host id -> when its label queries are next due
+        hosts.on_loaded = self._fill
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -131,6 +137,61 @@ class LabelService:
             self._members.setdefault(int(m["label_id"]), set()).add(int(m["host_id"]))
         for host in self.hosts.all():
             host.labels = self.labels_of(host.id)
+        if self.hosts.bus.clustered:
+            self.index.add_listener(self._on_changes)
+
+    def _fill(self, host: HostState) -> None:
+        host.labels = self.labels_of(host.id)
+
+    def _on_changes(self, batch: Sequence[Change]) -> None:
+        """Other nodes' label definitions and memberships (a cluster only)."""
+        for change in batch:
+            suffix = change.self_link.rsplit("/", 1)[-1]
+            if not suffix.isdigit():
+                continue
+            if change.kind == LABEL_KIND:
+                self._follow_label(int(suffix), change)
+            elif change.kind == HOST_KIND:
+                if change.action is Action.DELETE:
+                    wanted: set[int] = set()
+                else:
+                    raw = change.body.get("labels")
+                    if not isinstance(raw, list):
+                        continue
+                    wanted = {int(x["id"]) for x in raw if isinstance(x, dict) and "id" in x}
+                host_id = int(suffix)
+                for label_id, members in self._members.items():
+                    if label_id in wanted:
+                        members.add(host_id)
+                    else:
+                        members.discard(host_id)
+
+    def _follow_label(self, label_id: int, change: Change) -> None:
+        if change.action is Action.DELETE:
+            self._labels.pop(label_id, None)
+            self._members.pop(label_id, None)
+            return
+        body = change.body
+        try:
+            label = Label(
+                id=label_id,
+                name=str(body["name"]),
+                description=str(body["description"]),
+                query=str(body["query"]),
+                platform=str(body["platform"]),
+                label_type=str(body["label_type"]),
+                membership_type=str(body["label_membership_type"]),
+                created_at=_epoch(body["created_at"]),
+                updated_at=_epoch(body["updated_at"]),
+            )
+        except (KeyError, ValueError, TypeError):
+            log.warning("ignored a malformed label document %s", change.self_link)
+            return
+        before = self._labels.get(label_id)
+        if before is None or before.query != label.query:
+            self._due.clear()  # every host runs the new query at its next check-in
+        self._labels[label_id] = label
+        self._members.setdefault(label_id, set())
 
     # --- reads -------------------------------------------------------------------------
 
@@ -384,6 +445,11 @@ class LabelService:
                 changes.append((label_id, set(), {host.id}))
         # one transaction and one host document update for the whole write
         await self._apply_many(changes)
+
+
+def _epoch(value: Any) -> float:
+    """Seconds since the epoch from a document's RFC 3339 time."""
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
 def _host_ids(raw: Any) -> list[int]:

@@ -1,7 +1,9 @@
 """Enroll secrets, global and per team: several may be valid at once; each can be revoked.
 
 The valid secrets are cached in memory (enroll is an agent hot path during a roll-out) and
-compared in constant time.
+compared in constant time. On a cluster a change is announced to the other nodes, which
+reload (`Invalidations`); an unknown secret also reloads once, at most every second, so a
+secret added on another node works before its announcement arrives.
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
+from fleetwatch.bus.bus import Invalidations
 from fleetwatch.fleet.errors import Conflict, Invalid, NotFound
 from fleetwatch.storage import Database
 from fleetwatch.storage.schema import enroll_secrets
 
 MAX_SECRET_LENGTH = 255
+#: The invalidation topic of the enroll secrets table.
+TOPIC = "enroll_secrets"
+#: Least seconds between two reloads caused by unknown secrets (a guessing agent).
+MISS_RELOAD_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -36,9 +43,13 @@ class EnrollSecret:
 class EnrollSecretService:
     """Adds, lists, revokes and checks enroll secrets."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, invalidations: Invalidations | None = None) -> None:
         self.db = db
+        self.invalidations = invalidations
         self._cache: list[EnrollSecret] = []
+        self._miss_reload_at = 0.0
+        if invalidations is not None:
+            invalidations.register(TOPIC, self.load)
 
     async def load(self) -> None:
         """Read every secret into memory (called at start and after each change)."""
@@ -66,7 +77,7 @@ class EnrollSecretService:
                 insert(enroll_secrets),
                 [{"secret": row.secret, "team_id": team_id, "created_at": row.created_at}],
             )
-        await self.load()
+        await self.refresh()
         return row
 
     async def ensure(self, secret: str) -> None:
@@ -85,7 +96,29 @@ class EnrollSecretService:
             result = await conn.execute(query)
         if result.rowcount == 0:
             raise NotFound("no such enroll secret")
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Reload after a change of the table (also one made behind this service's back,
+        like a team deleted with its secrets) and tell the other nodes to reload."""
         await self.load()
+        if self.invalidations is not None:
+            self.invalidations.changed(TOPIC)
+
+    async def find(self, candidate: str) -> EnrollSecret | None:
+        """`check`, and on a cluster a reload when no secret matches (at most one per
+        `MISS_RELOAD_INTERVAL`): the secret may be new on another node."""
+        found = self.check(candidate)
+        if found is not None or self.invalidations is None:
+            return found
+        if not self.invalidations.bus.clustered:
+            return None
+        now = time.monotonic()
+        if now - self._miss_reload_at < MISS_RELOAD_INTERVAL:
+            return None
+        self._miss_reload_at = now
+        await self.load()
+        return self.check(candidate)
 
     def check(self, candidate: str) -> EnrollSecret | None:
         """The secret matching `candidate`, compared in constant time; None if none does."""

@@ -1,8 +1,14 @@
-"""Teams: a group of hosts with its own enroll secrets and config additions."""
+"""Teams: a group of hosts with its own enroll secrets and config additions.
+
+On a cluster each node keeps its cache current from the `fleet:team` documents of the
+shared change log (every create, update and delete writes one), so nothing depends on a
+broadcast that could be lost.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -10,25 +16,45 @@ from sqlalchemy import delete, insert, select, update
 from fleetwatch.fleet.agent_config import validate_config
 from fleetwatch.fleet.errors import Conflict, Invalid, NotFound
 from fleetwatch.fleet.hosts import iso
-from fleetwatch.index import Action, DocumentIndex, Write
+from fleetwatch.index import Action, Change, DocumentIndex, Write
 from fleetwatch.storage import Database
 from fleetwatch.storage.schema import teams
 
 TEAM_KIND = "fleet:team"
+_FIELDS = ("id", "name", "description", "config", "created_at")
 
 
 class TeamService:
     """Team CRUD; teams are cached in memory (they are read on every agent config fetch)."""
 
-    def __init__(self, db: Database, index: DocumentIndex) -> None:
+    def __init__(self, db: Database, index: DocumentIndex, *, follow: bool = False) -> None:
         self.db = db
         self.index = index
+        #: Follow other nodes' changes from the change log (a cluster).
+        self.follow = follow
         self._teams: dict[int, dict[str, Any]] = {}
 
     async def load(self) -> None:
+        """Read every team (and on a cluster follow their documents from now on)."""
+        if self.follow:
+            self.index.add_listener(self._on_changes)
         async with self.db.connect() as conn:
             rows = await conn.execute(select(teams))
             self._teams = {int(r.id): self._json(r._mapping) for r in rows}
+
+    def _on_changes(self, batch: Sequence[Change]) -> None:
+        for change in batch:
+            if change.kind != TEAM_KIND:
+                continue
+            suffix = change.self_link.rsplit("/", 1)[-1]
+            if not suffix.isdigit():
+                continue
+            if change.action is Action.DELETE:
+                self._teams.pop(int(suffix), None)
+            elif all(k in change.body for k in _FIELDS):
+                team = {k: change.body[k] for k in _FIELDS}
+                team["config"] = team["config"] or {}
+                self._teams[int(suffix)] = team
 
     @staticmethod
     def _json(row: Any) -> dict[str, Any]:

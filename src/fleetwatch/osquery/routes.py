@@ -84,7 +84,7 @@ async def enroll(request: Request) -> JsonResponse:
     secret = body.get("enroll_secret")
     if not isinstance(secret, str) or not secret:
         return _node_invalid("enroll_secret is missing; set --enroll_secret_path on the agent")
-    found = services.secrets.check(secret)
+    found = await services.secrets.find(secret)
     if found is None:
         return _node_invalid("invalid enroll secret")
     identifier = body.get("host_identifier")
