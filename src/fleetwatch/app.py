@@ -12,6 +12,7 @@ from fleetwatch.api import (
     activities,
     agent_config,
     app_config,
+    health,
     hosts,
     live_queries,
     saved_queries,
@@ -113,7 +114,9 @@ def build_services(settings: Settings) -> Services:
         distributed=distributed,
         subscriptions=hub,
         query_tasks=QueryTaskService(index, hub, settings),
-        expiry=ExpirySweeper(index, settings.expiry_sweep_interval),
+        expiry=ExpirySweeper(
+            index, settings.expiry_sweep_interval, may_run=lambda: bus.lease("expiry").held
+        ),
         activities=ActivityService(index),
         saved_queries=SavedQueryService(index),
         campaigns=campaigns,
@@ -122,7 +125,10 @@ def build_services(settings: Settings) -> Services:
         teams=teams,
         app_config=app_config,
         retention=ChangeLogRetention(
-            db, settings.change_retention, min(60.0, settings.change_retention / 10)
+            db,
+            settings.change_retention,
+            min(60.0, settings.change_retention / 10),
+            may_run=lambda: bus.lease("retention").held,
         ),
         bus=bus,
         invalidations=invalidations,
@@ -228,12 +234,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(query_tasks_api.router)
     app.include_router(documents_api.router, dependencies=[Depends(global_user)])
     install_web(app)
-
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> JsonResponse:
-        """200 once the server is ready; 503 while it starts or stops."""
-        if not app.state.ready:
-            return JsonResponse({"status": "starting"}, status_code=503)
-        return JsonResponse({"status": "ok", "version": __version__})
+    app.include_router(health.router)
 
     return app

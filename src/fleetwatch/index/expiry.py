@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import and_, select
 
@@ -32,9 +32,16 @@ class ExpirySweeper:
     PATCH setting `documentExpirationTimeMicros` to the past expires at once, as in Xenon).
     """
 
-    def __init__(self, index: DocumentIndex, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        index: DocumentIndex,
+        interval: float = 1.0,
+        may_run: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.index = index
         self.interval = interval
+        #: On a cluster, one node sweeps: the holder of the expiry lease.
+        self.may_run = may_run
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         #: Documents this sweeper has deleted since it started (for tests and metrics).
@@ -105,6 +112,8 @@ class ExpirySweeper:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
+            if not self.may_run():
+                continue
             try:
                 await self.sweep_once()
             except Exception:  # a failed sweep is retried next interval; never kill the loop

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import delete, func, select
 
@@ -26,10 +27,18 @@ _CHUNK = 10_000
 class ChangeLogRetention:
     """A background task that trims the change log to `retention` seconds."""
 
-    def __init__(self, db: Database, retention: float, interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        retention: float,
+        interval: float = 60.0,
+        may_run: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.db = db
         self.retention = retention
         self.interval = interval
+        #: On a cluster, one node trims: the holder of the retention lease.
+        self.may_run = may_run
         self._task: asyncio.Task[None] | None = None
 
     async def trim_once(self, now: int | None = None) -> int:
@@ -74,7 +83,8 @@ class ChangeLogRetention:
     async def _run(self) -> None:
         while True:
             try:
-                await self.trim_once()
+                if self.may_run():
+                    await self.trim_once()
             except Exception:  # retried next interval; never kill the loop
                 log.exception("change log trim failed")
             await asyncio.sleep(self.interval)
