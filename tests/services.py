@@ -55,27 +55,37 @@ class PostgresServer:
         server._run(
             [_pg_tool("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
         )
+        server.resume()
+        return server
+
+    def resume(self) -> None:
+        """Start the server (again, after `halt`) on its port, with its data."""
         options = (
-            f"-c listen_addresses=127.0.0.1 -p {server.port} -k {directory} "
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=300"
         )
-        server._run(
+        self._run(
             [
                 _pg_tool("pg_ctl"),
                 "-D",
-                str(data),
+                str(self.directory / "data"),
                 "-o",
                 options,
                 "-l",
-                str(directory / "log"),
+                str(self.directory / "log"),
                 "-w",
                 "-t",
                 "60",
                 "start",
             ]
         )
-        return server
+
+    def halt(self) -> None:
+        """Stop the server at once, as a crash would, keeping its data (see `resume`)."""
+        self._run(
+            [_pg_tool("pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "stop"]
+        )
 
     def _run(self, argv: list[str]) -> None:
         if self._as_postgres:

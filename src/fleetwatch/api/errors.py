@@ -11,10 +11,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetwatch.api.responses import JsonResponse
 from fleetwatch.fleet.errors import AuthFailed, Conflict, FleetError, Forbidden, NotFound
+from fleetwatch.storage.unreachable import is_unreachable
 
 
 class ApiError(Exception):
@@ -52,6 +54,16 @@ def is_out_of_range(exc: BaseException) -> bool:
     """Whether a database refused an integer parameter as too large (SQLite or PostgreSQL)."""
     text = str(exc.orig if isinstance(exc, DBAPIError) else exc)
     return "too large to convert to SQLite INTEGER" in text or "out of int64 range" in text
+
+
+def database_unreachable() -> JsonResponse:
+    """503 for a request that needed the database while it could not be reached: nothing
+    was applied, and the same request succeeds once it is back (osquery retries by itself)."""
+    return JsonResponse(
+        {"error": "the server cannot reach its database right now; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 def fleet_error_status(exc: FleetError) -> int:
@@ -99,6 +111,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _out_of_range(_: Request, exc: Exception) -> JsonResponse:
         # An integer from the request (an id, a page) past what the database stores: the
         # request is wrong, not the server. Anything else is re-raised as unexpected.
+        if is_unreachable(exc):
+            return database_unreachable()
         if not is_out_of_range(exc):
             raise exc
         return JsonResponse(
@@ -106,8 +120,19 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=400,
         )
 
+    @app.exception_handler(OSError)
+    @app.exception_handler(PoolTimeout)
+    async def _unreachable(_: Request, exc: Exception) -> JsonResponse:
+        # Answered here rather than by the catch-all below, which re-raises after replying
+        # and makes the server drop the keep-alive connection (the agent's next request).
+        if is_unreachable(exc):
+            return database_unreachable()
+        raise exc
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JsonResponse:
+        if is_unreachable(exc):
+            return database_unreachable()
         return JsonResponse(
             {"error": f"internal error ({type(exc).__name__}); the request was not applied"},
             status_code=500,

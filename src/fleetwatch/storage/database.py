@@ -33,6 +33,10 @@ class Database:
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 20
             kwargs["pool_pre_ping"] = True
+            # An unreachable server must fail a request well within osquery's 16 s client
+            # timeout (the defaults wait 60 s to connect and 30 s for a pooled connection).
+            kwargs["pool_timeout"] = 5
+            kwargs["connect_args"] = {"timeout": 5}
         kwargs["json_serializer"] = _json_dumps
         kwargs["json_deserializer"] = orjson.loads
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
