@@ -113,7 +113,9 @@ def build_services(settings: Settings) -> Services:
         wakeups=wakeups,
         distributed=distributed,
         subscriptions=hub,
-        query_tasks=QueryTaskService(index, hub, settings),
+        query_tasks=QueryTaskService(
+            index, hub, settings, invalidations, webhook_lease=bus.lease("webhooks")
+        ),
         expiry=ExpirySweeper(
             index, settings.expiry_sweep_interval, may_run=lambda: bus.lease("expiry").held
         ),

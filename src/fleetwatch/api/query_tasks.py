@@ -128,7 +128,7 @@ def _register(factory: str, base: str) -> None:
         row = services.query_tasks.webhooks.get(subscription_id)
         if row is None or row.task_link != link:
             raise ApiError(404, f"no subscription {subscription_id} on {link}")
-        await services.query_tasks.webhooks.remove(subscription_id)
+        await services.query_tasks.remove_webhook(subscription_id)
         return dict(row.to_json(f"{link}/subscriptions"))
 
     async def unsubscribe_reference(
@@ -144,7 +144,7 @@ def _register(factory: str, base: str) -> None:
         if not rows:
             raise ApiError(404, f"no subscription of {reference} on {link}")
         for row in rows:
-            await services.query_tasks.webhooks.remove(row.id)
+            await services.query_tasks.remove_webhook(row.id)
         return {"removed": [r.id for r in rows]}
 
     routes: list[tuple[str, Callable[..., Any], list[str], int]] = [

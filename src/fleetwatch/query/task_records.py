@@ -88,6 +88,9 @@ class TaskRecord:
     owner_id: int | None = None
     #: The sequence the initial results were read at (-1: not run yet).
     snapshot_seq: int = -1
+    #: The sequence the stored state reflects (saved with it): a node resumes the task's
+    #: stream after it, whichever node saved it last.
+    state_seq: int = -1
     results: JsonObject = field(default_factory=dict)
     counters: Counters | None = None
     version: int = 0
@@ -211,7 +214,7 @@ class TaskRecord:
             stage=self.stage.value,
             expiration_micros=self.expiration_micros,
             created_micros=self.created_micros,
-            snapshot_seq=self.snapshot_seq,
+            snapshot_seq=self.state_seq if self.state_seq >= 0 else self.snapshot_seq,
             owner_id=self.owner_id,
             body=self.to_json(),
         )

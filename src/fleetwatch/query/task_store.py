@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.expression import Update
 
 from fleetwatch.index.document import JsonObject, now_micros
 from fleetwatch.storage.database import Database
@@ -20,6 +21,8 @@ from fleetwatch.storage.schema import query_task_subscriptions, query_tasks, str
 
 #: The checkpoint row of the standing query tasks.
 TASKS_CHECKPOINT = "query-tasks"
+#: Stages a task never leaves (as stored).
+FINAL_STAGE_NAMES = ("FINISHED", "FAILED", "CANCELLED")
 
 
 class TaskExists(Exception):
@@ -111,16 +114,14 @@ class TaskStore:
             for row in tasks:
                 values = _task_values(row)
                 del values["self_link"]
-                await conn.execute(
-                    update(query_tasks)
-                    .where(query_tasks.c.self_link == row.self_link)
-                    .values(**values)
-                )
+                statement = update(query_tasks).where(query_tasks.c.self_link == row.self_link)
+                if row.stage not in FINAL_STAGE_NAMES:
+                    # A node that has not heard of a cancel yet must not undo it.
+                    statement = statement.where(query_tasks.c.stage.notin_(FINAL_STAGE_NAMES))
+                await conn.execute(statement.values(**values))
             for hook in webhooks:
                 await conn.execute(
-                    update(query_task_subscriptions)
-                    .where(query_task_subscriptions.c.id == hook.id)
-                    .values(
+                    _cursor_update(hook).values(
                         state=hook.state,
                         last_delivered_seq=hook.last_delivered_seq,
                         delivered_count=hook.delivered_count,
@@ -192,6 +193,22 @@ class TaskStore:
             new_id = int(result.scalar_one())
         return WebhookRow(id=new_id, **values)
 
+    async def save_cursor(self, hook: WebhookRow) -> bool:
+        """Record a delivery at once (a cluster's webhook owner does, so its successor
+        resumes right after it). The cursor only moves forward: a stale owner's late write
+        cannot move it back. False if the subscription is gone."""
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                _cursor_update(hook).values(
+                    last_delivered_seq=hook.last_delivered_seq,
+                    delivered_count=hook.delivered_count,
+                    failure_count=hook.failure_count,
+                    failure_reason=hook.failure_reason,
+                    updated_micros=hook.updated_micros,
+                )
+            )
+            return bool(result.rowcount)
+
     async def delete_webhook(self, hook_id: int) -> None:
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -204,6 +221,20 @@ class TaskStore:
                 select(query_task_subscriptions).order_by(query_task_subscriptions.c.id)
             )
             return [_webhook_row(r._mapping) for r in result]
+
+
+def _cursor_update(hook: WebhookRow) -> Update:
+    """An UPDATE of a subscription that never moves its cursor back (a node that lost the
+    webhooks lease may still be saving when its successor already delivered further)."""
+    statement = update(query_task_subscriptions).where(query_task_subscriptions.c.id == hook.id)
+    if hook.last_delivered_seq is not None:
+        statement = statement.where(
+            or_(
+                query_task_subscriptions.c.last_delivered_seq.is_(None),
+                query_task_subscriptions.c.last_delivered_seq <= hook.last_delivered_seq,
+            )
+        )
+    return statement
 
 
 def _task_values(row: TaskRow) -> dict[str, Any]:

@@ -12,6 +12,13 @@ task expires at `documentExpirationTimeMicros` (default 600 s after creation, as
 2**63-1 never expires) and is then removed like a DELETE. Standing tasks, their counters and
 webhook subscriptions are persisted and resumed after a restart from the last sequence
 they reflect.
+
+On a cluster every node runs every standing task (each sees the whole change log), so a
+stream of any task can be opened on any node; a node that creates, changes or removes a
+task tells the others (`Invalidations`, topic `query-tasks`), which re-read the task table.
+Each saved task row carries the sequence its state reflects, so whichever node saved it
+last, a node adopting it resumes right after. Webhook deliveries are a once-only job: the
+holder of the `webhooks` lease delivers them (see `fleetwatch.query.webhooks`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleetwatch.bus.bus import Invalidations, Lease, LocalLease
 from fleetwatch.config import Settings
 from fleetwatch.index.document import JsonObject, now_micros
 from fleetwatch.index.store import DocumentIndex
@@ -51,7 +59,7 @@ from fleetwatch.query.subscriptions import (
     SubscriptionHub,
 )
 from fleetwatch.query.task_records import FINAL_STAGES, Counters, TaskRecord
-from fleetwatch.query.task_store import TaskExists, TaskStore, WebhookRow
+from fleetwatch.query.task_store import TaskExists, TaskRow, TaskStore, WebhookRow
 from fleetwatch.query.webhooks import WebhookDispatcher, WebhookPolicy
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,10 @@ DEFAULT_EXPIRATION_SECONDS = 600
 INITIAL_CHUNK = 500
 #: How often dirty task state and webhook cursors are saved.
 FLUSH_INTERVAL = 0.5
+#: How often a cluster node re-reads the task table even without being told.
+SYNC_INTERVAL = 5.0
+#: The invalidation topic of the task and webhook tables.
+TOPIC = "query-tasks"
 _ID = re.compile(r"^[A-Za-z0-9._~-]{1,200}$")
 
 
@@ -82,10 +94,20 @@ class TaskError(Exception):
 class QueryTaskService:
     """Owns every query task, their streams in the hub, pages and webhook subscriptions."""
 
-    def __init__(self, index: DocumentIndex, hub: SubscriptionHub, settings: Settings) -> None:
+    def __init__(
+        self,
+        index: DocumentIndex,
+        hub: SubscriptionHub,
+        settings: Settings,
+        invalidations: Invalidations | None = None,
+        webhook_lease: Lease | None = None,
+    ) -> None:
         self.index = index
         self.hub = hub
         self.settings = settings
+        self.invalidations = invalidations
+        self.clustered = invalidations is not None and invalidations.bus.clustered
+        self.webhook_lease: Lease = webhook_lease or LocalLease("webhooks")
         self.store = TaskStore(index.db)
         self.pages = PageStore()
         self.webhooks = WebhookDispatcher(
@@ -103,6 +125,11 @@ class QueryTaskService:
         self._expiry: list[tuple[int, str]] = []
         self._loops: list[asyncio.Task[None]] = []
         self._save_lock = asyncio.Lock()
+        self._sync_lock = asyncio.Lock()
+        self.webhooks.may_deliver = lambda: self.webhook_lease.held
+        self.webhooks.durable = self.clustered
+        if invalidations is not None:
+            invalidations.register(TOPIC, self.sync)
 
     @property
     def dialect(self) -> str:
@@ -112,32 +139,13 @@ class QueryTaskService:
 
     async def start(self) -> None:
         """Load stored tasks, resume the standing ones, start the background loops."""
-        checkpoint = await self.store.checkpoint()
+        # On one node the checkpoint is what every saved row reflects; on a cluster other
+        # nodes save too, so each row's own sequence is the one to trust.
+        checkpoint = None if self.clustered else await self.store.checkpoint()
         for row in await self.store.load_tasks():
-            try:
-                task = parse_query_task(row.body)
-                scope = parse_scope(row.body.get("scope"))
-            except QuerySpecError as exc:
-                log.error("stored query task %s is invalid and is skipped: %s", row.self_link, exc)
+            record = self._record_from_row(row)
+            if record is None:
                 continue
-            body = row.body
-            record = TaskRecord(
-                link=row.self_link,
-                factory=row.factory,
-                task=task,
-                stage=TaskStage(row.stage),
-                expiration_micros=row.expiration_micros or 0,
-                created_micros=row.created_micros,
-                owner_id=row.owner_id,
-                snapshot_seq=row.snapshot_seq,
-                results=body.get("results") or {},
-                version=int(body.get("documentVersion") or 0),
-                update_micros=int(body.get("documentUpdateTimeMicros") or 0),
-                duration_micros=int((body.get("taskInfo") or {}).get("durationMicros") or 0),
-                scope=scope,
-            )
-            if record.count and record.continuous:
-                record.counters = Counters.from_results(record.results)
             if record.running:
                 await self._resume(record, checkpoint)
             self._add(record)
@@ -146,13 +154,97 @@ class QueryTaskService:
             asyncio.create_task(self._flush_loop(), name="fleetwatch-task-flush"),
             asyncio.create_task(self._expiry_loop(), name="fleetwatch-task-expiry"),
         ]
+        if self.clustered:
+            self._loops += [
+                asyncio.create_task(self._sync_loop(), name="fleetwatch-task-sync"),
+                asyncio.create_task(self._webhook_owner_loop(), name="fleetwatch-webhook-owner"),
+            ]
+
+    def _record_from_row(self, row: TaskRow) -> TaskRecord | None:
+        try:
+            task = parse_query_task(row.body)
+            scope = parse_scope(row.body.get("scope"))
+        except QuerySpecError as exc:
+            log.error("stored query task %s is invalid and is skipped: %s", row.self_link, exc)
+            return None
+        body = row.body
+        record = TaskRecord(
+            link=row.self_link,
+            factory=row.factory,
+            task=task,
+            stage=TaskStage(row.stage),
+            expiration_micros=row.expiration_micros or 0,
+            created_micros=row.created_micros,
+            owner_id=row.owner_id,
+            snapshot_seq=int(body.get("seq", row.snapshot_seq)),
+            state_seq=row.snapshot_seq,
+            results=body.get("results") or {},
+            version=int(body.get("documentVersion") or 0),
+            update_micros=int(body.get("documentUpdateTimeMicros") or 0),
+            duration_micros=int((body.get("taskInfo") or {}).get("durationMicros") or 0),
+            scope=scope,
+        )
+        if record.count and record.continuous:
+            record.counters = Counters.from_results(record.results)
+        return record
+
+    async def sync(self) -> None:
+        """Make this node's tasks what the task table holds (another node changed it)."""
+        async with self._sync_lock:
+            rows = {row.self_link: row for row in await self.store.load_tasks()}
+            for link, record in list(self._tasks.items()):
+                row = rows.get(link)
+                if row is None:
+                    await self._forget(record, "the task was deleted")
+                elif row.stage != record.stage.value and record.running:
+                    record.stage = TaskStage(row.stage)
+                    await self.hub.close_stream(link, f"the task was {row.stage.lower()}")
+                if row is not None and (row.expiration_micros or 0) != record.expiration_micros:
+                    record.expiration_micros = row.expiration_micros or 0
+                    heapq.heappush(self._expiry, (record.expiration_micros, link))
+            for link, row in rows.items():
+                if link in self._tasks or row.snapshot_seq < 0:
+                    continue  # known, or its creator has not read its initial results yet
+                adopted = self._record_from_row(row)
+                if adopted is None:
+                    continue
+                if adopted.running:
+                    await self._resume(adopted, None)
+                self._add(adopted)
+            self.webhooks.restore(await self.store.load_webhooks(), self._is_running)
+
+    def _changed(self) -> None:
+        if self.invalidations is not None:
+            self.invalidations.changed(TOPIC)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL)
+            try:
+                await self.sync()
+            except Exception as exc:  # the database is briefly away: next round
+                log.warning("query task sync failed: %s", exc)
+
+    async def _webhook_owner_loop(self) -> None:
+        """Deliver webhooks while this node holds the lease; stop the moment it does not."""
+        while True:
+            await self.webhook_lease.wait_held()
+            try:
+                await self.sync()  # every task and subscription, cursors as last saved
+            except Exception as exc:
+                log.warning("taking over webhook delivery failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            while self.webhook_lease.held:
+                await asyncio.sleep(0.1)
+            self.webhooks.release()
 
     async def _resume(self, record: TaskRecord, checkpoint: int | None) -> None:
         loader: InitialLoader | None = self._loader(record)
         if record.snapshot_seq < 0:  # stored but never initialised: start afresh
             since = None
         else:
-            since = max(record.snapshot_seq, checkpoint or 0)
+            since = max(record.state_seq, record.snapshot_seq, checkpoint or 0)
         if since is not None and since >= self.hub.position:
             since = None
             loader = None  # nothing happened since its state was saved
@@ -262,6 +354,7 @@ class QueryTaskService:
                 await self.store.delete_task(link)
             raise
         self._add(record)
+        self._changed()
         return 202, record.to_json()
 
     def _link_for(self, factory: str, given: str | None) -> str:
@@ -360,6 +453,7 @@ class QueryTaskService:
             results["documentCount"] = len(results["documentLinks"])
         record.results = results
         record.snapshot_seq = initial[-1].seq if initial else self.hub.position
+        record.state_seq = record.snapshot_seq
 
     def _loader(self, record: TaskRecord) -> InitialLoader:
         """Reads a continuous task's initial results in a snapshot, in chunks."""
@@ -450,6 +544,7 @@ class QueryTaskService:
             await self.hub.close_stream(link, f"the task was {stage.value.lower()}")
         record.touch()
         await self._save(record)
+        self._changed()
         return record.to_json()
 
     async def delete(self, link: str) -> JsonObject:
@@ -459,11 +554,16 @@ class QueryTaskService:
         return record.to_json()
 
     async def _remove(self, record: TaskRecord, reason: str) -> None:
+        await self._forget(record, reason)
+        await self.store.delete_task(record.link)
+        self._changed()
+
+    async def _forget(self, record: TaskRecord, reason: str) -> None:
+        """Stop a task on this node (its row is gone, or about to be)."""
         self._tasks.pop(record.link, None)
         await self.hub.close_stream(record.link, reason)
         await self.webhooks.forget_task(record.link)
         self.pages.drop_task(record.link)
-        await self.store.delete_task(record.link)
 
     async def _save(self, record: TaskRecord) -> None:
         async with self._save_lock:
@@ -526,7 +626,15 @@ class QueryTaskService:
         replay = raw.get("replayState", False)
         if not isinstance(replay, bool):
             raise TaskError(400, "replayState: expected true or false")
-        return await self.webhooks.add(link, reference, replay)
+        row = await self.webhooks.add(link, reference, replay)
+        self._changed()
+        return row
+
+    async def remove_webhook(self, hook_id: int) -> WebhookRow | None:
+        """Unsubscribe; the owner of the deliveries (maybe another node) stops them."""
+        row = await self.webhooks.remove(hook_id)
+        self._changed()
+        return row
 
     # --- background --------------------------------------------------------------------
 
@@ -538,6 +646,7 @@ class QueryTaskService:
             for record in self._tasks.values():
                 if record.dirty:
                     record.dirty = False
+                    record.state_seq = checkpoint
                     rows.append(record.row())
             hooks = self.webhooks.take_dirty()
             try:

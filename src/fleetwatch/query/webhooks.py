@@ -8,6 +8,11 @@ after a restart, or after it fell behind and got a resync, it resumes from the c
 without loss. Delivery is at least once: a crash between a delivery and the next save may
 repeat a notification, which its `seq` identifies.
 
+On a cluster one node delivers: the holder of the webhooks lease (`may_deliver` is checked
+before every attempt, so a node that lost its lease stops at once), and it records each
+delivery before the next one (`durable`), so its successor repeats at most the one
+notification in flight when the owner died.
+
 Isolation: each worker has its own HTTP client and a bounded queue in the hub, so a
 callback that hangs or fails delays only its own subscription, never the index writer,
 other subscriptions or other tasks.
@@ -74,6 +79,10 @@ class WebhookDispatcher:
         self._dirty: set[int] = set()
         #: Called with "delivered", "failed" or "dropped" per attempt outcome (ops hook).
         self.on_delivery: Callable[[str], None] | None = None
+        #: Whether this node may deliver now (a cluster: it holds the webhooks lease).
+        self.may_deliver: Callable[[], bool] = lambda: True
+        #: Save the cursor after every delivery instead of with the periodic flush.
+        self.durable = False
 
     # --- registry ----------------------------------------------------------------------
 
@@ -88,12 +97,22 @@ class WebhookDispatcher:
         return sum(1 for t in self._workers.values() if not t.done())
 
     async def add(self, task_link: str, reference: str, replay_state: bool) -> WebhookRow:
-        """Subscribe `reference`; with replayState the task's current results come first."""
+        """Subscribe `reference`; with replayState the task's current results come first.
+
+        Delivered from here if this node may deliver; otherwise the owner picks it up."""
         start = None if replay_state else self.hub.position
         row = await self.store.insert_webhook(task_link, reference, replay_state, start)
         self._rows[row.id] = row
-        self._spawn(row)
+        if self.may_deliver():
+            self._spawn(row)
         return row
+
+    def release(self) -> None:
+        """This node stopped delivering (lost its lease): stop every worker."""
+        for task in self._workers.values():
+            task.cancel()
+        self._workers.clear()
+        self._dirty.clear()
 
     async def remove(self, hook_id: int) -> WebhookRow | None:
         row = self._rows.pop(hook_id, None)
@@ -111,10 +130,20 @@ class WebhookDispatcher:
             await self._cancel(row.id)
 
     def restore(self, rows: list[WebhookRow], running: Callable[[str], bool]) -> None:
-        """Resume the stored subscriptions of running tasks."""
+        """Make the registry what the store holds; deliver the active subscriptions of
+        running tasks if this node may (at start, and whenever another node changed them)."""
+        stored = {row.id for row in rows}
+        for hook_id in [i for i in self._rows if i not in stored]:
+            del self._rows[hook_id]  # removed on another node
+            worker = self._workers.pop(hook_id, None)
+            if worker is not None:
+                worker.cancel()
         for row in rows:
+            worker = self._workers.get(row.id)
+            if worker is not None and not worker.done():
+                continue  # delivering: its cursor is newer than the stored one
             self._rows[row.id] = row
-            if row.state == "active" and running(row.task_link):
+            if row.state == "active" and running(row.task_link) and self.may_deliver():
                 self._spawn(row)
 
     def take_dirty(self) -> list[WebhookRow]:
@@ -172,6 +201,8 @@ class WebhookDispatcher:
                         if not isinstance(message, Initial) or message.last:
                             row.last_delivered_seq = message.seq
                             self._mark(row)
+                            if self.durable and not await self._save_cursor(row):
+                                return
                 finally:
                     await sub.aclose()
 
@@ -180,6 +211,8 @@ class WebhookDispatcher:
         content = orjson.dumps(body)
         failures = 0
         while True:
+            if not self.may_deliver():
+                return False  # another node delivers from now on
             try:
                 reply = await client.patch(
                     row.reference,
@@ -213,6 +246,18 @@ class WebhookDispatcher:
                 )
                 return False
             await asyncio.sleep(min(self.policy.retry_base * 2 ** (failures - 1), MAX_BACKOFF))
+
+    async def _save_cursor(self, row: WebhookRow) -> bool:
+        """Save the cursor now; False when the subscription was removed meanwhile."""
+        while True:
+            try:
+                if await self.store.save_cursor(row):
+                    self._dirty.discard(row.id)
+                    return True
+                return False
+            except Exception as exc:  # the database is briefly away: do not deliver further
+                log.warning("saving webhook cursor %s failed (%s); retrying", row.id, exc)
+                await asyncio.sleep(0.5)
 
     async def _drop(self, row: WebhookRow, reason: str) -> None:
         if self.on_delivery is not None:
