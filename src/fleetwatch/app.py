@@ -149,17 +149,19 @@ async def start_services(services: Services) -> None:
     await services.index.start()
     if services.fanout is not None:
         services.fanout.start()
-    await services.secrets.load()
-    if services.settings.enroll_secret:
-        await services.secrets.ensure(services.settings.enroll_secret)
-    await services.users.ensure_admin(
-        services.settings.admin_email, services.settings.admin_password
-    )
-    await services.agent_config.load()
-    await services.app_config.load()
-    await services.teams.load()
-    await services.hosts.load()
-    await services.labels.load()
+    # Nodes of a cluster starting together on a new database seed it once.
+    async with services.db.exclusive():
+        await services.secrets.load()
+        if services.settings.enroll_secret:
+            await services.secrets.ensure(services.settings.enroll_secret)
+        await services.users.ensure_admin(
+            services.settings.admin_email, services.settings.admin_password
+        )
+        await services.agent_config.load()
+        await services.app_config.load()
+        await services.teams.load()
+        await services.hosts.load()
+        await services.labels.load()
     services.hosts.start()
     await services.campaigns.load()
     services.campaigns.start()

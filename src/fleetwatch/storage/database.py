@@ -10,11 +10,15 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: PostgreSQL advisory lock key held while migrating ("fwmigr").
+_MIGRATION_LOCK = 0x66_776D_6967_72
+#: PostgreSQL advisory lock key held while a node seeds a new database ("fwstart").
+_STARTUP_LOCK = 0x66_7773_7461_7274
 
 
 class Database:
@@ -51,7 +55,25 @@ class Database:
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (runs on every start)."""
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                # Nodes of a cluster start together: one migrates, the others then find
+                # the schema current (two concurrent CREATE TABLEs would fail one node).
+                await conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
             await conn.run_sync(_upgrade)
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Run the block on one node at a time (PostgreSQL shared by a cluster): the first
+        start's seeding (admin, enroll secret, built-in labels) must not run twice at once."""
+        if self.is_sqlite:
+            yield
+            return
+        async with self.engine.connect() as conn:
+            await conn.execute(select(func.pg_advisory_lock(_STARTUP_LOCK)))
+            try:
+                yield
+            finally:
+                await conn.execute(select(func.pg_advisory_unlock(_STARTUP_LOCK)))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
