@@ -6,6 +6,8 @@ PUT replaces, PATCH merges the given fields (null fields are ignored), DELETE re
 answers with the last state (`documentUpdateAction` DELETE). Built-in `document*` fields
 in a body are ignored, except `documentExpirationTimeMicros`, so a client may send back
 what it read. Every write is a change in the log: continuous queries see it.
+User documents are not scoped to teams: they need a global role (reads) and the global
+maintainer or admin role (writes).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from sqlalchemy import select
 from fleetwatch.api.auth import CurrentUser
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
+from fleetwatch.fleet.authz import Access
+from fleetwatch.fleet.users import User
 from fleetwatch.index import (
     Action,
     DocumentExists,
@@ -112,11 +116,17 @@ async def _write(services: Services, write: Write) -> JsonObject:
     return change.body
 
 
+def _may_write(user: User) -> None:
+    """Observers read: writing documents needs the global maintainer (or admin) role."""
+    Access(user).require_global("maintainer", "writing documents")
+
+
 @router.post("/{collection}")
 async def create_document(
     collection: str, request: Request, user: CurrentUser, services: ServicesDep
 ) -> JsonObject:
     """Create a document (its id from `documentSelfLink`, or generated); 409 if it exists."""
+    _may_write(user)
     _check_name(collection, "collection")
     body = await _body(request)
     base = f"/docs/{collection}/"
@@ -210,6 +220,7 @@ async def put_document(
     collection: str, doc_id: str, request: Request, user: CurrentUser, services: ServicesDep
 ) -> JsonObject:
     """Replace a document's fields (404 if it does not exist: create it with POST)."""
+    _may_write(user)
     return await _update(services, collection, doc_id, await _body(request), Action.PUT)
 
 
@@ -218,6 +229,7 @@ async def patch_document(
     collection: str, doc_id: str, request: Request, user: CurrentUser, services: ServicesDep
 ) -> JsonObject:
     """Merge the given fields into a document (null fields are ignored, as in Xenon)."""
+    _may_write(user)
     return await _update(services, collection, doc_id, await _body(request), Action.PATCH)
 
 
@@ -226,5 +238,6 @@ async def delete_document(
     collection: str, doc_id: str, user: CurrentUser, services: ServicesDep
 ) -> JsonObject:
     """Delete a document; answers with its last state (`documentUpdateAction` DELETE)."""
+    _may_write(user)
     link, _ = await _current(services, collection, doc_id)
     return await _write(services, Write(Action.DELETE, link))

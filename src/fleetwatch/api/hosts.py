@@ -31,6 +31,7 @@ async def list_hosts(
     status: Literal["online", "offline"] | None = None,
     platform: str | None = Query(None, max_length=64),
     team_id: int | None = Query(None, ge=0),
+    label_id: int | None = Query(None, ge=0, description="only the label's members"),
     query: str | None = Query(None, max_length=255, description="text in hostname, uuid, serial"),
     page: int = Query(0, ge=0),
     per_page: int = Query(100, ge=1, le=MAX_PER_PAGE),
@@ -44,6 +45,10 @@ async def list_hosts(
     visible = None
     if access.visible_teams() is not None:
         visible = access.filter_hosts((h.id, h.team_id) for h in services.hosts.all())
+    if label_id is not None:
+        services.labels.get(label_id)  # 404 for an unknown label
+        members = services.labels.members(label_id)
+        visible = members if visible is None else visible & members
     items, total = await services.hosts.list(
         host_ids=visible,
         status=status,

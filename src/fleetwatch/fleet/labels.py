@@ -117,6 +117,12 @@ class LabelService:
         self._labels: dict[int, Label] = {}
         self._members: dict[int, set[int]] = {}
         self._due: dict[int, float] = {}  # host id -> when its label queries are next due
+        #: Bumped whenever a label query is added or changed; a host's answers push its next
+        #: due time out only if they answer the queries of the current generation (an
+        #: answer to queries handed out before a new label would otherwise hide it for an
+        #: hour).
+        self._generation = 0
+        self._asked: dict[int, int] = {}  # host id -> generation of the queries it was sent
         hosts.on_loaded = self._fill
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -189,9 +195,14 @@ class LabelService:
             return
         before = self._labels.get(label_id)
         if before is None or before.query != label.query:
-            self._due.clear()  # every host runs the new query at its next check-in
+            self._invalidate()  # every host runs the new query at its next check-in
         self._labels[label_id] = label
         self._members.setdefault(label_id, set())
+
+    def _invalidate(self) -> None:
+        """Every host runs the current label queries at its next check-in."""
+        self._due.clear()
+        self._generation += 1
 
     # --- reads -------------------------------------------------------------------------
 
@@ -311,7 +322,7 @@ class LabelService:
         if manual:
             await self.set_members(label.id, _host_ids(fields["hosts"]))
         else:
-            self._due.clear()  # every host runs the new label at its next check-in
+            self._invalidate()  # every host runs the new label at its next check-in
         return self.to_json(label)
 
     async def update(self, label_id: int, fields: dict[str, Any]) -> dict[str, Any]:
@@ -338,7 +349,7 @@ class LabelService:
         label.name, label.description = values["name"], values["description"]
         if not manual and query != label.query:
             label.query = query
-            self._due.clear()
+            self._invalidate()
         label.updated_at = float(values["updated_at"])
         if manual and fields.get("hosts") is not None:
             await self.set_members(label_id, _host_ids(fields["hosts"]))
@@ -419,6 +430,7 @@ class LabelService:
         if now < self._due.get(host.id, 0.0):
             return {}
         family = platform_family(host.platform)
+        self._asked[host.id] = self._generation
         return {
             f"{PREFIX}{label.id}": label.query
             for label in self._labels.values()
@@ -428,8 +440,10 @@ class LabelService:
 
     async def ingest(self, host: HostState, results: list[DistributedResult]) -> None:
         """Update membership from label query answers; failures leave it unknown."""
-        jitter = secrets.randbelow(1000) / 10000.0
-        self._due[host.id] = time.time() + self.settings.label_interval * (1.0 + jitter)
+        asked = self._asked.get(host.id)  # None: another node handed the queries out
+        if asked is None or asked == self._generation:
+            jitter = secrets.randbelow(1000) / 10000.0
+            self._due[host.id] = time.time() + self.settings.label_interval * (1.0 + jitter)
         changes: list[tuple[int, set[int], set[int]]] = []
         for result in results:
             suffix = result.name[len(PREFIX) :]
