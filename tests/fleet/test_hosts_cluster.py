@@ -118,6 +118,21 @@ async def test_a_reenrolled_host_loses_its_old_key_on_every_node(
     assert found is not None and found.id == host.id
 
 
+async def test_a_reenrolment_seen_first_in_the_table_is_not_missed(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, b = nodes
+    _, old_key = await a.hosts.enroll("h1", "9", details_for("h1", "u1"), None)
+    assert await b.hosts.find(old_key) is not None
+    _, new_key = await a.hosts.enroll("h1", "9", details_for("h1", "u1"), None)
+    await b.hosts.refresh()  # the seen-time refresh runs before the change arrives
+    assert b.hosts.by_node_key(old_key) is None
+    assert b.hosts.by_node_key(new_key) is not None
+    await b.sync()  # the change, arriving later, leaves it so
+    assert b.hosts.by_node_key(old_key) is None
+    assert b.hosts.by_node_key(new_key) is not None
+
+
 async def test_a_host_deleted_elsewhere_is_forgotten(nodes: tuple[Node, Node]) -> None:
     a, b = nodes
     host, key = await a.hosts.enroll("h1", "9", details_for("h1", "u1"), None)

@@ -679,7 +679,8 @@ class HostService:
                 labels = change.body.get("labels")
                 if isinstance(labels, list):
                     state.labels = labels
-            else:  # enrolled, re-enrolled, inventory or team changed: read the row
+            elif not _is_current(self._by_id.get(host_id), change.body):
+                # Enrolled, re-enrolled, inventory or team changed elsewhere: read the row.
                 self._stale.add(host_id)
                 self._stale_event.set()
 
@@ -711,7 +712,7 @@ class HostService:
         async with self.db.connect() as conn:
             rows = list(
                 await conn.execute(
-                    select(hosts.c.id, hosts.c.seen_time).where(
+                    select(hosts.c.id, hosts.c.seen_time, hosts.c.node_key_hash).where(
                         hosts.c.seen_time > self._seen_since
                     )
                 )
@@ -720,9 +721,12 @@ class HostService:
         for row in rows:
             host_id, seen = int(row.id), float(row.seen_time)
             state = self._by_id.get(host_id)
-            if state is None:
+            if state is None or state.node_key_hash != row.node_key_hash:
+                # A host this node has not heard of yet, or re-enrolled elsewhere (that
+                # change may not have arrived yet; once this seen_time is taken, it would
+                # look like this node's own write): read the whole row.
                 if host_id not in self._deleted:
-                    self._stale.add(host_id)  # a host this node has not heard of yet
+                    self._stale.add(host_id)
             elif (state.seen_time or 0.0) < seen:
                 state.seen_time = seen
                 moved += 1
@@ -793,6 +797,20 @@ class HostService:
     async def _index_host(self, host_id: int) -> None:
         body = await self.get(host_id)
         await self.index.write(Write(Action.PUT, host_link(host_id), HOST_KIND, body))
+
+
+def _is_current(state: HostState | None, body: Mapping[str, Any]) -> bool:
+    """Whether a host document shows exactly what memory holds: this node's own write
+    (its times match to the microsecond), so there is no row to re-read. Any doubt (a
+    re-enrolment elsewhere has another seen_time) answers False."""
+    return (
+        state is not None
+        and body.get("seen_time") == iso(state.seen_time)
+        and body.get("detail_updated_at") == iso(state.detail_updated_at)
+        and body.get("team_id") == state.team_id
+        and body.get("hostname") == state.hostname
+        and body.get("host_identifier") == state.host_identifier
+    )
 
 
 def _state_from_row(m: Any) -> HostState:
