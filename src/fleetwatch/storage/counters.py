@@ -3,23 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from fleetwatch.storage.database import Database
 from fleetwatch.storage.schema import app_settings
 
-_lock = asyncio.Lock()
+#: One lock per database (an asyncio lock belongs to the loop it was first used on).
+_locks: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 async def next_id(db: Database, name: str) -> int:
-    """The next id of the named counter (1, 2, ...), unique across processes."""
-    key = f"counter:{name}"
-    async with _lock, db.transaction() as conn:
-        query = select(app_settings.c.value).where(app_settings.c.key == key)
-        if db.dialect == "postgresql":
-            query = query.with_for_update()
-        row = (await conn.execute(query)).first()
+    """The next id of the named counter (1, 2, ...), unique across processes.
+
+    The counter is locked while it is read and moved on; two nodes creating it at once
+    collide on its key, and the loser simply tries again.
+    """
+    for _ in range(5):
+        try:
+            return await _next_id(db, f"counter:{name}")
+        except IntegrityError:
+            continue
+    return await _next_id(db, f"counter:{name}")
+
+
+async def _next_id(db: Database, key: str) -> int:
+    lock = _locks.get(db)
+    if lock is None:
+        lock = _locks[db] = asyncio.Lock()
+    async with lock, db.transaction() as conn:
+        # Write first: the no-op UPDATE takes the row's lock (PostgreSQL) or the database's
+        # write lock (SQLite, whose driver opens the transaction at the first write), so
+        # the read below sees the latest value and nobody moves it before we commit.
+        await conn.execute(
+            update(app_settings).where(app_settings.c.key == key).values(key=app_settings.c.key)
+        )
+        row = (
+            await conn.execute(select(app_settings.c.value).where(app_settings.c.key == key))
+        ).first()
         if row is None:
             value = 1
             await conn.execute(insert(app_settings), [{"key": key, "value": {"next": 2}}])
