@@ -22,8 +22,9 @@ from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.teams import TeamService
 from fleetwatch.index import DocumentIndex
 from fleetwatch.storage import Database
+from fleetwatch.storage.unreachable import is_unreachable
 from tests.agent import details_for
-from tests.services import PostgresServer
+from tests.services import PostgresServer, free_port
 
 _names = itertools.count()
 
@@ -223,3 +224,18 @@ async def test_a_single_node_never_looks_up_unknown_keys(pg_url: str) -> None:
     finally:
         await a.db.dispose()
         await single.db.dispose()
+
+
+async def test_an_unreadable_table_is_an_error_not_an_unknown_key() -> None:
+    # Nothing listens on this port: the lookup of an unknown key fails as unreachable (the
+    # agent gets a 503 and retries) instead of node_invalid (which would make it re-enroll).
+    db = Database(async_database_url(f"postgresql://postgres@127.0.0.1:{free_port()}/none"))
+    hosts = HostService(db, DocumentIndex(db), Settings(), _Clustered())
+    try:
+        with pytest.raises(OSError) as raised:
+            await hosts.find("some-node-key")
+        assert is_unreachable(raised.value)
+        with pytest.raises(OSError):  # and it is not remembered as unknown
+            await hosts.find("some-node-key")
+    finally:
+        await db.dispose()
