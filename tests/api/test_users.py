@@ -67,3 +67,50 @@ def test_user_validation(live_server: RunningServer, admin_token: str) -> None:
             assert message in reply.json()["error"]
         self_delete = client.delete("/api/v1/fleet/users/1")
         assert self_delete.status_code == 400
+
+
+def test_team_roles_are_changed_by_admins_only(
+    live_server: RunningServer, admin_token: str
+) -> None:
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=live_server.url, headers=auth) as client:
+        one = client.post("/api/v1/fleet/teams", json={"name": "one"}).json()["team"]["id"]
+        two = client.post("/api/v1/fleet/teams", json={"name": "two"}).json()["team"]["id"]
+        nowhere = [{"id": 999, "role": "observer"}]
+        unknown = client.post(
+            "/api/v1/fleet/users",
+            json={"email": "t@example.com", "password": "password-1", "teams": nowhere},
+        )
+        assert unknown.status_code == 400 and "teams[0].id: no team" in unknown.json()["error"]
+        made = client.post(
+            "/api/v1/fleet/users",
+            json={"email": "t@example.com", "password": "password-1", "global_role": None,
+                  "teams": [{"id": one, "role": "observer"}]},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        user_id = made.json()["user"]["id"]
+        own = {"Authorization": f"Bearer {login(live_server, 't@example.com', 'password-1')}"}
+        assert client.get(f"/api/v1/fleet/teams/{two}", headers=own).status_code == 404
+        moved = client.patch(
+            f"/api/v1/fleet/users/{user_id}", json={"teams": [{"id": two, "role": "maintainer"}]}
+        )
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["user"]["teams"] == [{"id": two, "role": "maintainer"}]
+        # the same token sees the new team at once, and no longer the old one
+        assert client.get(f"/api/v1/fleet/teams/{two}", headers=own).status_code == 200
+        assert client.get(f"/api/v1/fleet/teams/{one}", headers=own).status_code == 404
+        for body, status, message in (
+            ({"teams": [{"id": one, "role": "admin"}]}, 403, "admin"),  # not by themselves
+        ):
+            reply = client.patch(f"/api/v1/fleet/users/{user_id}", json=body, headers=own)
+            assert reply.status_code == status and message in reply.json()["error"]
+        for body, message in (
+            ({"teams": [{"id": 999, "role": "observer"}]}, "no team with id 999"),
+            ({"teams": [{"id": one, "role": "boss"}]}, "team role must be one of"),
+            ({"teams": [{"id": one, "role": "observer"}, {"id": one, "role": "admin"}]}, "once"),
+        ):
+            reply = client.patch(f"/api/v1/fleet/users/{user_id}", json=body)
+            assert reply.status_code == 400 and message in reply.json()["error"], reply.text
+        feed = client.get("/api/v1/fleet/activities").json()["activities"]
+        edits = [a for a in feed if a["type"] == "edited_user"]
+        assert edits[0]["details"] == {"user_id": user_id, "changed": ["teams"]}

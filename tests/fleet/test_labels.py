@@ -114,6 +114,24 @@ async def test_a_failing_label_query_leaves_membership_unknown_not_false(
             lambda: all(answered(h, name, everyone) for h in fleet.hosts), 60, "first answers"
         )
         assert await members(api, label_id) == {h.hostname for h in fleet.hosts}
+        # a continuous query watches the label's members (through the fleet:host documents)
+        watch = await api.post(
+            "/core/local-query-tasks",
+            json={
+                "querySpec": {
+                    "query": {
+                        "booleanClauses": [
+                            {"term": {"propertyName": "documentKind", "matchValue": "fleet:host"}},
+                            {"term": {"propertyName": "labels.item.id", "matchValue": label_id}},
+                        ]
+                    },
+                    "options": ["CONTINUOUS", "CONTINUOUS_STOP_MATCH", "COUNT"],
+                },
+                "documentExpirationTimeMicros": 2**63 - 1,
+            },
+        )
+        assert watch.status_code == 202, watch.text
+        assert watch.json()["results"]["documentCount"] == len(fleet.hosts)
 
         # Now a query that matches no host where it runs, and fails where the table is missing.
         changed = await api.patch(f"/api/v1/fleet/labels/{label_id}", json={"query": DEBIAN_ONLY})
@@ -129,6 +147,11 @@ async def test_a_failing_label_query_leaves_membership_unknown_not_false(
             assert last.rows == []
         # an empty answer is false (the Linux hosts left); a failure is unknown (kept)
         assert await members(api, label_id) == failing
+        counted = (await api.get(watch.json()["documentSelfLink"])).json()["results"]
+        assert counted["documentCount"] == len(failing)
+        assert counted["continuousResults"]["documentCountStopMatched"] == len(fleet.hosts) - len(
+            failing
+        )
 
         # a new label whose query fails on some hosts: those are not members (never known)
         new_id = await create_label(api, "debian only", "SELECT 1 FROM deb_packages LIMIT 1")

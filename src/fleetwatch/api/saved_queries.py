@@ -54,7 +54,9 @@ async def modify_query(
     query_id: int, body: SavedQueryBody, user: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
     _can_write(user)
-    return {"query": await services.saved_queries.update(query_id, body.model_dump())}
+    updated = await services.saved_queries.update(query_id, body.model_dump())
+    await services.activities.record("edited_saved_query", user, {"query_id": query_id})
+    return {"query": updated}
 
 
 @router.delete("/{query_id}")

@@ -32,6 +32,15 @@ class ModifyUser(BaseModel):
     name: str | None = Field(None, max_length=255)
     password: str | None = Field(None, max_length=1024)
     global_role: str | None = None
+    teams: list[TeamRoleBody] | None = Field(None, max_length=10_000)
+
+
+def _team_roles(services: ServicesDep, teams: list[TeamRoleBody]) -> list[TeamRole]:
+    """The team roles of a request; 400 naming a team that does not exist."""
+    for i, team in enumerate(teams):
+        if not services.teams.known(team.id):
+            raise ApiError(400, f"teams[{i}].id: no team with id {team.id}")
+    return [TeamRole(t.id, t.role) for t in teams]
 
 
 @router.get("")
@@ -48,7 +57,7 @@ async def create_user(body: CreateUser, user: CurrentUser, services: ServicesDep
         body.password,
         body.global_role,
         name=body.name,
-        teams=[TeamRole(t.id, t.role) for t in body.teams],
+        teams=_team_roles(services, body.teams),
     )
     await services.activities.record(
         "created_user",
@@ -69,13 +78,15 @@ async def get_user(user_id: int, user: CurrentUser, services: ServicesDep) -> di
 async def modify_user(
     user_id: int, body: ModifyUser, user: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
-    """Admins change anything; a user may change their own name and password."""
+    """Admins change anything (`global_role`, `teams`: [{id, role}]); a user may change
+    their own name and password."""
     changes = body.model_fields_set
-    if user.id != user_id or "global_role" in changes:
+    if user.id != user_id or changes & {"global_role", "teams"}:
         require_admin(user)
     role: str | None | Unset = body.global_role if "global_role" in changes else Unset.UNSET
+    teams = _team_roles(services, body.teams) if body.teams is not None else None
     updated = await services.users.update(
-        user_id, name=body.name, password=body.password, global_role=role
+        user_id, name=body.name, password=body.password, global_role=role, teams=teams
     )
     await services.activities.record(
         "edited_user", user, {"user_id": user_id, "changed": sorted(changes)}

@@ -79,6 +79,14 @@ def _validate(email: str, password: str | None, role: str | None) -> None:
         raise Invalid(f"global_role must be one of {', '.join(ROLES)} or null")
 
 
+def _validate_teams(teams: list[TeamRole]) -> None:
+    for team in teams:
+        if team.role not in ROLES:
+            raise Invalid(f"team role must be one of {', '.join(ROLES)}")
+    if len({t.team_id for t in teams}) != len(teams):
+        raise Invalid("teams: a team may appear only once")
+
+
 def _teams(raw: Any) -> tuple[TeamRole, ...]:
     out = []
     for item in raw or []:
@@ -115,9 +123,7 @@ class UserService:
         """Create a user; the password is stored only as an argon2 hash."""
         email = email.strip().lower()
         _validate(email, password, global_role)
-        for team in teams or []:
-            if team.role not in ROLES:
-                raise Invalid(f"team role must be one of {', '.join(ROLES)}")
+        _validate_teams(teams or [])
         password_hash = await asyncio.to_thread(_hasher.hash, password)
         row = {
             "email": email,
@@ -164,10 +170,15 @@ class UserService:
         name: str | None = None,
         password: str | None = None,
         global_role: str | None | Unset = UNSET,
+        teams: list[TeamRole] | None = None,
     ) -> User:
-        """Change a user's name, password or role; a new password revokes their tokens."""
+        """Change a user's name, password, global role or team roles; a new password
+        revokes their tokens."""
         current = await self.get(user_id)
         values: dict[str, Any] = {}
+        if teams is not None:
+            _validate_teams(teams)
+            values["teams"] = [{"id": t.team_id, "role": t.role} for t in teams]
         if name is not None:
             values["name"] = name
         if password is not None:
