@@ -37,7 +37,7 @@ from fleetwatch.fleet.agent_config import AgentConfigService
 from fleetwatch.fleet.app_config import AppConfigService
 from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.labels import LabelService
-from fleetwatch.fleet.login_limits import LoginLimiter
+from fleetwatch.fleet.login_limits import LoginLimiter, SharedLoginLimiter
 from fleetwatch.fleet.result_logs import ResultLogService
 from fleetwatch.fleet.secrets import EnrollSecretService
 from fleetwatch.fleet.teams import TeamService
@@ -73,6 +73,15 @@ def build_bus(settings: Settings, db: Database) -> Bus:
     from fleetwatch.bus.redis_bus import RedisBus
 
     return RedisBus(settings.redis_url, lease_ttl=settings.cluster_lease_ttl)
+
+
+def login_limiter(bus: Bus) -> LoginLimiter:
+    """Login buckets shared by the cluster (in Redis), or this node's own."""
+    from fleetwatch.bus.redis_bus import RedisBus
+
+    if isinstance(bus, RedisBus):
+        return SharedLoginLimiter(bus.redis)
+    return LoginLimiter()
 
 
 def build_services(settings: Settings) -> Services:
@@ -123,7 +132,7 @@ def build_services(settings: Settings) -> Services:
         saved_queries=SavedQueryService(index),
         campaigns=campaigns,
         labels=labels,
-        login_limiter=LoginLimiter(),
+        login_limiter=login_limiter(bus),
         teams=teams,
         app_config=app_config,
         retention=ChangeLogRetention(

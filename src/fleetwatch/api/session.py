@@ -25,7 +25,7 @@ class LoginRequest(BaseModel):
 async def login(body: LoginRequest, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Exchange email and password for a bearer token (10 attempts a minute per address)."""
     address = request.client.host if request.client else ""
-    wait = services.login_limiter.attempt(body.email, address)
+    wait = await services.login_limiter.check(body.email, address)
     if wait > 0:
         raise ApiError(
             429, f"too many login attempts; retry in {wait:.0f} s", retry_after=round(wait)
@@ -37,7 +37,7 @@ async def login(body: LoginRequest, request: Request, services: ServicesDep) -> 
             "failed_login", None, {"email": body.email, "address": address}
         )
         raise
-    services.login_limiter.succeeded(body.email, address)
+    await services.login_limiter.reset(body.email, address)
     token = await services.users.issue_token(user.id)
     await services.activities.record("logged_in", user, {"address": address})
     return {"token": token, "user": user.to_json()}
