@@ -24,7 +24,7 @@ from fleetwatch.fleet.teams import TeamService
 from fleetwatch.index import DocumentIndex
 from fleetwatch.storage import Database
 from tests.agent import details_for
-from tests.services import PostgresServer
+from tests.services import PostgresServer, RedisServer
 
 _names = itertools.count()
 
@@ -165,3 +165,25 @@ async def test_labels_and_membership_follow_the_change_log(nodes: tuple[Node, No
     await a.labels.delete(label["id"])
     await b.sync()
     assert b.labels.info(label["id"]) is None
+
+
+async def test_a_change_announced_while_redis_was_down_is_reloaded(
+    pg_url: str,
+) -> None:
+    redis = RedisServer.start()  # this test's own: it is killed and restarted
+    a = await _node(pg_url, redis.url)
+    b = await _node(pg_url, redis.url)
+    try:
+        redis.kill()
+        await _until(lambda: b.bus.health()["redis"] == "unreachable")
+        await a.agent_config.replace({"options": {"logger_tls_period": 42}})
+        await a.secrets.add("made-while-down")  # both announcements are lost
+        redis.restart()
+        # after reconnecting, every node reloads every cache once
+        await _until(lambda: b.agent_config.stored() == {"options": {"logger_tls_period": 42}})
+        await _until(lambda: b.secrets.check("made-while-down") is not None)
+    finally:
+        for node in (a, b):
+            await node.bus.stop()
+            await node.db.dispose()
+        redis.stop()

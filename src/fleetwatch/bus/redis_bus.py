@@ -212,12 +212,18 @@ class RedisBus:
                 self.dropped += 1
 
     async def _listen(self) -> None:
+        lost = False
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(PREFIX + "*")
                 self._connected = True
                 self._subscribed.set()
+                if lost:
+                    # Once per outage, after subscribing again: what was published meanwhile
+                    # is read from the store (nothing published from now on is missed).
+                    lost = False
+                    self._on_reconnect()
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
@@ -232,7 +238,7 @@ class RedisBus:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(RECONNECT_DELAY)
-                self._on_reconnect()
+                lost = True
 
     def _on_reconnect(self) -> None:
         # Messages sent while we were away are gone: let every handler know, so the
