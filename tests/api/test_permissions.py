@@ -1074,6 +1074,16 @@ def test_team_user_sees_only_its_hosts_and_campaigns(
         team = {"Authorization": f"Bearer {world.tokens['team_maintainer']}"}
         listed = client.get("/api/v1/fleet/hosts", headers=team).json()
         assert [h["id"] for h in listed["hosts"]] == [world.host_a] and listed["count"] == 1
+        # a label's members and count are those the team user may see
+        hosts = [world.host_a, world.host_b, world.host_c]
+        label = world.api.post("/api/v1/fleet/labels", json={"name": "m", "hosts": hosts}).json()
+        path = f"/api/v1/fleet/labels/{label['label']['id']}"
+        assert label["label"]["host_count"] == 3
+        assert client.get(path, headers=team).json()["label"]["host_count"] == 1
+        listed_labels = client.get("/api/v1/fleet/labels", headers=team).json()["labels"]
+        assert [lab["host_count"] for lab in listed_labels if lab["name"] == "m"] == [1]
+        members = client.get(f"{path}/hosts", headers=team).json()["hosts"]
+        assert [h["id"] for h in members] == [world.host_a]
         run = client.post(
             "/api/v1/fleet/queries/run",
             json={"query": "SELECT 1", "targets": [{"type": "all"}]},

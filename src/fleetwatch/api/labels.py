@@ -22,14 +22,27 @@ class LabelBody(BaseModel):
     hosts: list[int] | None = Field(None, max_length=100_000)
 
 
+def _as_seen_by(access: Access, services: ServicesDep, label: dict[str, Any]) -> dict[str, Any]:
+    """The label with `host_count` over the hosts the user may see (team users)."""
+    if access.visible_teams() is None:
+        return label
+    pairs = [
+        (h, s.team_id)
+        for h in services.labels.members(int(label["id"]))
+        if (s := services.hosts.by_id(h)) is not None
+    ]
+    return {**label, "host_count": len(access.filter_hosts(pairs))}
+
+
 @router.get("")
 async def list_labels(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    return {"labels": services.labels.all_labels()}
+    access = Access(user)
+    return {"labels": [_as_seen_by(access, services, lab) for lab in services.labels.all_labels()]}
 
 
 @router.get("/{label_id}")
 async def get_label(label_id: int, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    return {"label": services.labels.get(label_id)}
+    return {"label": _as_seen_by(Access(user), services, services.labels.get(label_id))}
 
 
 @router.get("/{label_id}/hosts")
