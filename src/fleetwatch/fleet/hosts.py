@@ -65,6 +65,8 @@ MAX_PER_PAGE = 1000
 MAX_WRITE_BATCH = 250
 #: Unknown node keys remembered after a database miss (a miss is final: see `find`).
 MAX_UNKNOWN_KEYS = 10_000
+#: Deleted host ids remembered against stale row reads (see `_upsert`).
+MAX_DELETED_REMEMBERED = 100_000
 #: Extra look-back of the seen-time refresh, beyond the flush interval (commit latency).
 SEEN_REFRESH_MARGIN_S = 5.0
 
@@ -139,7 +141,7 @@ class HostService:
         # --- cluster coherence (unused on a single node) ---
         self._unknown_keys: OrderedDict[str, None] = OrderedDict()
         #: Hosts deleted (ids are never reused), so a stale row read cannot bring one back.
-        self._deleted: set[int] = set()
+        self._deleted: OrderedDict[int, None] = OrderedDict()
         #: Hosts whose row changed on another node, reloaded by the refresher.
         self._stale: set[int] = set()
         self._stale_event = asyncio.Event()
@@ -669,7 +671,10 @@ class HostService:
                 continue
             host_id = int(suffix)
             if change.action is Action.DELETE:
-                self._deleted.add(host_id)
+                self._deleted[host_id] = None
+                # Only reads in flight at the deletion need the guard: keep the latest ones.
+                while len(self._deleted) > MAX_DELETED_REMEMBERED:
+                    self._deleted.popitem(last=False)
                 self._forget(host_id)
             elif change.action is Action.PATCH and (state := self._by_id.get(host_id)):
                 # Status transitions (from the lease holder) and label membership.
