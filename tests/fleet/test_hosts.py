@@ -3,6 +3,7 @@ transitions mirrored into the host's document."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from sqlalchemy import select
@@ -84,3 +85,64 @@ def test_inventory_from_details_is_strings_in_typed_out() -> None:
     assert inventory_from_details({}, "16")["platform"] == "darwin"
     assert inventory_from_details({}, "2")["platform"] == "windows"
     assert inventory_from_details({"system_info": "garbage"}, "x")["hostname"] == ""
+
+
+async def test_concurrent_enrollments_share_transactions(
+    db: Database, index: DocumentIndex
+) -> None:
+    service = HostService(db, index, Settings())
+    await service.load()
+    names = [f"h{i}" for i in range(40)]
+    # h3 enrolls twice in the same burst and h7 again by its hardware uuid alone
+    requests = [*names, "h3"]
+    details = [details_for(n, f"u-{n}") for n in requests]
+    details.append(details_for("h7-renamed", "u-h7"))
+    requests.append("h7-renamed")
+    enrolled = await asyncio.gather(
+        *(service.enroll(n, "9", d, None) for n, d in zip(requests, details, strict=True))
+    )
+    ids = [host.id for host, _ in enrolled]
+    assert len(set(ids[:40])) == 40
+    assert ids[40] == ids[3] and ids[41] == ids[7]
+    # only the latest key of a host that enrolled twice works
+    assert service.by_node_key(enrolled[3][1]) is None
+    assert service.by_node_key(enrolled[40][1]) is enrolled[40][0]
+    assert service.by_node_key(enrolled[41][1]) is enrolled[41][0]
+    assert enrolled[41][0].host_identifier == "h7-renamed"
+    # fewer transactions than enrollments: they arrived while the first was being written
+    assert service._enrollments.batches < len(requests)
+    for host_id in set(ids):
+        # the document is what the API shows (built from the written row, not read back)
+        doc = await index.get(f"/fleet/hosts/{host_id}")
+        assert doc is not None
+        api = await service.get(host_id)
+        assert {k: doc.body[k] for k in api} == api
+
+
+async def test_inventory_updates_merge_into_the_stored_inventory(
+    db: Database, index: DocumentIndex
+) -> None:
+    service = HostService(db, index, Settings())
+    await service.load()
+    one, _ = await service.enroll("h1", "9", details_for("h1", "u1"), None)
+    two, _ = await service.enroll("h2", "9", details_for("h2", "u2"), None)
+    before = (await service.get(one.id))["inventory"]
+    await asyncio.gather(
+        service.apply_inventory(one, {"hostname": "web-1", "primary_ip": "10.0.0.1"}),
+        service.apply_inventory(two, {"uptime": "42", "distributed_interval": 7}),
+    )
+    got = await service.get(one.id)
+    assert got["hostname"] == "web-1" and one.hostname == "web-1"
+    assert got["inventory"] == {**before, "hostname": "web-1", "primary_ip": "10.0.0.1"}
+    assert got["primary_ip"] == "10.0.0.1" and got["detail_updated_at"] is not None
+    assert two.distributed_interval == 7
+    assert (await service.get(two.id))["uptime"] == "42"
+    for host in (one, two):
+        doc = await index.get(f"/fleet/hosts/{host.id}")
+        assert doc is not None
+        api = await service.get(host.id)
+        assert {k: doc.body[k] for k in api} == api
+    # a host deleted while its answers were in flight is not brought back
+    await service.delete(two.id)
+    await service.apply_inventory(two, {"uptime": "43"})
+    assert await index.get(f"/fleet/hosts/{two.id}") is None
