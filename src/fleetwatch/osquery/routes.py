@@ -13,7 +13,9 @@ import time
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fleetwatch.api.responses import JsonResponse
 from fleetwatch.fleet.errors import FleetError
@@ -181,3 +183,50 @@ for _router in (router, legacy_router):
     _router.add_api_route("/log", log_endpoint, methods=["POST"])
     _router.add_api_route("/config", config, methods=["POST"])
     _router.add_api_route("/enroll", enroll, methods=["POST"])
+
+
+class AgentFastPath:
+    """Serves the agent endpoints' POSTs straight from the middleware stack.
+
+    They are most of a server's requests (every host checks in every few seconds) and need
+    none of FastAPI's routing, dependency solving or exception middleware, which cost more
+    than the endpoints themselves (by profile, three quarters of a check-in's server CPU).
+    Installed inside the request middleware (metrics, request id, access log), which sees
+    the same route as before; the routes stay registered for the OpenAPI schema and for
+    other methods. Exceptions go to the app's own exception handlers, as routed requests'.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._routes: dict[str, APIRoute] = {
+            route.path: route
+            for r in (router, legacy_router)
+            for route in r.routes
+            if isinstance(route, APIRoute) and "POST" in (route.methods or ())
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self._routes.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = route
+        scope["endpoint"] = route.endpoint
+        scope["path_params"] = {}
+        request = Request(scope, receive, send)
+        try:
+            response = await route.endpoint(request)
+        except Exception as exc:
+            handler = _handler_for(scope, exc)
+            if handler is None:
+                raise
+            response = await handler(request, exc)
+        await response(scope, receive, send)
+
+
+def _handler_for(scope: Scope, exc: Exception) -> Any:
+    handlers: dict[Any, Any] = getattr(scope.get("app"), "exception_handlers", {})
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    return None
