@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleetwatch.index.document import (
@@ -225,6 +225,7 @@ class DocumentIndex:
             for i in range(0, len(links), 500):
                 for loaded in await _load(conn, links[i : i + 500]):
                     current[loaded.self_link] = loaded
+            stored = set(current)  # links with a row (deleted ones too): updates, not inserts
             outcomes: list[Outcome] = []
             rows: list[dict[str, Any]] = []
             staged: list[tuple[int, Document]] = []
@@ -254,20 +255,16 @@ class DocumentIndex:
                 current[write.self_link] = doc
             if not staged:
                 return outcomes
-            # Persist the final state of every touched document once.
+            # Persist the final state of every touched document once; one statement per
+            # kind of write, not one per document (each statement is a round trip).
             final: dict[str, Document] = {doc.self_link: doc for _, doc in staged}
-            existing = set(await _existing_links(conn, list(final)))
-            inserts = [_doc_row(d) for link, d in final.items() if link not in existing]
+            inserts = [_doc_row(d) for link, d in final.items() if link not in stored]
             if inserts:
                 await conn.execute(insert(documents), inserts)
-            for link, d in final.items():
-                if link in existing:
-                    row = _doc_row(d)
-                    del row["self_link"]
-                    await conn.execute(
-                        update(documents).where(documents.c.self_link == link).values(**row)
-                    )
-            seqs = await _append_changes(conn, rows)
+            updates = [_doc_update_row(d) for link, d in final.items() if link in stored]
+            if updates:
+                await conn.execute(_UPDATE_DOCUMENT, updates)
+            seqs = await _append_changes(conn, rows, self.db.dialect)
             for (index, doc), seq, row in zip(staged, seqs, rows, strict=True):
                 outcomes[index] = Change(
                     seq=seq,
@@ -399,19 +396,34 @@ async def _load(conn: AsyncConnection, links: Sequence[str]) -> list[Document]:
     return [document_from_row(r._mapping) for r in result]
 
 
-async def _existing_links(conn: AsyncConnection, links: Sequence[str]) -> list[str]:
-    found: list[str] = []
-    for i in range(0, len(links), 500):
-        result = await conn.execute(
-            select(documents.c.self_link).where(documents.c.self_link.in_(links[i : i + 500]))
-        )
-        found.extend(r[0] for r in result)
-    return found
+#: Executemany UPDATE of whole document rows, matched on `match_link` (the SET clause
+#: takes the columns of each parameter set; see `_doc_update_row`).
+_UPDATE_DOCUMENT = update(documents).where(documents.c.self_link == bindparam("match_link"))
 
 
-async def _append_changes(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int]:
+def _doc_update_row(doc: Document) -> dict[str, Any]:
+    row = _doc_row(doc)
+    row["match_link"] = row.pop("self_link")
+    return row
+
+
+async def _append_changes(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]], dialect: str
+) -> list[int]:
     """Insert change rows and return their sequence numbers, in order."""
-    seqs: list[int] = []
+    if dialect == "sqlite":
+        # SQLAlchemy runs an INSERT .. RETURNING that must keep parameter order one row at
+        # a time on SQLite (two round trips to the driver's thread per change). The caller
+        # holds SQLite's only write transaction, so number the rows as SQLite would (the
+        # highest seq plus one; retention never trims the newest) in one executemany.
+        top = (await conn.execute(select(func.max(changes.c.seq)))).scalar()
+        first = int(top or 0) + 1
+        seqs = list(range(first, first + len(rows)))
+        await conn.execute(
+            insert(changes), [{**r, "seq": q} for r, q in zip(rows, seqs, strict=True)]
+        )
+        return seqs
+    seqs = []
     for i in range(0, len(rows), 500):
         chunk = rows[i : i + 500]
         result = await conn.execute(
