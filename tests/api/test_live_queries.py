@@ -463,3 +463,19 @@ def test_campaigns_survive_a_restart(server_settings: Settings) -> None:
             assert fleet.campaign(campaign_id)["status"] == "finished"
         finally:
             fleet.close()
+
+
+def test_websocket_client_that_leaves_an_idle_campaign_is_let_go(fleet: Fleet) -> None:
+    token = fleet.api.headers["Authorization"].split()[1]
+    campaign_id = fleet.run(query="SELECT 1", targets=[{"type": "all"}]).json()["campaign_id"]
+    hub = fleet.server.services.subscriptions
+    before = hub.subscriber_count
+    url = ws_url(fleet.server, f"campaign_id={campaign_id}&token={token}")
+    with connect(url) as socket:
+        ws_messages(socket, "status")  # everything there is so far: the stream is now idle
+        assert hub.subscriber_count == before + 1
+    # nobody answers, so the stream stays idle: the closed socket alone must end it
+    deadline = time.monotonic() + 20
+    while hub.subscriber_count != before:
+        assert time.monotonic() < deadline, "the campaign stream outlived its client"
+        time.sleep(0.05)

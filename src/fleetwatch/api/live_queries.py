@@ -267,6 +267,44 @@ def _since(raw: str | None) -> int | None:
     return int(raw)
 
 
+async def _pump_campaign(
+    websocket: WebSocket, services: Services, campaign_id: int, since: int | None
+) -> None:
+    """Send the campaign's messages until it ends or the client goes away.
+
+    The client is watched while the stream is idle: a campaign can wait a day for offline
+    hosts, and a closed socket must not keep its subscription until then.
+    """
+
+    async def send() -> None:
+        stream = campaign_stream(services.campaigns, services.subscriptions, campaign_id, since)
+        try:
+            async for message in stream:
+                payload = message.to_json()
+                if message.seq is not None:
+                    payload["seq"] = message.seq
+                await websocket.send_json(payload)
+        finally:
+            with contextlib.suppress(RuntimeError):
+                await stream.aclose()  # type: ignore[attr-defined]
+
+    async def drain_incoming() -> None:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass  # messages after the auth message are ignored
+
+    sender = asyncio.create_task(send())
+    reader = asyncio.create_task(drain_incoming())
+    try:
+        done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if sender in done:
+            sender.result()  # a stream error is answered by the caller
+    finally:
+        for task in (sender, reader):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+
+
 @router.websocket("/results/websocket")
 async def results_websocket(websocket: WebSocket) -> None:
     """Stream a campaign: `?campaign_id=N`; the token in the Authorization header, a
@@ -290,13 +328,7 @@ async def results_websocket(websocket: WebSocket) -> None:
         since = _since(websocket.query_params.get("since"))
         campaign_id = int(raw_id)
         await _campaign(user, services, campaign_id)
-        async for message in campaign_stream(
-            services.campaigns, services.subscriptions, campaign_id, since
-        ):
-            payload = message.to_json()
-            if message.seq is not None:
-                payload["seq"] = message.seq
-            await websocket.send_json(payload)
+        await _pump_campaign(websocket, services, campaign_id, since)
     except WebSocketDisconnect:
         return
     except (ApiError, FleetError, TimeoutError, ValueError) as exc:
