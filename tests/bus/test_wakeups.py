@@ -35,3 +35,27 @@ async def test_wake_all() -> None:
 
 async def test_zero_timeout_does_not_wait() -> None:
     assert await HostWakeups().wait(1, 0) is False
+
+
+async def test_two_held_requests_of_one_host_are_both_woken() -> None:
+    wakeups = HostWakeups()
+    first = asyncio.create_task(wakeups.wait(1, 5))
+    second = asyncio.create_task(wakeups.wait(1, 5))
+    await asyncio.sleep(0)
+    assert wakeups.waiting == 1
+    wakeups.wake([1])
+    assert list(await asyncio.gather(first, second)) == [True, True]
+    assert wakeups.waiting == 0
+
+
+async def test_a_cancelled_request_stops_waiting_alone() -> None:
+    wakeups = HostWakeups()
+    gone = asyncio.create_task(wakeups.wait(1, 5))
+    held = asyncio.create_task(wakeups.wait(1, 5))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    assert gone.cancelled() and wakeups.waiting == 1
+    wakeups.wake([1])
+    assert await held is True
+    assert wakeups.waiting == 0

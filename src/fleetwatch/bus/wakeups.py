@@ -14,8 +14,8 @@ class HostWakeups:
     """Lets a request wait for its host to be woken, and anything to wake hosts."""
 
     def __init__(self) -> None:
-        self._waiting: dict[int, asyncio.Event] = {}
-        self._all = asyncio.Event()
+        #: The held requests of each waiting host (almost always one): a future each.
+        self._waiting: dict[int, list[asyncio.Future[bool]]] = {}
 
     @property
     def waiting(self) -> int:
@@ -26,26 +26,36 @@ class HostWakeups:
         """Wait up to `timeout` s for a wake-up of this host; True if woken."""
         if timeout <= 0:
             return False
-        event = self._waiting.get(host_id)
-        if event is None:
-            event = self._waiting[host_id] = asyncio.Event()
+        # A future and a timer, not asyncio.wait_for: that makes a task per held request,
+        # a sixth of a fleet-wide campaign's server CPU at 10,000 hosts.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiting.setdefault(host_id, []).append(waiter)
+        timer = loop.call_later(timeout, _settle, waiter, False)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await waiter
         finally:
-            if self._waiting.get(host_id) is event:
-                del self._waiting[host_id]
+            timer.cancel()
+            held = self._waiting.get(host_id)
+            if held is not None:
+                if waiter in held:
+                    held.remove(waiter)
+                if not held:
+                    del self._waiting[host_id]
 
     def wake(self, host_ids: Iterable[int]) -> None:
         """Wake the held requests of these hosts (no-op for hosts not waiting)."""
         for host_id in host_ids:
-            event = self._waiting.get(host_id)
-            if event is not None:
-                event.set()
+            for waiter in self._waiting.get(host_id, ()):
+                _settle(waiter, True)
 
     def wake_all(self) -> None:
         """Wake every held request (e.g. a campaign targeting all hosts)."""
-        for event in self._waiting.values():
-            event.set()
+        for held in self._waiting.values():
+            for waiter in held:
+                _settle(waiter, True)
+
+
+def _settle(waiter: asyncio.Future[bool], woken: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(woken)

@@ -127,6 +127,8 @@ class Metrics:
         # Children looked up once per label set: `labels()` takes a lock and hashes a tuple.
         self._latency: dict[tuple[str, str], Any] = {}
         self._agent: dict[tuple[str, int], Any] = {}
+        self._results: dict[tuple[str, str], Any] = {}
+        self._rows: dict[str, Any] = {}
 
     # --- the hooks (cheap; called where things happen) ---------------------------------
 
@@ -151,11 +153,19 @@ class Metrics:
         self.log_rows_stored.labels(log_type).inc(stored)
 
     def on_distributed_write(self, results: Sequence[DistributedResult]) -> None:
+        # Children cached as above: `labels()` cost more than the rest of a result's write.
         for result in results:
             kind = query_kind(result.name)
-            self.distributed_results.labels(kind, "failed" if result.failed else "ok").inc()
+            key = (kind, "failed" if result.failed else "ok")
+            counter = self._results.get(key)
+            if counter is None:
+                counter = self._results[key] = self.distributed_results.labels(*key)
+            counter.inc()
             if result.rows:
-                self.distributed_rows.labels(kind).inc(len(result.rows))
+                rows = self._rows.get(kind)
+                if rows is None:
+                    rows = self._rows[kind] = self.distributed_rows.labels(kind)
+                rows.inc(len(result.rows))
 
     def on_webhook(self, outcome: str) -> None:
         self.webhook_deliveries.labels(outcome).inc()
