@@ -318,3 +318,29 @@ def setup_after_restart(server: RunningServer, tokens: dict[str, str]) -> Teams:
     return Teams(
         server, admin, httpx.Client(base_url=server.url), ids["one"], ids["two"], tokens, {}
     )
+
+
+def test_a_users_tasks_are_cancelled_when_its_roles_change(teams: Teams) -> None:
+    hosts = term("documentKind", "fleet:host")
+    links = {}
+    for who in ("observer", "maintainer"):
+        with teams.client(who) as client:
+            created = client.post(TASKS, json=task_body(hosts, "CONTINUOUS")).json()
+            links[who] = created["documentSelfLink"]
+    moved = teams.admin.patch(
+        f"/api/v1/fleet/users/{teams.users['observer']}",
+        json={"teams": [{"id": teams.team2, "role": "observer"}]},
+    )
+    assert moved.status_code == 200, moved.text
+    task = teams.admin.get(links["observer"]).json()
+    assert task["taskInfo"]["stage"] == "CANCELLED"
+    assert task["taskInfo"]["failure"] == {"message": "the user's roles changed"}
+    assert teams.admin.get(links["maintainer"]).json()["taskInfo"]["stage"] == "STARTED"
+    # renaming changes no role: the task keeps running
+    maintainer = f"/api/v1/fleet/users/{teams.users['maintainer']}"
+    assert teams.admin.patch(maintainer, json={"name": "m"}).status_code == 200
+    assert teams.admin.get(links["maintainer"]).json()["taskInfo"]["stage"] == "STARTED"
+    assert teams.admin.delete(maintainer).status_code == 200
+    task = teams.admin.get(links["maintainer"]).json()
+    assert task["taskInfo"]["stage"] == "CANCELLED"
+    assert task["taskInfo"]["failure"] == {"message": "the user was deleted"}

@@ -1,4 +1,8 @@
-"""Users CRUD (admin only; a user may read and change their own password)."""
+"""Users CRUD (admin only; a user may read and change their own password).
+
+Changing a user's roles or deleting the user cancels their running query tasks, whose scope
+the old roles decided (see `query_tasks.py`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from fleetwatch.api.auth import CurrentUser, require_admin
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
 from fleetwatch.fleet.users import TeamRole, Unset
+from fleetwatch.query.tasks import FACTORIES
+from fleetwatch.services import Services
 
 router = APIRouter(prefix="/api/v1/fleet/users", tags=["users"])
 
@@ -41,6 +47,19 @@ def _team_roles(services: ServicesDep, teams: list[TeamRoleBody]) -> list[TeamRo
         if not services.teams.known(team.id):
             raise ApiError(400, f"teams[{i}].id: no team with id {team.id}")
     return [TeamRole(t.id, t.role) for t in teams]
+
+
+async def cancel_tasks(services: Services, user_id: int, reason: str) -> int:
+    """Cancel the user's running query tasks: their scope was fixed by the roles the user
+    had when creating them. Returns how many were cancelled."""
+    cancel = {"taskInfo": {"stage": "CANCELLED", "failure": {"message": reason}}}
+    cancelled = 0
+    for factory in FACTORIES:
+        for link in services.query_tasks.links(factory, user_id):
+            if services.query_tasks.get(link).running:
+                await services.query_tasks.patch(link, cancel)
+                cancelled += 1
+    return cancelled
 
 
 @router.get("")
@@ -88,6 +107,8 @@ async def modify_user(
     updated = await services.users.update(
         user_id, name=body.name, password=body.password, global_role=role, teams=teams
     )
+    if changes & {"global_role", "teams"}:
+        await cancel_tasks(services, user_id, "the user's roles changed")
     await services.activities.record(
         "edited_user", user, {"user_id": user_id, "changed": sorted(changes)}
     )
@@ -100,5 +121,6 @@ async def delete_user(user_id: int, user: CurrentUser, services: ServicesDep) ->
     if user_id == user.id:
         raise ApiError(400, "you cannot delete yourself; ask another admin")
     await services.users.delete(user_id)
+    await cancel_tasks(services, user_id, "the user was deleted")
     await services.activities.record("deleted_user", user, {"user_id": user_id})
     return {}
