@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.agent import Agent
+from tests.conftest import login
 from tests.server import RunningServer
 
 
@@ -67,3 +68,52 @@ def test_teams_secrets_transfer_and_config(live_server: RunningServer, admin_tok
         assert hosts["t0"]["team_id"] is None and hosts["t1"]["team_id"] is None
         assert Agent(agents_client, "team-s", "t2", "tu2").enroll()["node_invalid"] is True
         assert api.get(f"/api/v1/fleet/teams/{team_id}").status_code == 404
+
+
+def test_deleting_a_team_removes_its_roles_and_stops_its_members_tasks(
+    live_server: RunningServer, admin_token: str
+) -> None:
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=live_server.url, headers=auth) as api:
+        doomed = api.post("/api/v1/fleet/teams", json={"name": "doomed"}).json()["team"]["id"]
+        kept = api.post("/api/v1/fleet/teams", json={"name": "kept"}).json()["team"]["id"]
+        created = api.post(
+            "/api/v1/fleet/users",
+            json={
+                "email": "member@example.com",
+                "password": "password-1",
+                "global_role": None,
+                "teams": [{"id": doomed, "role": "maintainer"}, {"id": kept, "role": "observer"}],
+            },
+        )
+        assert created.status_code in (200, 201), created.text
+        user_id = created.json()["user"]["id"]
+        token = login(live_server, "member@example.com", "password-1")
+        task = httpx.post(
+            f"{live_server.url}/core/local-query-tasks",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "taskInfo": {"isDirect": False},
+                "querySpec": {
+                    "query": {
+                        "occurance": "MUST_OCCUR",
+                        "term": {"propertyName": "documentKind", "matchValue": "fleet:host"},
+                    },
+                    "options": ["CONTINUOUS"],
+                },
+            },
+        )
+        assert task.status_code == 202, task.text
+        link = task.json()["documentSelfLink"]
+        assert api.delete(f"/api/v1/fleet/teams/{doomed}").status_code == 200
+        user = api.get(f"/api/v1/fleet/users/{user_id}").json()["user"]
+        assert user["teams"] == [{"id": kept, "role": "observer"}]
+        stage = api.get(link).json()["taskInfo"]
+        assert stage["stage"] == "CANCELLED" and "team was deleted" in stage["failure"]["message"]
+        # a new team (which SQLite may give the same id) grants the former member nothing
+        again = api.post("/api/v1/fleet/teams", json={"name": "new"}).json()["team"]["id"]
+        member = {"Authorization": f"Bearer {token}"}
+        assert (
+            httpx.get(f"{live_server.url}/api/v1/fleet/teams/{again}", headers=member).status_code
+            == 404
+        )
