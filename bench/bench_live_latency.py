@@ -253,8 +253,29 @@ def _fleet_status(fleet: Any, now: float) -> dict[str, Any]:
     }
 
 
+def merge_statuses(statuses: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One status for several fleets (one per cluster node) in one process."""
+    requests: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for status in statuses:
+        for key, into in (("requests", requests), ("errors", errors)):
+            for kind, count in status[key].items():
+                into[kind] = into.get(kind, 0) + count
+    return {
+        "time": max(s["time"] for s in statuses),
+        "hosts": sum(s["hosts"] for s in statuses),
+        "enrolled": sum(s["enrolled"] for s in statuses),
+        "answered": sum(s["answered"] for s in statuses),
+        "other_query_age": min(s["other_query_age"] for s in statuses),
+        "requests": requests,
+        "errors": errors,
+        "last_error": next((s["last_error"] for s in statuses if s["last_error"]), ""),
+        "loop_crashes": sum(s["loop_crashes"] for s in statuses),
+    }
+
+
 def _run_fleet(
-    url: str,
+    urls: Sequence[str],
     hosts: int,
     start_period: float,
     seed: int,
@@ -262,7 +283,8 @@ def _run_fleet(
     stop: Any,
     log_path: str,
 ) -> None:
-    """Child process: N simulated hosts; a status dict on `status` every second."""
+    """Child process: N simulated hosts, split evenly over the server `urls` (cluster
+    nodes); a status dict on `status` every second."""
     import logging
 
     from fleetwatch.sim.fleet import Fleet
@@ -272,12 +294,28 @@ def _run_fleet(
     logging.basicConfig(stream=log_file, level=logging.WARNING)
 
     async def main() -> None:
-        async with Fleet(
-            url, ENROLL_SECRET, hosts=hosts, seed=seed, start_period=start_period
-        ) as fleet:
+        bounds = [hosts * i // len(urls) for i in range(len(urls) + 1)]
+        fleets = [
+            Fleet(
+                url,
+                ENROLL_SECRET,
+                hosts=bounds[i + 1] - bounds[i],
+                seed=seed,
+                start_period=start_period,
+                first_index=bounds[i],
+            )
+            for i, url in enumerate(urls)
+        ]
+        for fleet in fleets:
+            await fleet.start()
+        try:
             while not stop.is_set():
                 await asyncio.sleep(1.0)
-                status.put(_fleet_status(fleet, time.time()))
+                now = time.time()
+                status.put(merge_statuses([_fleet_status(f, now) for f in fleets]))
+        finally:
+            for fleet in fleets:
+                await fleet.stop()
 
     asyncio.run(main())
 
@@ -394,7 +432,7 @@ def _free_port() -> int:
 class FleetProcess:
     """The simulated fleet's process and its latest status."""
 
-    def __init__(self, url: str, args: argparse.Namespace, log_path: str) -> None:
+    def __init__(self, url: str | Sequence[str], args: argparse.Namespace, log_path: str) -> None:
         ctx = mp.get_context("spawn")
         self.status_queue: Any = ctx.Queue()
         self.stop_event: Any = ctx.Event()
@@ -402,7 +440,7 @@ class FleetProcess:
         self.proc = ctx.Process(
             target=_run_fleet,
             args=(
-                url,
+                [url] if isinstance(url, str) else list(url),
                 args.hosts,
                 args.hosts / args.start_rate,
                 args.seed,
