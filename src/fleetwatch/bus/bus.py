@@ -8,6 +8,7 @@ the `Bus` protocol only, so the same code runs on one node and on many.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import socket
@@ -18,6 +19,16 @@ from typing import Any, Protocol
 Handler = Callable[[bytes], None]
 #: A cache reload, run when another node changed what the cache holds.
 Reload = Callable[[], Awaitable[None]]
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel background tasks and wait until each has ended; empties the list."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    tasks.clear()
 
 
 def new_node_id() -> str:

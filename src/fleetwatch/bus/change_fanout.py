@@ -10,14 +10,13 @@ no broadcast arrives at all, so a missing Redis delays changes but never loses t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from fleetwatch.bus.bus import Bus
+from fleetwatch.bus.bus import Bus, cancel_all
 from fleetwatch.index import Action, Change, DocumentIndex
 
 log = logging.getLogger(__name__)
@@ -91,12 +90,7 @@ class ChangeFanout:
 
     async def stop(self) -> None:
         self.index.on_commit = None
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await cancel_all(self._tasks)
 
     def _publish(self, changes: Sequence[Change]) -> None:
         self.bus.publish(CHANNEL, encode_changes(changes))

@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from fleetwatch.bus.bus import Handler, new_node_id
+from fleetwatch.bus.bus import Handler, cancel_all, new_node_id
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +168,7 @@ class RedisBus:
     async def stop(self) -> None:
         for lease in self._leases.values():
             await lease.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await cancel_all(self._tasks)
         await self.redis.aclose()
 
     def publish(self, channel: str, payload: bytes) -> None:
