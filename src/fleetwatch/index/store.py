@@ -12,9 +12,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleetwatch.index.document import (
@@ -217,66 +219,8 @@ class DocumentIndex:
             listener(committed)
 
     async def _commit(self, writes: Sequence[Write]) -> list[Outcome]:
-        async with self.db.transaction() as conn:
-            if self.db.dialect == "postgresql":
-                await conn.execute(select(func.pg_advisory_xact_lock(_PG_CHANGELOG_LOCK)))
-            links = sorted({w.self_link for w in writes})
-            current: dict[str, Document] = {}
-            for i in range(0, len(links), 500):
-                for loaded in await _load(conn, links[i : i + 500]):
-                    current[loaded.self_link] = loaded
-            stored = set(current)  # links with a row (deleted ones too): updates, not inserts
-            outcomes: list[Outcome] = []
-            rows: list[dict[str, Any]] = []
-            staged: list[tuple[int, Document]] = []
-            for write in writes:
-                try:
-                    doc = _next_version(write, current.get(write.self_link))
-                except DocumentIndexError as exc:
-                    outcomes.append(exc)
-                    continue
-                if doc is None:
-                    outcomes.append(None)
-                    continue
-                outcomes.append(None)  # replaced by the Change once its seq is known
-                staged.append((len(outcomes) - 1, doc))
-                prev = current.get(write.self_link)
-                rows.append(
-                    {
-                        "self_link": doc.self_link,
-                        "kind": doc.kind,
-                        "version": doc.version,
-                        "action": doc.update_action.value,
-                        "time_micros": doc.update_time_micros,
-                        "body": doc.body,
-                        "prev_body": None if prev is None or prev.deleted else prev.body,
-                    }
-                )
-                current[write.self_link] = doc
-            if not staged:
-                return outcomes
-            # Persist the final state of every touched document once; one statement per
-            # kind of write, not one per document (each statement is a round trip).
-            final: dict[str, Document] = {doc.self_link: doc for _, doc in staged}
-            inserts = [_doc_row(d) for link, d in final.items() if link not in stored]
-            if inserts:
-                await conn.execute(insert(documents), inserts)
-            updates = [_doc_update_row(d) for link, d in final.items() if link in stored]
-            if updates:
-                await conn.execute(_UPDATE_DOCUMENT, updates)
-            seqs = await _append_changes(conn, rows, self.db.dialect)
-            for (index, doc), seq, row in zip(staged, seqs, rows, strict=True):
-                outcomes[index] = Change(
-                    seq=seq,
-                    self_link=doc.self_link,
-                    kind=doc.kind,
-                    version=doc.version,
-                    action=doc.update_action,
-                    time_micros=doc.update_time_micros,
-                    body=doc.body,
-                    prev_body=row["prev_body"],
-                )
-            return outcomes
+        # The whole transaction is one call (on SQLite one hop to the writer thread).
+        return await self.db.run_write(partial(_commit_writes, writes=writes))
 
     # --- reads -------------------------------------------------------------------------
 
@@ -310,6 +254,70 @@ class DocumentIndex:
         async with self.db.connect() as conn:
             value = (await conn.execute(select(func.max(changes.c.seq)))).scalar()
         return int(value or 0)
+
+
+def _commit_writes(conn: Connection, writes: Sequence[Write]) -> list[Outcome]:
+    """Apply `writes` in the transaction of `conn`: one outcome per write."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(_PG_CHANGELOG_LOCK)))
+    links = sorted({w.self_link for w in writes})
+    current: dict[str, Document] = {}
+    for i in range(0, len(links), 500):
+        for loaded in _load_sync(conn, links[i : i + 500]):
+            current[loaded.self_link] = loaded
+    stored = set(current)  # links with a row (deleted ones too): updates, not inserts
+    outcomes: list[Outcome] = []
+    rows: list[dict[str, Any]] = []
+    staged: list[tuple[int, Document]] = []
+    for write in writes:
+        try:
+            doc = _next_version(write, current.get(write.self_link))
+        except DocumentIndexError as exc:
+            outcomes.append(exc)
+            continue
+        if doc is None:
+            outcomes.append(None)
+            continue
+        outcomes.append(None)  # replaced by the Change once its seq is known
+        staged.append((len(outcomes) - 1, doc))
+        prev = current.get(write.self_link)
+        rows.append(
+            {
+                "self_link": doc.self_link,
+                "kind": doc.kind,
+                "version": doc.version,
+                "action": doc.update_action.value,
+                "time_micros": doc.update_time_micros,
+                "body": doc.body,
+                "prev_body": None if prev is None or prev.deleted else prev.body,
+            }
+        )
+        current[write.self_link] = doc
+    if not staged:
+        return outcomes
+    # Persist the final state of every touched document once; one statement per
+    # kind of write, not one per document (each statement is a round trip).
+    final: dict[str, Document] = {doc.self_link: doc for _, doc in staged}
+    inserts = [_doc_row(d) for link, d in final.items() if link not in stored]
+    if inserts:
+        conn.execute(insert(documents), inserts)
+    updates = [_doc_update_row(d) for link, d in final.items() if link in stored]
+    if updates:
+        conn.execute(_UPDATE_DOCUMENT, updates)
+    seqs = _append_changes(conn, rows, dialect)
+    for (index, doc), seq, row in zip(staged, seqs, rows, strict=True):
+        outcomes[index] = Change(
+            seq=seq,
+            self_link=doc.self_link,
+            kind=doc.kind,
+            version=doc.version,
+            action=doc.update_action,
+            time_micros=doc.update_time_micros,
+            body=doc.body,
+            prev_body=row["prev_body"],
+        )
+    return outcomes
 
 
 def _next_version(write: Write, prev: Document | None) -> Document | None:
@@ -396,6 +404,11 @@ async def _load(conn: AsyncConnection, links: Sequence[str]) -> list[Document]:
     return [document_from_row(r._mapping) for r in result]
 
 
+def _load_sync(conn: Connection, links: Sequence[str]) -> list[Document]:
+    result = conn.execute(select(documents).where(documents.c.self_link.in_(links)))
+    return [document_from_row(r._mapping) for r in result]
+
+
 #: Executemany UPDATE of whole document rows, matched on `match_link` (the SET clause
 #: takes the columns of each parameter set; see `_doc_update_row`).
 _UPDATE_DOCUMENT = update(documents).where(documents.c.self_link == bindparam("match_link"))
@@ -407,26 +420,22 @@ def _doc_update_row(doc: Document) -> dict[str, Any]:
     return row
 
 
-async def _append_changes(
-    conn: AsyncConnection, rows: Sequence[dict[str, Any]], dialect: str
-) -> list[int]:
+def _append_changes(conn: Connection, rows: Sequence[dict[str, Any]], dialect: str) -> list[int]:
     """Insert change rows and return their sequence numbers, in order."""
     if dialect == "sqlite":
         # SQLAlchemy runs an INSERT .. RETURNING that must keep parameter order one row at
         # a time on SQLite (two round trips to the driver's thread per change). The caller
         # holds SQLite's only write transaction, so number the rows as SQLite would (the
         # highest seq plus one; retention never trims the newest) in one executemany.
-        top = (await conn.execute(select(func.max(changes.c.seq)))).scalar()
+        top = (conn.execute(select(func.max(changes.c.seq)))).scalar()
         first = int(top or 0) + 1
         seqs = list(range(first, first + len(rows)))
-        await conn.execute(
-            insert(changes), [{**r, "seq": q} for r, q in zip(rows, seqs, strict=True)]
-        )
+        conn.execute(insert(changes), [{**r, "seq": q} for r, q in zip(rows, seqs, strict=True)])
         return seqs
     seqs = []
     for i in range(0, len(rows), 500):
         chunk = rows[i : i + 500]
-        result = await conn.execute(
+        result = conn.execute(
             insert(changes).returning(changes.c.seq, sort_by_parameter_order=True), chunk
         )
         seqs.extend(int(r[0]) for r in result)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, func, select
+from sqlalchemy import Engine, create_engine, event, func, make_url, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -20,6 +21,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x66_776D_6967_72
 #: PostgreSQL advisory lock key held while a node seeds a new database ("fwstart").
 _STARTUP_LOCK = 0x66_7773_7461_7274
+
+T = TypeVar("T")
 
 
 class Database:
@@ -48,6 +51,8 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._write_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        #: SQLite: a synchronous engine and its one thread, for `run_write` (made on first use).
+        self._sync: tuple[Engine, ThreadPoolExecutor] | None = None
 
     @property
     def dialect(self) -> str:
@@ -103,8 +108,51 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
+    async def run_write(self, fn: Callable[[Connection], T]) -> T:
+        """`fn(conn)` (synchronous SQLAlchemy Core) in one write transaction, committed on
+        success; for hot write paths that run several statements per transaction.
+
+        On SQLite it runs in one call on a dedicated thread with a synchronous connection, in
+        turn with `transaction()`: through aiosqlite every statement, fetch and cursor is its
+        own hop between the event loop and the driver's thread (about 16 for a small group
+        commit of the document index, 2-5 ms under load). On PostgreSQL it runs on the async
+        connection (`run_sync`).
+        """
+        if not self.is_sqlite:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(fn)
+        engine, thread = self._sync_writer()
+        async with self._sqlite_write_lock():
+            return await asyncio.get_running_loop().run_in_executor(
+                thread, _in_transaction, engine, fn
+            )
+
+    def _sync_writer(self) -> tuple[Engine, ThreadPoolExecutor]:
+        if self._sync is None:
+            engine = create_engine(
+                make_url(self.url).set(drivername="sqlite"),
+                connect_args={"timeout": 30},
+                json_serializer=_json_dumps,
+                json_deserializer=orjson.loads,
+                pool_size=1,
+            )
+            event.listen(engine, "connect", _sqlite_pragmas)
+            self._sync = (engine, ThreadPoolExecutor(1, thread_name_prefix="fleetwatch-sqlite"))
+        return self._sync
+
     async def dispose(self) -> None:
+        if self._sync is not None:
+            engine, thread = self._sync
+            self._sync = None
+            # The connection belongs to the writer thread: close it there.
+            await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
+            thread.shutdown(wait=True)
         await self.engine.dispose()
+
+
+def _in_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
+    with engine.begin() as conn:
+        return fn(conn)
 
 
 def _json_dumps(value: Any) -> str:
