@@ -1,11 +1,12 @@
 """Continuous query notification latency: index write to WebSocket delivery, at 2,000 writes/s.
 
-The real server (`create_app` under uvicorn, SQLite in a temp dir) runs in its own process,
-with one bench-only route, `POST /bench/write`, that paces N single-document index writes at
-a given rate on the server's loop (as an ingest path would: each write is its own
-`DocumentIndex.write` call; concurrent ones are group-committed) and answers with each
-write's commit round-trip time. Every document carries the wall-clock time its write was
-issued.
+The real server (the app and uvicorn configuration of `fleetwatch serve`, SQLite in a temp
+dir) runs in its own process, with one bench-only route, `POST /bench/write`, that paces
+index writes at a given rate on the server's loop, in `DocumentIndex.apply` calls of
+`--batch` documents (as an ingest path would; concurrent calls are group-committed), and
+answers with each write's round-trip time. Every document carries the wall-clock time its
+write was due by the schedule (not when the loop got round to it), so a loop that falls
+behind shows up as latency instead of hiding it.
 
 Two rounds, in this order:
 
@@ -43,13 +44,16 @@ KIND = "docs:bench"
 def _serve(settings_kwargs: dict[str, Any]) -> None:
     """Child process: the server plus the pacing route, until terminated."""
     import uvicorn
+    from fastapi import FastAPI
 
-    from fleetwatch.app import create_app
     from fleetwatch.config import Settings
     from fleetwatch.index import Action, Write
+    from fleetwatch.server import uvicorn_config
 
     settings = Settings(**settings_kwargs)
-    app = create_app(settings)
+    config = uvicorn_config(settings)  # what `fleetwatch serve` runs
+    app = config.app
+    assert isinstance(app, FastAPI)
 
     @app.post("/bench/write")
     async def paced_writes(request: Request) -> dict[str, Any]:
@@ -59,9 +63,9 @@ def _serve(settings_kwargs: dict[str, Any]) -> None:
         index = app.state.services.index
         latencies: list[float] = []
 
-        async def one(first: int) -> None:
-            issued = time.time_ns()
-            started = time.perf_counter()
+        async def one(first: int, due: float) -> None:
+            issued = wall_begin + int((due - begin) * 1e9)  # when the schedule issued it
+            started = due
             await index.apply(
                 [
                     Write(Action.POST, f"/docs/bench/{prefix}{i}", KIND, {"i": i, "t_ns": issued})
@@ -72,12 +76,13 @@ def _serve(settings_kwargs: dict[str, Any]) -> None:
             latencies.extend([elapsed] * (min(first + batch, count) - first))
 
         pending: list[asyncio.Task[None]] = []
-        begin = time.perf_counter()
+        wall_begin, begin = time.time_ns(), time.perf_counter()
         for first in range(0, count, batch):
-            delay = begin + first / rate - time.perf_counter()
+            due = begin + first / rate
+            delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            pending.append(asyncio.create_task(one(first)))
+            pending.append(asyncio.create_task(one(first, due)))
         issued_in = time.perf_counter() - begin
         await asyncio.gather(*pending)
         return {
@@ -86,7 +91,7 @@ def _serve(settings_kwargs: dict[str, Any]) -> None:
             "total_seconds": time.perf_counter() - begin,
         }
 
-    uvicorn.run(app, host="127.0.0.1", port=settings.port, log_level="warning")
+    uvicorn.Server(config).run()
 
 
 def _free_port() -> int:

@@ -120,7 +120,8 @@ class TaskRecord:
     def continuous(self) -> bool:
         return self.task.spec.is_continuous
 
-    @property
+    # Cached: read for every notification, and the task's spec never changes.
+    @cached_property
     def expand(self) -> bool:
         return self.task.spec.has(QueryOption.EXPAND_CONTENT)
 
@@ -132,7 +133,7 @@ class TaskRecord:
     def running(self) -> bool:
         return self.continuous and self.stage is TaskStage.STARTED
 
-    @property
+    @cached_property
     def mode(self) -> StreamMode:
         spec = self.task.spec
         stop_match = spec.has(QueryOption.CONTINUOUS_STOP_MATCH)
