@@ -83,6 +83,26 @@ def test_a_task_streams_on_every_node_every_change_in_order(cluster: Cluster) ->
         for client in (one, two, three):
             body = client.get(link).json()
             assert body["taskInfo"]["stage"] == "CANCELLED"
+        # a paged result cut on node 1 is served, page by page, by nodes 2 and 3
+        sort: dict[str, Any] = {
+            "sortTerm": {"propertyName": "i", "propertyType": "LONG"},
+            "sortOrder": "ASC",
+        }
+        paged = one.post(TASKS, json=task_body(kind_query("docs:c"), "SORT", resultLimit=7, **sort))
+        assert paged.status_code == 202, paged.text
+        page_link: str | None = paged.json()["results"]["nextPageLink"]
+        seen: list[str] = []
+        for turn in itertools.cycle((two, three)):
+            if page_link is None:
+                break
+            page = turn.get(page_link)
+            assert page.status_code == 200, page.text
+            seen += page.json()["results"]["documentLinks"]
+            page_link = page.json()["results"].get("nextPageLink")
+        assert "/docs/c/after-cancel" in seen  # it has no `i`: where it sorts is no matter
+        assert [x for x in seen if x != "/docs/c/after-cancel"] == [
+            f"/docs/c/d{i}" for i in range(30)
+        ]
 
 
 def webhook_owner(cluster: Cluster) -> int:

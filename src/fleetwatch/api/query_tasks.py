@@ -176,7 +176,7 @@ for _factory, _base in FACTORIES.items():
 async def get_page(page_id: str, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """One page of a task's results (`results.nextPageLink` / `prevPageLink`)."""
     owner = owner_filter(user)
-    if owner is not None and services.query_tasks.page_owner(page_id) != owner:
+    if owner is not None and await services.query_tasks.page_owner(page_id) != owner:
         raise ApiError(404, f"no query page {page_id}: it expired with its task or never existed")
     result: dict[str, Any] = await _call(services.query_tasks.page(page_id))
     return result

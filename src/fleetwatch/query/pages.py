@@ -3,7 +3,8 @@
 A page set is cut from the list of matching links read in one snapshot when the task ran,
 so paging is stable: later writes neither shift nor repeat entries between pages (with
 EXPAND_CONTENT a page shows each document's current state, or its DELETE state). Page sets
-live in memory until their task expires or is deleted.
+are stored (any node of a cluster serves any page) and cached in memory until their task
+expires or is deleted.
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ class PageStore:
         )
         self._sets[page_set.id] = page_set
         return page_set
+
+    def add(self, page_set: PageSet) -> None:
+        """Cache a page set read from the store."""
+        self._sets[page_set.id] = page_set
 
     def find(self, page_id: str) -> tuple[PageSet, int] | None:
         """The page set and page number of a page id (`{set}-{n}`), or None."""

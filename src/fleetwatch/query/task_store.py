@@ -16,8 +16,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Update
 
 from fleetwatch.index.document import JsonObject, now_micros
+from fleetwatch.query.pages import PageSet
 from fleetwatch.storage.database import Database
-from fleetwatch.storage.schema import query_task_subscriptions, query_tasks, stream_checkpoints
+from fleetwatch.storage.schema import (
+    query_page_sets,
+    query_task_subscriptions,
+    query_tasks,
+    stream_checkpoints,
+)
 
 #: The checkpoint row of the standing query tasks.
 TASKS_CHECKPOINT = "query-tasks"
@@ -142,12 +148,59 @@ class TaskStore:
                     )
 
     async def delete_task(self, link: str) -> None:
-        """Remove a task and its webhook subscriptions."""
+        """Remove a task, its webhook subscriptions and its result pages."""
         async with self.db.transaction() as conn:
+            await conn.execute(delete(query_page_sets).where(query_page_sets.c.task_link == link))
             await conn.execute(
                 delete(query_task_subscriptions).where(query_task_subscriptions.c.task_link == link)
             )
             await conn.execute(delete(query_tasks).where(query_tasks.c.self_link == link))
+
+    # --- result pages ------------------------------------------------------------------
+
+    async def insert_page_set(self, page_set: PageSet) -> None:
+        """Keep a task's result pages where every node can serve them."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                insert(query_page_sets).values(
+                    id=page_set.id,
+                    task_link=page_set.task_link,
+                    links=page_set.links,
+                    page_size=page_set.page_size,
+                    expand=page_set.expand,
+                    forward_only=page_set.forward_only,
+                    expiration_micros=page_set.expiration_micros,
+                    seq=page_set.seq,
+                    owner_id=page_set.owner_id,
+                )
+            )
+
+    async def load_page_set(self, set_id: str) -> PageSet | None:
+        async with self.db.connect() as conn:
+            row = (
+                await conn.execute(select(query_page_sets).where(query_page_sets.c.id == set_id))
+            ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return PageSet(
+            id=m["id"],
+            task_link=m["task_link"],
+            links=list(m["links"]),
+            page_size=int(m["page_size"]),
+            expand=bool(m["expand"]),
+            forward_only=bool(m["forward_only"]),
+            expiration_micros=int(m["expiration_micros"]),
+            seq=int(m["seq"]),
+            owner_id=m["owner_id"],
+        )
+
+    async def delete_expired_page_sets(self, now_micros: int) -> int:
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                delete(query_page_sets).where(query_page_sets.c.expiration_micros <= now_micros)
+            )
+            return int(result.rowcount or 0)
 
     async def load_tasks(self) -> list[TaskRow]:
         async with self.db.connect() as conn:

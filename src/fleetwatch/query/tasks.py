@@ -79,6 +79,8 @@ FLUSH_INTERVAL = 0.5
 SYNC_INTERVAL = 5.0
 #: The invalidation topic of the task and webhook tables.
 TOPIC = "query-tasks"
+#: How often expired result pages are deleted from the store (seconds).
+PAGE_PURGE_INTERVAL = 60.0
 _ID = re.compile(r"^[A-Za-z0-9._~-]{1,200}$")
 
 
@@ -126,6 +128,7 @@ class QueryTaskService:
         self._loops: list[asyncio.Task[None]] = []
         self._save_lock = asyncio.Lock()
         self._sync_lock = asyncio.Lock()
+        self._pages_purged_micros = 0
         self.webhooks.may_deliver = lambda: self.webhook_lease.held
         self.webhooks.durable = self.clustered
         if invalidations is not None:
@@ -291,10 +294,20 @@ class QueryTaskService:
             raise TaskError(404, f"no query task at {link}")
         return record
 
-    def page_owner(self, page_id: str) -> int | None:
+    async def page_owner(self, page_id: str) -> int | None:
         """The user whose task made a result page (None when unknown)."""
-        found = self.pages.find(page_id)
+        found = await self._find_page(page_id)
         return found[0].owner_id if found is not None else None
+
+    async def _find_page(self, page_id: str) -> tuple[PageSet, int] | None:
+        """A page from the cache, or from the store (another node cut it)."""
+        found = self.pages.find(page_id)
+        if found is None:
+            stored = await self.store.load_page_set(page_id.rpartition("-")[0])
+            if stored is not None and stored.expiration_micros > now_micros():
+                self.pages.add(stored)
+                found = self.pages.find(page_id)
+        return found
 
     def _is_running(self, link: str) -> bool:
         record = self._tasks.get(link)
@@ -417,6 +430,7 @@ class QueryTaskService:
                 seq=seq,
                 owner_id=record.owner_id,
             )
+            await self.store.insert_page_set(page_set)
             results.update(page_set.navigation(-1))
         record.results = results
         record.snapshot_seq = seq
@@ -574,7 +588,7 @@ class QueryTaskService:
 
     async def page(self, page_id: str) -> JsonObject:
         """GET /core/query-page/{id}: one page of a paged result."""
-        found = self.pages.find(page_id)
+        found = await self._find_page(page_id)
         if found is None:
             raise TaskError(
                 404, f"no query page {page_id}: it expired with its task or never existed"
@@ -669,6 +683,9 @@ class QueryTaskService:
             await self._remove(record, "the task expired")
             removed += 1
         self.pages.sweep(current)
+        if current - self._pages_purged_micros >= PAGE_PURGE_INTERVAL * 1_000_000:
+            self._pages_purged_micros = current
+            await self.store.delete_expired_page_sets(current)
         return removed
 
     async def _flush_loop(self) -> None:

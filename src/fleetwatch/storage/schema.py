@@ -177,6 +177,24 @@ query_task_subscriptions = Table(
     Index("ix_query_task_subscriptions_task", "task_link"),
 )
 
+#: Result pages of tasks with a resultLimit (migration 0005): any node serves any page.
+query_page_sets = Table(
+    "query_page_sets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("task_link", String(1024), nullable=False),
+    #: The matching links read in the task's snapshot, in result order.
+    Column("links", JsonDoc, nullable=False),
+    Column("page_size", Integer, nullable=False),
+    Column("expand", Boolean, nullable=False),
+    Column("forward_only", Boolean, nullable=False),
+    Column("expiration_micros", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("owner_id", BigInteger, nullable=True),
+    Index("ix_query_page_sets_task", "task_link"),
+    Index("ix_query_page_sets_expiration", "expiration_micros"),
+)
+
 #: How far each change-log reader (e.g. the standing tasks' counters) has processed.
 stream_checkpoints = Table(
     "stream_checkpoints",
