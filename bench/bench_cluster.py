@@ -218,7 +218,12 @@ def node_errors(log: str) -> list[str]:
                 found.append(line[:300])
             continue
         if isinstance(record, dict) and record.get("level") in ("error", "critical"):
-            exc = str(record.get("exc", "")).strip().splitlines()
+            # The verdict is the last line, but SQLAlchemy appends a link line after it.
+            exc = [
+                line
+                for line in str(record.get("exc", "")).strip().splitlines()
+                if not line.startswith("(Background on this error")
+            ]
             found.append(f"{record.get('msg')}: {exc[-1] if exc else ''}"[:400])
     return found
 
@@ -246,6 +251,36 @@ class Throughput(bench_checkin._Totals):
 
     def busy(self) -> dict[str, float]:
         return {name: round(s / self.wall, 3) for name, s in self.cpu.items()}
+
+
+async def answer_pending(url: str, keys: Sequence[str], concurrency: int = 16) -> int:
+    """Each host reads once from the node at `url` and answers what it is offered (empty
+    rows), as an agent would; returns how many hosts were offered something.
+
+    A node that did not see a host answer its label queries offers them again (label
+    freshness is kept per node), so the measured reads would not be empty otherwise."""
+    gate = asyncio.Semaphore(concurrency)
+    offered = 0
+    path = bench_checkin.READ_PATH
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+
+        async def one(key: str) -> None:
+            nonlocal offered
+            async with gate:
+                queries = (await client.post(path, json={"node_key": key})).json()["queries"]
+                if queries:
+                    offered += 1
+                    await client.post(
+                        path.replace("read", "write"),
+                        json={
+                            "node_key": key,
+                            "queries": {name: [] for name in queries},
+                            "statuses": {name: 0 for name in queries},
+                        },
+                    )
+
+        await asyncio.gather(*(one(key) for key in keys))
+    return offered
 
 
 def _load_clients(cluster: Cluster, keys: list[str], connections: int) -> list[LoadClients]:
@@ -295,6 +330,9 @@ def measure_checkin(back: Backends, args: argparse.Namespace) -> Report:
         started = time.perf_counter()
         keys = asyncio.run(bench_checkin._enroll_all(cluster.node(1).url, args.hosts))
         print(f"  done in {time.perf_counter() - started:.1f} s")
+        for node in cluster.nodes[1:]:
+            offered = asyncio.run(answer_pending(node.url, keys))
+            print(f"  node{node.number} offered queries to {offered:,} hosts; answered")
         procs = back.processes(cluster)
         clients = _load_clients(cluster, keys, args.connections)
         try:
@@ -388,6 +426,40 @@ class FleetRun:
         return [x for c in self.campaigns for x in c.stored]
 
 
+class FleetGroup(FleetProcess):
+    """The simulated fleet as one process per node, each with its share of the hosts: one
+    process cannot hold a socket per host beyond its open-file hard limit (20,000 here)."""
+
+    def __init__(self, cluster: Cluster, hosts: int, args: argparse.Namespace) -> None:
+        bounds = [hosts * i // cluster.size for i in range(cluster.size + 1)]
+        self.members = [
+            FleetProcess(
+                node.url,
+                argparse.Namespace(
+                    hosts=bounds[i + 1] - bounds[i],
+                    # Every share starts over the same period: the rate is split too.
+                    start_rate=args.start_rate * (bounds[i + 1] - bounds[i]) / hosts,
+                    seed=args.seed,
+                    first_index=bounds[i],
+                ),
+                str(cluster.directory / f"fleet{node.number}.log"),
+            )
+            for i, node in enumerate(cluster.nodes)
+        ]
+        self.proc = self.members[0].proc
+
+    def poll(self, wait: float = 0.0) -> dict[str, Any]:
+        """The members' newest statuses, merged."""
+        statuses = [member.poll(wait) for member in self.members]
+        if not all(statuses):
+            return {}
+        return bench_live_latency.merge_statuses(statuses)
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
+
+
 async def _reads(clients: Sequence[httpx.AsyncClient]) -> float:
     """distributed/read requests counted by every node so far."""
     counts = [await bench_live_latency._metrics(client) for client in clients]
@@ -415,11 +487,10 @@ async def _fleet_measure(
     nodes, hosts = run.nodes, run.hosts
     rng = random.Random(args.seed + nodes)
     token = cluster.login(1)
-    fleet_args = argparse.Namespace(hosts=hosts, start_rate=args.start_rate, seed=args.seed)
-    log = str(cluster.directory / "fleet.log")
     print(f"{nodes} node(s), {hosts:,} hosts: starting the simulated fleet ...")
-    fleet = FleetProcess([n.url for n in cluster.nodes], fleet_args, log)
-    procs.add("simulator", fleet.proc.pid)
+    fleet = FleetGroup(cluster, hosts, args)
+    for number, member in enumerate(fleet.members, 1):
+        procs.add(f"simulator{number}", member.proc.pid)
     headers = {"Authorization": f"Bearer {token}"}
     clients = [
         httpx.AsyncClient(base_url=n.url, headers=headers, timeout=60) for n in cluster.nodes

@@ -282,16 +282,19 @@ def _run_fleet(
     status: Any,
     stop: Any,
     log_path: str,
+    first_index: int = 0,
 ) -> None:
-    """Child process: N simulated hosts, split evenly over the server `urls` (cluster
-    nodes); a status dict on `status` every second."""
+    """Child process: N simulated hosts (numbered from `first_index`), split evenly over the
+    server `urls` (cluster nodes); a status dict on `status` every second."""
     import logging
 
-    from fleetwatch.sim.fleet import Fleet
+    from fleetwatch.sim.fleet import SOCKETS_PER_HOST, Fleet, raise_open_file_limit
 
     log_file = open(log_path, "a", encoding="utf-8")  # open for the process's life
     os.dup2(log_file.fileno(), 2)
     logging.basicConfig(stream=log_file, level=logging.WARNING)
+    # The limit is the process's: each Fleet would raise it for its own share of the hosts.
+    raise_open_file_limit(SOCKETS_PER_HOST * hosts + 1024)
 
     async def main() -> None:
         bounds = [hosts * i // len(urls) for i in range(len(urls) + 1)]
@@ -302,7 +305,7 @@ def _run_fleet(
                 hosts=bounds[i + 1] - bounds[i],
                 seed=seed,
                 start_period=start_period,
-                first_index=bounds[i],
+                first_index=first_index + bounds[i],
             )
             for i, url in enumerate(urls)
         ]
@@ -447,6 +450,7 @@ class FleetProcess:
                 self.status_queue,
                 self.stop_event,
                 log_path,
+                getattr(args, "first_index", 0),
             ),
             daemon=True,
         )

@@ -43,7 +43,8 @@ def test_node_errors_keeps_the_error_records_and_the_exception_verdict() -> None
                 {
                     "level": "error",
                     "msg": "flushing seen times failed",
-                    "exc": "Traceback (most recent call last):\n  ...\nDeadlockDetectedError: x",
+                    "exc": "Traceback (most recent call last):\n  ...\nDeadlockDetectedError: x"
+                    "\n(Background on this error at: https://sqlalche.me/e/21/dbapi)",
                 }
             ).decode(),
             "Traceback (most recent call last):",
