@@ -22,6 +22,7 @@ from fleetwatch.fleet.labels import LabelService
 from fleetwatch.fleet.secrets import EnrollSecretService
 from fleetwatch.fleet.teams import TeamService
 from fleetwatch.index import DocumentIndex
+from fleetwatch.osquery.distributed import DistributedResult
 from fleetwatch.storage import Database
 from tests.agent import details_for
 from tests.services import PostgresServer, RedisServer
@@ -165,6 +166,26 @@ async def test_labels_and_membership_follow_the_change_log(nodes: tuple[Node, No
     await a.labels.delete(label["id"])
     await b.sync()
     assert b.labels.info(label["id"]) is None
+
+
+async def test_label_answers_on_one_node_are_not_asked_again_on_another(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, b = nodes
+    host, _ = await a.hosts.enroll("h1", "9", details_for("h1", "u1"), None)
+    label = await a.labels.create({"name": "web", "query": "SELECT 1 FROM system_info"})
+    await b.sync()
+    state_a, state_b = a.hosts.by_id(host.id), b.hosts.by_id(host.id)
+    assert state_a is not None and state_b is not None
+    name = f"fleet_label_query_{label['id']}"
+    assert name in a.labels.queries_for(state_a, time.time())
+    await a.labels.ingest(state_a, [DistributedResult(name, [{"1": "1"}], 0, "")])
+    # node B hears that the host's label answers are fresh and does not ask again
+    await _until(lambda: not b.labels.queries_for(state_b, time.time()))
+    # a new label makes every node ask at once, whatever was heard before
+    other = await a.labels.create({"name": "db", "query": "SELECT 1 FROM os_version"})
+    await b.sync()
+    assert f"fleet_label_query_{other['id']}" in b.labels.queries_for(state_b, time.time())
 
 
 async def test_a_change_announced_while_redis_was_down_is_reloaded(

@@ -406,7 +406,8 @@ class HostService:
         for the document: no read back), then one index write."""
         changed: list[tuple[_Inventory, Any]] = []
         async with self.db.transaction() as conn:
-            for item in updates:
+            # Rows in id order, as the seen-time flush takes them (no lock-order deadlock).
+            for item in sorted(updates, key=lambda u: u.host.id):
                 columns: dict[str, Any] = {
                     key: _column_value(key, item.fields[key])
                     for key in INVENTORY_COLUMNS
@@ -452,9 +453,11 @@ class HostService:
     async def flush(self) -> None:
         """Write pending seen times in one batch and report online/offline transitions."""
         dirty, self._dirty_seen = self._dirty_seen, set()
+        # In id order: every node then locks the rows it updates in the same order, so two
+        # nodes flushing the same hosts wait for each other instead of deadlocking.
         params = [
             {"hid": h.id, "seen": h.seen_time}
-            for hid in dirty
+            for hid in sorted(dirty)
             if (h := self._by_id.get(hid)) is not None
         ]
         if params:

@@ -14,6 +14,7 @@ node wrote them.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import secrets
 import time
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, insert, select, update
 
 from fleetwatch.config import Settings
@@ -34,6 +36,9 @@ from fleetwatch.storage import Database
 from fleetwatch.storage.schema import label_membership, labels
 
 log = logging.getLogger(__name__)
+
+#: The bus channel on which nodes share when a host's label queries are next due.
+DUE_CHANNEL = "label-due"
 
 PREFIX = "fleet_label_query_"
 LABEL_KIND = "fleet:label"
@@ -123,6 +128,7 @@ class LabelService:
         #: hour).
         self._generation = 0
         self._asked: dict[int, int] = {}  # host id -> generation of the queries it was sent
+        self._digest: tuple[int, str] = (-1, "")  # (generation, digest of its label queries)
         hosts.on_loaded = self._fill
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -145,6 +151,7 @@ class LabelService:
             host.labels = self.labels_of(host.id)
         if self.hosts.bus.clustered:
             self.index.add_listener(self._on_changes)
+            self.hosts.bus.subscribe(DUE_CHANNEL, self._on_due)
 
     def _fill(self, host: HostState) -> None:
         host.labels = self.labels_of(host.id)
@@ -203,6 +210,29 @@ class LabelService:
         """Every host runs the current label queries at its next check-in."""
         self._due.clear()
         self._generation += 1
+
+    def _queries_digest(self) -> str:
+        """What every node running the same label queries agrees on (not a local counter)."""
+        if self._digest[0] == self._generation:
+            return self._digest[1]
+        text = "\n".join(
+            f"{label.id}:{label.platform}:{label.query}"
+            for label in sorted(self._labels.values(), key=lambda lab: lab.id)
+            if label.membership_type == "dynamic"
+        )
+        self._digest = (self._generation, hashlib.sha256(text.encode()).hexdigest()[:16])
+        return self._digest[1]
+
+    def _on_due(self, payload: bytes) -> None:
+        """Another node got a host's answers to the current label queries: it need not
+        answer them again here before they are due (a cluster without stickiness would
+        otherwise ask each host once per node)."""
+        try:
+            host_id, due, digest = orjson.loads(payload)
+        except (ValueError, TypeError):
+            return
+        if digest == self._queries_digest() and due > self._due.get(int(host_id), 0.0):
+            self._due[int(host_id)] = float(due)
 
     # --- reads -------------------------------------------------------------------------
 
@@ -443,7 +473,12 @@ class LabelService:
         asked = self._asked.get(host.id)  # None: another node handed the queries out
         if asked is None or asked == self._generation:
             jitter = secrets.randbelow(1000) / 10000.0
-            self._due[host.id] = time.time() + self.settings.label_interval * (1.0 + jitter)
+            due = time.time() + self.settings.label_interval * (1.0 + jitter)
+            self._due[host.id] = due
+            if self.hosts.bus.clustered:
+                self.hosts.bus.publish(
+                    DUE_CHANNEL, orjson.dumps([host.id, due, self._queries_digest()])
+                )
         changes: list[tuple[int, set[int], set[int]]] = []
         for result in results:
             suffix = result.name[len(PREFIX) :]
