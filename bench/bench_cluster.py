@@ -32,6 +32,8 @@ import itertools
 import math
 import os
 import random
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -693,6 +695,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     """Run the parts; returns 1 when a request failed or an online host never answered."""
     args = _parse(argv)
+    # SIGTERM (e.g. from `timeout`) unwinds, so the nodes, PostgreSQL and Redis are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load = [round(x, 2) for x in os.getloadavg()]
     reports: list[Report] = []
     failed = 0
