@@ -696,7 +696,14 @@ def main(argv: list[str]) -> int:
     """Run the parts; returns 1 when a request failed or an online host never answered."""
     args = _parse(argv)
     # SIGTERM (e.g. from `timeout`) unwinds, so the nodes, PostgreSQL and Redis are stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     load = [round(x, 2) for x in os.getloadavg()]
     reports: list[Report] = []
     failed = 0
