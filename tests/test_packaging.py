@@ -97,7 +97,9 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
                 pass
             time.sleep(0.3)
         assert health is not None and health.status_code == 200, server.poll()
-        assert health.json() == {"status": "ok", "version": __version__}
+        body = health.json()
+        assert body["status"] == "ok" and body["degraded"] == [], body
+        assert body["version"] == __version__ and body["database"] == {"status": "ok"}
         enroll = httpx.post(
             f"http://127.0.0.1:{port}/api/v1/osquery/enroll",
             json={"enroll_secret": "packaged-secret", "host_identifier": "pkg-host"},
