@@ -41,19 +41,21 @@ ADMIN = {"email": "bench@example.com", "password": "bench-password-1"}
 KIND = "docs:bench"
 
 
-def _serve(settings_kwargs: dict[str, Any]) -> None:
+def _serve(settings_kwargs: dict[str, Any], gc_tuning: bool = True) -> None:
     """Child process: the server plus the pacing route, until terminated."""
     import uvicorn
     from fastapi import FastAPI
 
     from fleetwatch.config import Settings
     from fleetwatch.index import Action, Write
-    from fleetwatch.server import uvicorn_config
+    from fleetwatch.server import tune_gc, uvicorn_config
 
     settings = Settings(**settings_kwargs)
     config = uvicorn_config(settings)  # what `fleetwatch serve` runs
     app = config.app
     assert isinstance(app, FastAPI)
+    if gc_tuning:
+        app.state.tune_gc = tune_gc  # as run_server sets it
 
     @app.post("/bench/write")
     async def paced_writes(request: Request) -> dict[str, Any]:
@@ -167,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         "--batch", type=int, default=10, help="writes per index call (an agent's log batch)"
     )
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results")
+    parser.add_argument(
+        "--no-gc-tuning",
+        action="store_true",
+        help="leave the collector as CPython sets it (fleetwatch serve tunes it at start)",
+    )
     args = parser.parse_args(argv)
     count = int(args.rate * args.seconds)
     port = _free_port()
@@ -180,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             "admin_password": ADMIN["password"],
             "log_level": "warning",
         }
-        server = mp.get_context("spawn").Process(target=_serve, args=(settings,), daemon=True)
+        server = mp.get_context("spawn").Process(
+            target=_serve, args=(settings, not args.no_gc_tuning), daemon=True
+        )
         server.start()
         try:
             _wait_ready(url)
@@ -204,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             "rate": args.rate,
             "batch": args.batch,
             "seconds": args.seconds,
+            "gc_tuning": not args.no_gc_tuning,
             "writes": count,
             "db": "sqlite",
         },

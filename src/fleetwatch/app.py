@@ -204,6 +204,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await start_services(services)
+        tune_gc = getattr(app.state, "tune_gc", None)
+        if tune_gc is not None:  # `fleetwatch serve`: what start-up built lives as long
+            tune_gc()
         app.state.ready = True
         try:
             yield
