@@ -86,13 +86,18 @@ class Campaign:
     finished_at: float | None = None
     #: Targets that have not answered yet.
     pending: set[int] = field(default_factory=set)
-    responded: int = 0
     failed: int = 0
     rows: int = 0
     truncated: int = 0
     non_responders: list[int] = field(default_factory=list)
     #: Hosts whose result is committed (counted once, whichever node stored it).
     answered: set[int] = field(default_factory=set)
+
+    @property
+    def responded(self) -> int:
+        """Targets whose answer is stored."""
+        return len(self.answered)
+
     #: Version of the campaign document last seen: status writes are conditional on it, so
     #: two nodes finishing the same campaign at once write it once.
     doc_version: int | None = None
@@ -259,7 +264,6 @@ class CampaignService:
             return False
         campaign.answered.add(host_id)
         campaign.claim(host_id)
-        campaign.responded += 1
         campaign.failed += 1 if result.get("status") == "error" else 0
         campaign.rows += len(result.get("rows") or ())
         campaign.truncated += 1 if result.get("truncated") else 0

@@ -7,6 +7,7 @@ transaction as the task rows it describes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -161,39 +162,14 @@ class TaskStore:
     async def insert_page_set(self, page_set: PageSet) -> None:
         """Keep a task's result pages where every node can serve them."""
         async with self.db.transaction() as conn:
-            await conn.execute(
-                insert(query_page_sets).values(
-                    id=page_set.id,
-                    task_link=page_set.task_link,
-                    links=page_set.links,
-                    page_size=page_set.page_size,
-                    expand=page_set.expand,
-                    forward_only=page_set.forward_only,
-                    expiration_micros=page_set.expiration_micros,
-                    seq=page_set.seq,
-                    owner_id=page_set.owner_id,
-                )
-            )
+            await conn.execute(insert(query_page_sets).values(**dataclasses.asdict(page_set)))
 
     async def load_page_set(self, set_id: str) -> PageSet | None:
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(select(query_page_sets).where(query_page_sets.c.id == set_id))
             ).first()
-        if row is None:
-            return None
-        m = row._mapping
-        return PageSet(
-            id=m["id"],
-            task_link=m["task_link"],
-            links=list(m["links"]),
-            page_size=int(m["page_size"]),
-            expand=bool(m["expand"]),
-            forward_only=bool(m["forward_only"]),
-            expiration_micros=int(m["expiration_micros"]),
-            seq=int(m["seq"]),
-            owner_id=m["owner_id"],
-        )
+        return None if row is None else PageSet(**row._mapping)
 
     async def delete_expired_page_sets(self, now_micros: int) -> int:
         async with self.db.transaction() as conn:
