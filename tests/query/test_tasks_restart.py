@@ -8,10 +8,15 @@ counters include those changes, and its webhook resumes from the last one it del
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
+import pytest
+
 from fleetwatch.config import Settings
-from fleetwatch.index import Action, DocumentIndex, Write
+from fleetwatch.index import Action, Change, DocumentIndex, Write
+from fleetwatch.query.subscriptions import SubscriptionHub
+from fleetwatch.query.tasks import QueryTaskService
 from fleetwatch.storage import Database
 from tests.conftest import login
 from tests.query.receiver import running_receiver
@@ -107,3 +112,48 @@ def test_tasks_and_webhooks_resume_after_restart(server_settings: Settings) -> N
                 )
             assert tasks.get(f"{TASKS}/counter")["results"]["documentCount"] == 7
             tasks.close()
+
+
+async def test_a_save_cut_short_keeps_the_webhook_cursor(
+    index: DocumentIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush cancelled inside its save (shutdown, lease lost) puts back the cursors it
+    took, so the next save writes them: a restart must not re-deliver what was delivered."""
+    hub = SubscriptionHub(index, queue_limit=1000)
+    hub.start()
+    service = QueryTaskService(index, hub, Settings())
+    with running_receiver() as receiver:
+        _, task = await service.create(
+            "local-query-tasks", task_body(kind_query("docs:c"), "CONTINUOUS", link="c")
+        )
+        hook = await service.add_webhook(
+            str(task["documentSelfLink"]), {"reference": receiver.hook("c")}
+        )
+        (change,) = await index.apply([Write(Action.POST, "/docs/c/x", "docs:c", {})])
+        assert isinstance(change, Change)
+        row = service.webhooks.get(hook.id)
+        assert row is not None
+        for _ in range(500):
+            if row.last_delivered_seq == change.seq:
+                break
+            await asyncio.sleep(0.01)
+        assert row.last_delivered_seq == change.seq
+
+        saving = asyncio.Event()
+
+        async def stuck_save(*_args: object) -> None:
+            saving.set()
+            await asyncio.Event().wait()
+
+        real_save = service.store.save
+        monkeypatch.setattr(service.store, "save", stuck_save)
+        flush = asyncio.create_task(service.flush())
+        await saving.wait()
+        flush.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flush
+        monkeypatch.setattr(service.store, "save", real_save)
+        await service.stop()  # the final save
+    stored = {h.id: h for h in await service.store.load_webhooks()}
+    assert stored[hook.id].last_delivered_seq == change.seq
+    assert stored[hook.id].delivered_count == 1

@@ -15,6 +15,7 @@ holder of the `host-status` lease only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -33,6 +34,7 @@ from fleetwatch.config import Settings
 from fleetwatch.fleet.errors import Invalid, NotFound
 from fleetwatch.fleet.group_commit import GroupCommit
 from fleetwatch.index import Action, Change, DocumentIndex, Write
+from fleetwatch.periodic import Periodic
 from fleetwatch.storage import Database
 from fleetwatch.storage.schema import JsonDoc, hosts
 
@@ -127,7 +129,12 @@ class HostService:
         self._by_key: dict[str, HostState] = {}
         self._by_id: dict[int, HostState] = {}
         self._dirty_seen: set[int] = set()
-        self._flusher: asyncio.Task[None] | None = None
+        self._flusher = Periodic(
+            "fleetwatch-seen-flusher",
+            self.flush,
+            settings.seen_flush_interval,
+            failure="flushing seen times failed; the next round retries the same hosts",
+        )
         self._refresher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         # Enrollments and detail-query inventory arrive in bursts (a fleet starting, a
@@ -168,7 +175,7 @@ class HostService:
     def start(self) -> None:
         """Start the background flusher of seen times and status transitions (and, on a
         cluster, the refresher of what other nodes changed)."""
-        self._flusher = asyncio.create_task(self._flush_loop(), name="fleetwatch-seen-flusher")
+        self._flusher.start()
         if self.bus.clustered:
             self._refresher = asyncio.create_task(
                 self._refresh_loop(), name="fleetwatch-host-refresher"
@@ -176,14 +183,12 @@ class HostService:
 
     async def stop(self) -> None:
         """Stop the flusher and write what it had not written yet."""
-        for task in (self._refresher, self._flusher):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-        self._flusher = self._refresher = None
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        await self._flusher.stop()
         await self.flush()
 
     # --- the check-in path (no I/O) ------------------------------------------------------
@@ -442,14 +447,6 @@ class HostService:
 
     # --- batched writes ----------------------------------------------------------------
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.seen_flush_interval)
-            try:
-                await self.flush()
-            except Exception:  # keep flushing; the next round retries the same hosts
-                log.exception("flushing seen times failed")
-
     async def flush(self) -> None:
         """Write pending seen times in one batch and report online/offline transitions."""
         dirty, self._dirty_seen = self._dirty_seen, set()
@@ -473,7 +470,7 @@ class HostService:
                         update(hosts).where(hosts.c.id == bindparam("hid")).values(seen_time=newer),
                         params,
                     )
-            except Exception:
+            except BaseException:
                 self._dirty_seen |= dirty  # nothing is lost: retried next round
                 raise
         if not self.status_lease.held:

@@ -8,8 +8,6 @@ document updated meanwhile (e.g. its expiry extended) is left alone and re-check
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
@@ -17,6 +15,7 @@ from sqlalchemy import and_, select
 
 from fleetwatch.index.document import EXPIRATION, Action, Change, Write, now_micros
 from fleetwatch.index.store import DocumentIndex
+from fleetwatch.periodic import Periodic
 from fleetwatch.storage.schema import documents
 
 log = logging.getLogger(__name__)
@@ -42,8 +41,12 @@ class ExpirySweeper:
         self.interval = interval
         #: On a cluster, one node sweeps: the holder of the expiry lease.
         self.may_run = may_run
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(
+            "fleetwatch-expiry",
+            self._step,
+            lambda: self.interval,
+            failure="document expiry sweep failed; retried next interval",
+        )
         #: Documents this sweeper has deleted since it started (for tests and metrics).
         self.expired_count = 0
 
@@ -88,33 +91,22 @@ class ExpirySweeper:
                 continue
             expiration = change.body.get(EXPIRATION)
             if isinstance(expiration, int) and 0 < expiration <= now:
-                self._wake.set()
+                self._loop.poke()
                 return
 
     def start(self) -> None:
         """Start sweeping in the background."""
-        if self._task is None:
+        if not self._loop.running:
             self.index.add_listener(self._on_changes)
-            self._task = asyncio.create_task(self._run(), name="fleetwatch-expiry")
+            self._loop.start()
 
     async def stop(self) -> None:
         """Stop sweeping (waits for the current step)."""
-        if self._task is None:
+        if not self._loop.running:
             return
         self.index.remove_listener(self._on_changes)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            self._wake.clear()
-            if not self.may_run():
-                continue
-            try:
-                await self.sweep_once()
-            except Exception:  # a failed sweep is retried next interval; never kill the loop
-                log.exception("document expiry sweep failed")
+    async def _step(self) -> None:
+        if self.may_run():
+            await self.sweep_once()

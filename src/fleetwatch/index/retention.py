@@ -7,14 +7,13 @@ Subscribers resuming from a sequence older than the first one kept are told so.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from sqlalchemy import delete, func, select
 
 from fleetwatch.index.document import now_micros
+from fleetwatch.periodic import Periodic
 from fleetwatch.storage.database import Database
 from fleetwatch.storage.schema import changes
 
@@ -39,7 +38,13 @@ class ChangeLogRetention:
         self.interval = interval
         #: On a cluster, one node trims: the holder of the retention lease.
         self.may_run = may_run
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(
+            "fleetwatch-retention",
+            self._step,
+            lambda: self.interval,
+            failure="change log trim failed; retried next interval",
+            run_first=True,
+        )
 
     async def trim_once(self, now: int | None = None) -> int:
         """Delete changes older than the retention at `now` (microseconds); return how many."""
@@ -68,23 +73,12 @@ class ChangeLogRetention:
 
     def start(self) -> None:
         """Start trimming in the background."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="fleetwatch-retention")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop trimming."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                if self.may_run():
-                    await self.trim_once()
-            except Exception:  # retried next interval; never kill the loop
-                log.exception("change log trim failed")
-            await asyncio.sleep(self.interval)
+    async def _step(self) -> None:
+        if self.may_run():
+            await self.trim_once()

@@ -41,6 +41,7 @@ from fleetwatch.index import Action, Change, DocumentIndex, VersionConflict, Wri
 from fleetwatch.live.sql_check import check_live_sql
 from fleetwatch.live.targets import LabelLookup, Targets, resolve_targets
 from fleetwatch.osquery.distributed import DistributedResult
+from fleetwatch.periodic import Periodic
 from fleetwatch.storage.counters import next_id
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,13 @@ class CampaignService:
         self._active: dict[int, Campaign] = {}
         #: host id -> ids of active campaigns still waiting for that host.
         self._by_host: dict[int, set[int]] = {}
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Periodic(
+            "fleetwatch-campaigns",
+            self._sweep_step,
+            SWEEP_INTERVAL,
+            failure="campaign sweep failed",
+        )
+        self._last_purge = 0.0
         self._done: dict[int, asyncio.Event] = {}
         #: Who may write deadlines, expiry and purges (always this node when alone).
         self.lease: Lease = lease or LocalLease("campaigns")
@@ -336,16 +343,10 @@ class CampaignService:
                 self._deactivate(campaign)
 
     def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_loop(), name="fleetwatch-campaigns")
+        self._sweeper.start()
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            try:
-                await self._sweeper
-            except asyncio.CancelledError:
-                pass
-            self._sweeper = None
+        await self._sweeper.stop()
 
     # --- create, stop, read ------------------------------------------------------------
 
@@ -699,18 +700,12 @@ class CampaignService:
         except VersionConflict:
             log.debug("campaign %s: written by another node meanwhile", campaign.id)
 
-    async def _sweep_loop(self) -> None:
-        last_purge = 0.0
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
-            try:
-                now = time.time()
-                await self.sweep(now)
-                if now - last_purge >= PURGE_INTERVAL and self.lease.held:
-                    last_purge = now
-                    await self.purge(now)
-            except Exception:
-                log.exception("campaign sweep failed")
+    async def _sweep_step(self) -> None:
+        now = time.time()
+        await self.sweep(now)
+        if now - self._last_purge >= PURGE_INTERVAL and self.lease.held:
+            self._last_purge = now
+            await self.purge(now)
 
     async def purge(self, now: float) -> int:
         """Delete campaigns (and their results) untouched for the retention period."""

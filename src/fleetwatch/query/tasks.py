@@ -34,10 +34,11 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleetwatch.bus.bus import Invalidations, Lease, LocalLease
+from fleetwatch.bus.bus import Invalidations, Lease, LocalLease, cancel_all
 from fleetwatch.config import Settings
 from fleetwatch.index.document import JsonObject, now_micros
 from fleetwatch.index.store import DocumentIndex
+from fleetwatch.periodic import Periodic
 from fleetwatch.query import execution
 from fleetwatch.query.notifications import message_json
 from fleetwatch.query.pages import PageSet, PageStore
@@ -125,7 +126,30 @@ class QueryTaskService:
         )
         self._tasks: dict[str, TaskRecord] = {}
         self._expiry: list[tuple[int, str]] = []
-        self._loops: list[asyncio.Task[None]] = []
+        self._loops = [
+            Periodic(
+                "fleetwatch-task-flush",
+                self.flush,
+                FLUSH_INTERVAL,
+                failure="saving query task state failed; retrying",
+            ),
+            Periodic(
+                "fleetwatch-task-expiry",
+                self._expire_step,
+                settings.expiry_sweep_interval,
+                failure="query task expiry failed",
+            ),
+        ]
+        if self.clustered:
+            self._loops.append(
+                Periodic(
+                    "fleetwatch-task-sync",
+                    self.sync,
+                    SYNC_INTERVAL,
+                    failure="query task sync failed (the database is away?)",
+                )
+            )
+        self._owner_loop: asyncio.Task[None] | None = None
         self._save_lock = asyncio.Lock()
         self._sync_lock = asyncio.Lock()
         self._pages_purged_micros = 0
@@ -153,15 +177,12 @@ class QueryTaskService:
                 await self._resume(record, checkpoint)
             self._add(record)
         self.webhooks.restore(await self.store.load_webhooks(), self._is_running)
-        self._loops = [
-            asyncio.create_task(self._flush_loop(), name="fleetwatch-task-flush"),
-            asyncio.create_task(self._expiry_loop(), name="fleetwatch-task-expiry"),
-        ]
+        for loop in self._loops:
+            loop.start()
         if self.clustered:
-            self._loops += [
-                asyncio.create_task(self._sync_loop(), name="fleetwatch-task-sync"),
-                asyncio.create_task(self._webhook_owner_loop(), name="fleetwatch-webhook-owner"),
-            ]
+            self._owner_loop = asyncio.create_task(
+                self._webhook_owner_loop(), name="fleetwatch-webhook-owner"
+            )
 
     def _record_from_row(self, row: TaskRow) -> TaskRecord | None:
         try:
@@ -220,14 +241,6 @@ class QueryTaskService:
         if self.invalidations is not None:
             self.invalidations.changed(TOPIC)
 
-    async def _sync_loop(self) -> None:
-        while True:
-            await asyncio.sleep(SYNC_INTERVAL)
-            try:
-                await self.sync()
-            except Exception as exc:  # the database is briefly away: next round
-                log.warning("query task sync failed: %s", exc)
-
     async def _webhook_owner_loop(self) -> None:
         """Deliver webhooks while this node holds the lease; stop the moment it does not."""
         while True:
@@ -264,11 +277,12 @@ class QueryTaskService:
 
     async def stop(self) -> None:
         """Stop the loops and workers, save what is unsaved."""
+        if self._owner_loop is not None:
+            await cancel_all([self._owner_loop])
+            self._owner_loop = None
+        # Between steps, not inside one: a save cut short would lose the cursors it took.
         for loop in self._loops:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
-        self._loops = []
+            await loop.stop()
         await self.webhooks.stop()
         try:
             await self.flush()
@@ -665,10 +679,11 @@ class QueryTaskService:
             hooks = self.webhooks.take_dirty()
             try:
                 await self.store.save(rows, hooks, checkpoint)
-            except BaseException:
+            except BaseException:  # saved next time: nothing taken out here is dropped
                 for row in rows:
                     if row.self_link in self._tasks:
                         self._tasks[row.self_link].dirty = True
+                self.webhooks.put_back_dirty(hooks)
                 raise
 
     async def expire_due(self, now: int | None = None) -> int:
@@ -688,21 +703,8 @@ class QueryTaskService:
             await self.store.delete_expired_page_sets(current)
         return removed
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("saving query task state failed; retrying")
-
-    async def _expiry_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.expiry_sweep_interval)
-            try:
-                await self.expire_due()
-            except Exception:
-                log.exception("query task expiry failed; retrying")
+    async def _expire_step(self) -> None:
+        await self.expire_due()
 
     # --- gauges ------------------------------------------------------------------------
 

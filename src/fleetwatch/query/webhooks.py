@@ -152,6 +152,10 @@ class WebhookDispatcher:
         self._dirty.clear()
         return rows
 
+    def put_back_dirty(self, rows: list[WebhookRow]) -> None:
+        """Rows `take_dirty` returned whose save failed: saved by the next flush."""
+        self._dirty.update(row.id for row in rows if row.id in self._rows)
+
     async def stop(self) -> None:
         for hook_id in list(self._workers):
             await self._cancel(hook_id)
@@ -251,7 +255,9 @@ class WebhookDispatcher:
         """Save the cursor now; False when the subscription was removed meanwhile."""
         while True:
             try:
-                if await self.store.save_cursor(row):
+                # Shielded: a worker cancelled mid-save (lease lost, shutdown) still
+                # finishes the write instead of cutting its transaction short.
+                if await asyncio.shield(self.store.save_cursor(row)):
                     self._dirty.discard(row.id)
                     return True
                 return False
@@ -267,7 +273,7 @@ class WebhookDispatcher:
         self._mark(row)
         log.warning("webhook subscription %s of %s dropped: %s", row.id, row.task_link, reason)
         try:
-            await self.store.save([], [row], None)
+            await asyncio.shield(self.store.save([], [row], None))
             self._dirty.discard(row.id)
         except Exception:  # the flusher will retry the save
             log.exception("could not save the dropped webhook subscription %s", row.id)

@@ -1,0 +1,96 @@
+"""Background loops that stop between their steps, never inside one.
+
+Cancelling a task in the middle of a database write cuts its transaction short: whatever
+the step had taken out to save is lost unless it puts it back, and asyncpg may leave the
+connection's socket open behind SQLAlchemy's pool (sqlalchemy#8145, asyncpg#1156). So
+`Periodic.stop` asks the loop to end, lets a running step finish (within a grace period),
+and cancels only a loop that is still stuck after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+#: How long `stop` lets a running step finish before cancelling it.
+STOP_GRACE = 10.0
+
+Step = Callable[[], Awaitable[None]]
+
+
+class Periodic:
+    """Runs `step` every `interval` seconds in a background task until stopped.
+
+    A failing step is logged and retried at the next interval: the loop never dies of it.
+    `poke()` runs the next step at once (e.g. work became due early).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        step: Step,
+        interval: float | Callable[[], float],
+        *,
+        failure: str = "background step failed",
+        run_first: bool = False,
+    ) -> None:
+        self.name = name
+        self.step = step
+        self._interval = interval
+        self.failure = failure
+        self._run_first = run_first
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def interval(self) -> float:
+        value = self._interval
+        return value() if callable(value) else value
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start the loop (its first step runs at once with run_first, else after one
+        interval)."""
+        if self._task is None:
+            self._stopping = False
+            if self._run_first:
+                self._wake.set()
+            self._task = asyncio.create_task(self._run(), name=self.name)
+
+    def poke(self) -> None:
+        """Run the next step now instead of at the end of the interval."""
+        self._wake.set()
+
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """End the loop after its current step (cancelled if that takes over `grace` s)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        done, _ = await asyncio.wait([task], timeout=grace)
+        if not done:
+            log.warning("%s did not finish its step within %.0f s; cancelled", self.name, grace)
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self.step()
+            except Exception:  # retried next interval; never kill the loop
+                log.exception("%s: %s", self.name, self.failure)
