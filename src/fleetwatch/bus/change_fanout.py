@@ -18,6 +18,7 @@ import orjson
 
 from fleetwatch.bus.bus import Bus, cancel_all
 from fleetwatch.index import Action, Change, DocumentIndex
+from fleetwatch.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,12 @@ class ChangeFanout:
         self.poll_interval = poll_interval
         self._inbox: asyncio.Queue[tuple[list[Change] | None, int]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._poll = Periodic(
+            "fleetwatch-fanout-poll",
+            self._catch_up,
+            lambda: self.poll_interval,
+            failure="change log catch-up failed (the database is away?); next poll retries",
+        )
         self.received = 0
 
     def start(self) -> None:
@@ -85,12 +92,13 @@ class ChangeFanout:
         self.bus.subscribe("reconnected", lambda _payload: self._inbox.put_nowait((None, 0)))
         self._tasks = [
             asyncio.create_task(self._receive(), name="fleetwatch-fanout-receive"),
-            asyncio.create_task(self._poll(), name="fleetwatch-fanout-poll"),
         ]
+        self._poll.start()
 
     async def stop(self) -> None:
         self.index.on_commit = None
         await cancel_all(self._tasks)
+        await self._poll.stop()
 
     def _publish(self, changes: Sequence[Change]) -> None:
         self.bus.publish(CHANNEL, encode_changes(changes))
@@ -113,10 +121,5 @@ class ChangeFanout:
             except Exception:
                 log.exception("delivering changes from another node failed; the poll retries")
 
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            try:
-                await self.index.catch_up()
-            except Exception as exc:  # the database is unreachable: try again next time
-                log.warning("change log catch-up failed: %s", exc)
+    async def _catch_up(self) -> None:
+        await self.index.catch_up()
