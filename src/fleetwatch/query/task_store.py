@@ -53,6 +53,16 @@ class TaskRow:
     body: JsonObject
 
 
+@dataclass(frozen=True, slots=True)
+class TaskHead:
+    """What another node may have changed in a stored task (its body aside)."""
+
+    self_link: str
+    stage: str
+    expiration_micros: int | None
+    snapshot_seq: int
+
+
 @dataclass(slots=True)
 class WebhookRow:
     """A stored webhook subscription (mutable: its worker advances it)."""
@@ -178,10 +188,44 @@ class TaskStore:
             )
             return int(result.rowcount or 0)
 
-    async def load_tasks(self) -> list[TaskRow]:
+    async def load_tasks(self, links: Sequence[str] | None = None) -> list[TaskRow]:
+        """Every stored task, or those of `links` (read 500 at a time), oldest first."""
+        statement = select(query_tasks).order_by(query_tasks.c.created_micros)
+        if links is None:
+            chunks = [statement]
+        else:
+            wanted = list(links)
+            chunks = [
+                statement.where(query_tasks.c.self_link.in_(wanted[i : i + 500]))
+                for i in range(0, len(wanted), 500)
+            ]
+        rows: list[TaskRow] = []
         async with self.db.connect() as conn:
-            result = await conn.execute(select(query_tasks).order_by(query_tasks.c.created_micros))
-            return [_task_row(r._mapping) for r in result]
+            for chunk in chunks:
+                rows.extend(_task_row(r._mapping) for r in await conn.execute(chunk))
+        rows.sort(key=lambda row: row.created_micros)
+        return rows
+
+    async def load_heads(self) -> list[TaskHead]:
+        """Every stored task without its body: what a periodic sync compares."""
+        c = query_tasks.c
+        async with self.db.connect() as conn:
+            result = await conn.execute(
+                select(c.self_link, c.stage, c.expiration_micros, c.snapshot_seq).order_by(
+                    c.created_micros
+                )
+            )
+            return [
+                TaskHead(
+                    self_link=r.self_link,
+                    stage=r.stage,
+                    expiration_micros=None
+                    if r.expiration_micros is None
+                    else int(r.expiration_micros),
+                    snapshot_seq=int(r.snapshot_seq),
+                )
+                for r in result
+            ]
 
     async def checkpoint(self) -> int | None:
         """The sequence the stored task state reflects, or None before the first save."""

@@ -215,20 +215,27 @@ class QueryTaskService:
     async def sync(self) -> None:
         """Make this node's tasks what the task table holds (another node changed it)."""
         async with self._sync_lock:
-            rows = {row.self_link: row for row in await self.store.load_tasks()}
+            # Heads only: a task's body is read once, when this node first adopts it.
+            heads = {head.self_link: head for head in await self.store.load_heads()}
             for link, record in list(self._tasks.items()):
-                row = rows.get(link)
-                if row is None:
+                head = heads.get(link)
+                if head is None:
                     await self._forget(record, "the task was deleted")
-                elif row.stage != record.stage.value and record.running:
-                    record.stage = TaskStage(row.stage)
-                    await self.hub.close_stream(link, f"the task was {row.stage.lower()}")
-                if row is not None and (row.expiration_micros or 0) != record.expiration_micros:
-                    record.expiration_micros = row.expiration_micros or 0
+                elif head.stage != record.stage.value and record.running:
+                    record.stage = TaskStage(head.stage)
+                    await self.hub.close_stream(link, f"the task was {head.stage.lower()}")
+                if head is not None and (head.expiration_micros or 0) != record.expiration_micros:
+                    record.expiration_micros = head.expiration_micros or 0
                     heapq.heappush(self._expiry, (record.expiration_micros, link))
-            for link, row in rows.items():
-                if link in self._tasks or row.snapshot_seq < 0:
-                    continue  # known, or its creator has not read its initial results yet
+            new = [
+                link
+                for link, head in heads.items()
+                # known, or its creator has not read its initial results yet
+                if link not in self._tasks and head.snapshot_seq >= 0
+            ]
+            for row in await self.store.load_tasks(new) if new else []:
+                if row.self_link in self._tasks or row.snapshot_seq < 0:
+                    continue
                 adopted = self._record_from_row(row)
                 if adopted is None:
                     continue
