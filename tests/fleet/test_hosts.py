@@ -4,6 +4,7 @@ transitions mirrored into the host's document."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from sqlalchemy import select
@@ -33,6 +34,21 @@ async def test_seen_time_is_written_in_batches(db: Database, index: DocumentInde
         service.mark_seen(host, time.time() + 5)
     # fifty check-ins, no write yet
     assert await seen_in_db(db, host.id) == enrolled_seen
+    await service.flush()
+    assert await seen_in_db(db, host.id) == host.seen_time
+
+
+async def test_a_flush_cut_short_keeps_its_seen_times(db: Database, index: DocumentIndex) -> None:
+    """Shutdown cancelling a flush inside its write must not drop the hosts it took."""
+    service = HostService(db, index, Settings(distributed_hold=10))
+    await service.load()
+    host, _ = await service.enroll("h1", "9", details_for("h1", "u1"), None)
+    service.mark_seen(host, time.time() + 5)
+    flush = asyncio.create_task(service.flush())
+    await asyncio.sleep(0)  # the flush has taken the dirty hosts and entered its write
+    flush.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flush
     await service.flush()
     assert await seen_in_db(db, host.id) == host.seen_time
 
