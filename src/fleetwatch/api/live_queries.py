@@ -243,11 +243,12 @@ async def campaign_events(
         stream = campaign_stream(services.campaigns, services.subscriptions, campaign_id, since)
         try:
             yield b": connected\n\n"
-            async for message in with_keepalive(stream, keepalive):
-                if message is None:
+            async for batch in with_keepalive(stream, keepalive):
+                if batch is None:
                     yield KEEPALIVE
                     continue
-                yield sse_event(orjson.dumps(message.to_json()), message.seq, message.type)
+                # one write per batch: a burst of results is not a syscall per result
+                yield b"".join(sse_event(orjson.dumps(m.to_json()), m.seq, m.type) for m in batch)
         finally:
             with contextlib.suppress(RuntimeError):
                 await stream.aclose()  # type: ignore[attr-defined]
@@ -279,11 +280,12 @@ async def _pump_campaign(
     async def send() -> None:
         stream = campaign_stream(services.campaigns, services.subscriptions, campaign_id, since)
         try:
-            async for message in stream:
-                payload = message.to_json()
-                if message.seq is not None:
-                    payload["seq"] = message.seq
-                await websocket.send_json(payload)
+            async for batch in stream:
+                for message in batch:
+                    payload = message.to_json()
+                    if message.seq is not None:
+                        payload["seq"] = message.seq
+                    await websocket.send_json(payload)
         finally:
             with contextlib.suppress(RuntimeError):
                 await stream.aclose()  # type: ignore[attr-defined]

@@ -29,6 +29,8 @@ from fleetwatch.query.subscriptions import (
 
 #: How often totals are re-checked while nothing else happens (seconds).
 TOTALS_INTERVAL = 0.5
+#: Messages taken from the subscription per batch at most.
+MAX_BATCH = 500
 
 
 @dataclass
@@ -86,16 +88,20 @@ async def campaign_stream(
     hub: SubscriptionHub,
     campaign_id: int,
     since: int | None = None,
-) -> AsyncIterator[StreamMessage]:
-    """Messages of one campaign until the caller stops iterating.
+) -> AsyncIterator[list[StreamMessage]]:
+    """Messages of one campaign, in batches, until the caller stops iterating.
 
+    Whatever has arrived by the time a batch is built goes into it (up to MAX_BATCH), so a
+    burst of results costs one totals check and one socket write per batch rather than per
+    result: the stream keeps up with a fleet-wide campaign instead of trailing the store.
     Raises NotFound (before the first message) for an unknown campaign.
     """
     campaign = await campaigns.get(campaign_id)  # NotFound for an unknown campaign
+    opening: list[StreamMessage] = []
     try:
         sub = await hub.subscribe_query(results_query(campaign_id), since=since)
     except ResumeTooOld as exc:
-        yield StreamMessage("error", {"error": str(exc), "resync": True})
+        opening.append(StreamMessage("error", {"error": str(exc), "resync": True}))
         sub = await hub.subscribe_query(results_query(campaign_id))
     queue: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -111,48 +117,62 @@ async def campaign_stream(
     last_status: Any = None
     try:
         while True:
+            batch, opening = opening, []
             current = await campaigns.get(campaign_id)
             if current["totals"] != last_totals:
                 last_totals = current["totals"]
-                yield StreamMessage("totals", {"campaign_id": campaign_id, **last_totals})
-            try:
-                message = await asyncio.wait_for(queue.get(), TOTALS_INTERVAL)
-            except TimeoutError:
-                continue
-            if message is None:
-                return
-            if isinstance(message, Initial):
-                # each Initial carries one chunk: matching bodies, the campaign's among them
-                bodies = list(message.payload or [])
-                for body in bodies:
-                    if body.get("documentKind") == RESULT_KIND:
-                        yield StreamMessage("result", result_view(body))
-                    else:
-                        campaign = body
-                if message.last:
-                    last_status = campaign.get("status")
-                    yield StreamMessage("status", _status(campaign), message.seq)
-            elif isinstance(message, Notification):
-                change = message.event.change
-                if change.action.value == "DELETE":
+                batch.append(StreamMessage("totals", {"campaign_id": campaign_id, **last_totals}))
+            if queue.empty():
+                if batch:
+                    yield batch
+                    batch = []
+                try:
+                    arrived = [await asyncio.wait_for(queue.get(), TOTALS_INTERVAL)]
+                except TimeoutError:
                     continue
-                if change.kind == RESULT_KIND:
-                    yield StreamMessage("result", result_view(change.body), message.seq)
-                elif change.body.get("status") != last_status:
-                    last_status = change.body.get("status")
-                    yield StreamMessage("status", _status(change.body), message.seq)
-            elif isinstance(message, Resync):
-                yield StreamMessage(
-                    "error",
-                    {
-                        "error": "the client fell behind; reconnect with since",
-                        "resync": True,
-                        "seq": message.seq,
-                    },
-                )
-                return
-            elif isinstance(message, Closed):
-                return
+            else:
+                arrived = []
+            while len(arrived) < MAX_BATCH and not queue.empty():
+                arrived.append(queue.get_nowait())
+            for message in arrived:
+                if message is None or isinstance(message, Closed):
+                    if batch:
+                        yield batch
+                    return
+                if isinstance(message, Initial):
+                    # each Initial carries one chunk: matching bodies, the campaign's among them
+                    for body in message.payload or []:
+                        if body.get("documentKind") == RESULT_KIND:
+                            batch.append(StreamMessage("result", result_view(body)))
+                        else:
+                            campaign = body
+                    if message.last:
+                        last_status = campaign.get("status")
+                        batch.append(StreamMessage("status", _status(campaign), message.seq))
+                elif isinstance(message, Notification):
+                    change = message.event.change
+                    if change.action.value == "DELETE":
+                        continue
+                    if change.kind == RESULT_KIND:
+                        batch.append(StreamMessage("result", result_view(change.body), message.seq))
+                    elif change.body.get("status") != last_status:
+                        last_status = change.body.get("status")
+                        batch.append(StreamMessage("status", _status(change.body), message.seq))
+                elif isinstance(message, Resync):
+                    batch.append(
+                        StreamMessage(
+                            "error",
+                            {
+                                "error": "the client fell behind; reconnect with since",
+                                "resync": True,
+                                "seq": message.seq,
+                            },
+                        )
+                    )
+                    yield batch
+                    return
+            if batch:
+                yield batch
     finally:
         pumper.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
