@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import os
-import socket
 import statistics
 import tempfile
 import time
@@ -35,154 +33,24 @@ from typing import Any
 import httpx
 import orjson
 
+from bench._checkin_server import (
+    BARE_BODY,
+    BARE_PATH,
+    ENROLL_SECRET,
+    READ_PATH,
+    enroll_all,
+    serve,
+)
 from bench._harness import Measurement, Report, format_number, ratio, summarize
 from bench._http_load import LoadClients, PhaseResult, Phases, post_requests, split
+from bench._processes import free_port, stop_server, wait_ready
 
 TARGET_RATIO = 0.60
-ENROLL_SECRET = "bench-checkin-secret"
-READ_PATH = "/api/v1/osquery/distributed/read"
-BARE_PATH = "/bench/bare"
 #: What an empty distributed/read answer contains (distributed/read with nothing pending).
 EMPTY_READ = b'"queries":{}'
-BARE_BODY: dict[str, dict[str, str]] = {"queries": {}, "discovery": {}}
-
-
-# --- the server process -----------------------------------------------------------------
-
-
-def _serve(settings_kwargs: dict[str, Any], log_path: str) -> None:
-    """Child process: `fleetwatch serve` plus the bench-only routes, until terminated."""
-    import logging
-
-    import uvicorn
-    from sqlalchemy import event
-
-    from fleetwatch.api.responses import JsonResponse
-    from fleetwatch.config import Settings
-    from fleetwatch.server import uvicorn_config
-    from fleetwatch.services import Services
-
-    # Server logs go to a file: the terminal is for the report.
-    log_file = open(log_path, "a", encoding="utf-8")  # open for the process's life
-    os.dup2(log_file.fileno(), 1)
-    os.dup2(log_file.fileno(), 2)
-    logging.basicConfig(stream=log_file)
-
-    settings = Settings(**settings_kwargs)
-    config = uvicorn_config(settings)
-    app = config.app
-    services: Services = app.state.services  # type: ignore[union-attr]
-
-    statements: Counter[str] = Counter()
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        # SQLAlchemy's async engine runs this on the loop thread inside the awaiting task, so
-        # the task tells a request's statements (uvicorn's run_asgi) from background work.
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:
-            task = None
-        coro = task.get_coro() if task is not None else None
-        origin = str(getattr(coro, "__qualname__", "?"))
-        origin = "request" if origin.endswith("run_asgi") else origin
-        words = statement.split()
-        statements[f"{origin}: {' '.join(words[:3]) if words else '?'}"] += 1
-
-    event.listen(services.db.engine.sync_engine, "before_cursor_execute", count)
-
-    async def bare_endpoint() -> JsonResponse:
-        """The baseline: a constant JSON body, nothing read, nothing looked up."""
-        return JsonResponse(BARE_BODY)
-
-    async def sql_counts() -> JsonResponse:
-        return JsonResponse({"total": sum(statements.values()), "by_kind": dict(statements)})
-
-    app.add_api_route(BARE_PATH, bare_endpoint, methods=["POST"])  # type: ignore[union-attr]
-    app.add_api_route("/bench/sql", sql_counts, methods=["GET"])  # type: ignore[union-attr]
-    # The baseline is matched first, so it pays no routing cost the check-in route pays:
-    # routing past other routes is part of what a check-in costs in this app.
-    routes = app.router.routes  # type: ignore[union-attr]
-    routes.insert(0, routes.pop(-2))
-    uvicorn.Server(config).run()
 
 
 # --- setup: enroll hosts and answer their detail queries ---------------------------------
-
-
-def _details(i: int) -> dict[str, dict[str, str]]:
-    uuid = f"00000000-0000-4000-8000-{i:012d}"
-    return {
-        "os_version": {"name": "Ubuntu", "version": "22.04.4 LTS", "platform": "ubuntu"},
-        "osquery_info": {"version": "5.23.1", "uuid": uuid},
-        "system_info": {"hostname": f"bench-{i:05d}", "uuid": uuid, "cpu_logical_cores": "4"},
-    }
-
-
-async def _enroll_one(client: httpx.AsyncClient, i: int) -> str:
-    enrolled = await client.post(
-        "/api/v1/osquery/enroll",
-        json={
-            "enroll_secret": ENROLL_SECRET,
-            "host_identifier": f"bench-host-{i:05d}",
-            "platform_type": "9",
-            "host_details": _details(i),
-        },
-    )
-    key = enrolled.json().get("node_key")
-    if not isinstance(key, str):
-        raise RuntimeError(f"enroll failed: {enrolled.status_code} {enrolled.text}")
-    first = (await client.post(READ_PATH, json={"node_key": key})).json()
-    queries: dict[str, str] = first.get("queries", {})
-    if not queries:
-        raise RuntimeError(f"the first read after enroll offered no detail queries: {first}")
-    rows = {
-        name: [{"name": "distributed_interval", "value": "1"}] if "flags" in name else []
-        for name in queries
-    }
-    rows["fleet_detail_query_system_info"] = [_details(i)["system_info"]]
-    wrote = await client.post(
-        "/api/v1/osquery/distributed/write",
-        json={"node_key": key, "queries": rows, "statuses": {name: 0 for name in queries}},
-    )
-    if wrote.status_code != 200:
-        raise RuntimeError(f"distributed/write failed: {wrote.status_code} {wrote.text}")
-    again = (await client.post(READ_PATH, json={"node_key": key})).json()
-    if again.get("queries"):
-        raise RuntimeError(f"a read after answering the detail queries is not empty: {again}")
-    return key
-
-
-async def _enroll_all(url: str, hosts: int, concurrency: int = 16) -> list[str]:
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(i: int) -> str:
-            async with gate:
-                return await _enroll_one(client, i)
-
-        return list(await asyncio.gather(*(one(i) for i in range(hosts))))
-
-
-async def _wait_ready(url: str, proc: mp.process.BaseProcess, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-        while time.monotonic() < deadline:
-            if not proc.is_alive():
-                raise RuntimeError("the server process died on start; see its log")
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"the server at {url} was not ready within {timeout} s")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _sql_counts(url: str) -> dict[str, Any]:
@@ -215,7 +83,7 @@ def main(argv: list[str]) -> int:
     """Run the benchmark; returns 1 when a request failed or an answer was not empty."""
     args = _parse(argv)
     ctx = mp.get_context("spawn")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="fleetwatch-bench-") as tmp:
         settings = {
@@ -227,14 +95,14 @@ def main(argv: list[str]) -> int:
             "enroll_secret": ENROLL_SECRET,
             "log_level": args.log_level,
         }
-        server = ctx.Process(target=_serve, args=(settings, f"{tmp}/server.log"), daemon=True)
+        server = ctx.Process(target=serve, args=(settings, f"{tmp}/server.log"), daemon=True)
         server.start()
         clients: LoadClients | None = None
         try:
-            asyncio.run(_wait_ready(url, server))
+            asyncio.run(wait_ready(url, server))
             print(f"enrolling {args.hosts} hosts and answering their detail queries ...")
             started = time.perf_counter()
-            keys = asyncio.run(_enroll_all(url, args.hosts))
+            keys = asyncio.run(enroll_all(url, args.hosts))
             print(f"  done in {time.perf_counter() - started:.1f} s")
             assert server.pid is not None
             bodies = [orjson.dumps({"node_key": key}) for key in keys]
@@ -254,14 +122,7 @@ def main(argv: list[str]) -> int:
         finally:
             if clients is not None:
                 clients.close()
-            server.terminate()
-            server.join(30)
-            if server.is_alive():
-                server.kill()
-                server.join()
-            log = Path(tmp, "server.log").read_text(encoding="utf-8", errors="replace").strip()
-            if log:
-                print("server log (last lines):\n  " + "\n  ".join(log.splitlines()[-10:]))
+            stop_server(server, Path(tmp, "server.log"))
     report.print()
     path = report.save()
     print(f"results appended to {path}")

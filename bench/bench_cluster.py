@@ -28,378 +28,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import math
 import os
 import random
 import signal
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 from tests.cluster.harness import Cluster
-from tests.services import PostgresServer, RedisServer
 
-from bench import bench_checkin, bench_live_latency
-from bench._harness import RESULTS_DIR, Measurement, Report, format_number, ratio, summarize
-from bench._http_load import LoadClients, PhaseResult, Phases, cpu_seconds, post_requests, split
-from bench.bench_live_latency import CampaignRun, FleetProcess, Mode, spread
-
-NODE_COUNTS = (1, 2, 3)
-_databases = itertools.count()
-
-
-# --- processes and what they cost ---------------------------------------------------------
-
-
-def _children() -> dict[int, list[int]]:
-    """Parent pid -> child pids, from /proc."""
-    tree: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def descendants(root: int, tree: Mapping[int, list[int]]) -> list[int]:
-    """`root` and every process below it in `tree` (parent -> children)."""
-    found, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(tree.get(pid, []))
-    return found
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-@dataclass
-class Processes:
-    """Named groups of processes (a group counts its root's descendants too, for PostgreSQL's
-    backends) whose CPU seconds and memory are read from /proc."""
-
-    roots: dict[str, list[int]] = field(default_factory=dict)
-
-    def add(self, name: str, pid: int | None) -> None:
-        if pid is not None:
-            self.roots.setdefault(name, []).append(pid)
-
-    def _pids(self) -> dict[str, list[int]]:
-        tree = _children()
-        return {
-            name: [p for root in roots for p in descendants(root, tree)]
-            for name, roots in self.roots.items()
-        }
-
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds per group right now (processes that exited are no longer counted)."""
-        return {
-            name: sum(cpu_seconds(p) or 0.0 for p in pids) for name, pids in self._pids().items()
-        }
-
-    def rss(self) -> dict[str, int]:
-        """Resident bytes per group right now."""
-        return {name: sum(rss_bytes(p) for p in pids) for name, pids in self._pids().items()}
-
-
-def busy(
-    before: Mapping[str, float], after: Mapping[str, float], seconds: float
-) -> dict[str, float]:
-    """Per group, the share of one core it used between two `Processes.cpu` readings."""
-    return {
-        name: round(max(0.0, after[name] - before.get(name, 0.0)) / seconds, 3)
-        for name in after
-        if seconds > 0
-    }
-
-
-def busy_line(shares: Mapping[str, float]) -> str:
-    """`node1 45%, node2 44%, postgresql 3%, ...` with the total of the groups."""
-    total = sum(shares.values())
-    parts = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
-    return f"{parts} (total {total:.2f} of 2 cores)" if os.cpu_count() == 2 else parts
-
-
-# --- the shared services --------------------------------------------------------------------
-
-
-@dataclass
-class Backends:
-    """PostgreSQL and Redis, started for the whole benchmark."""
-
-    postgres: PostgresServer
-    redis: RedisServer
-    directory: Path
-    #: Error records of every node that ran (reported with the figures).
-    errors: list[str] = field(default_factory=list)
-
-    def cluster(self, size: int, settings: Mapping[str, str]) -> Cluster:
-        """N nodes (not started) on a fresh database and an emptied Redis."""
-        self.redis.restart()  # empty: no campaign sets or leases of a previous cluster
-        number = next(_databases)
-        return Cluster(
-            database_url=self.postgres.create_database(f"bench{number}"),
-            redis_url=self.redis.url,
-            directory=self.directory / f"cluster{number}",
-            size=size,
-            settings={"SEEN_FLUSH_INTERVAL": "2", "CLUSTER_LEASE_TTL": "3", **settings},
-        )
-
-    def processes(self, cluster: Cluster) -> Processes:
-        """The cluster's nodes, PostgreSQL (postmaster and backends) and Redis."""
-        procs = Processes()
-        for node in cluster.nodes:
-            procs.add(f"node{node.number}", node.process.pid if node.process else None)
-        pid_file = self.postgres.directory / "data" / "postmaster.pid"
-        procs.add("postgresql", int(pid_file.read_text().split()[0]))
-        procs.add("redis", self.redis.process.pid if self.redis.process else None)
-        return procs
-
-
-@contextmanager
-def backends() -> Iterator[Backends]:
-    """Start PostgreSQL and Redis in a temp directory; stop them afterwards."""
-    with tempfile.TemporaryDirectory(prefix="fleetwatch-bench-cluster-") as tmp:
-        postgres = PostgresServer.start()
-        try:
-            redis = RedisServer.start()
-            try:
-                yield Backends(postgres, redis, Path(tmp))
-            finally:
-                redis.stop()
-        finally:
-            postgres.stop()
-
-
-@contextmanager
-def running(cluster: Cluster, errors: list[str]) -> Iterator[Cluster]:
-    """Start every node of `cluster`; stop them and add their error lines to `errors`."""
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-        for node in cluster.nodes:
-            found = node_errors(node.log_text())
-            if found:
-                print(f"  node{node.number} log: {len(found)} errors; first: {found[0]}")
-                errors.extend(f"{cluster.size} node(s), node{node.number}: {e}" for e in found)
-
-
-def node_errors(log: str) -> list[str]:
-    """The error records of a node's JSON log: message and the exception's last line."""
-    found = []
-    for line in log.splitlines():
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            if "Traceback" in line or "ERROR" in line:
-                found.append(line[:300])
-            continue
-        if isinstance(record, dict) and record.get("level") in ("error", "critical"):
-            # The verdict is the last line, but SQLAlchemy appends a link line after it.
-            exc = [
-                line
-                for line in str(record.get("exc", "")).strip().splitlines()
-                if not line.startswith("(Background on this error")
-            ]
-            found.append(f"{record.get('msg')}: {exc[-1] if exc else ''}"[:400])
-    return found
-
-
-# --- part 1: check-in throughput -------------------------------------------------------------
-
-
-@dataclass
-class Throughput(bench_checkin._Totals):
-    """All rounds of one node count: `bench_checkin`'s totals plus every process's CPU."""
-
-    cpu: dict[str, float] = field(default_factory=dict)
-    wall: float = 0.0
-
-    def add_round(self, results: list[PhaseResult], cpu: Mapping[str, float], wall: float) -> float:
-        """Add one round (all nodes' load generators) and what each process spent in it."""
-        for name, seconds in cpu.items():
-            self.cpu[name] = self.cpu.get(name, 0.0) + seconds
-        self.wall += wall
-        return self.add(results)
-
-    @property
-    def failed(self) -> int:
-        return self.errors + self.unexpected
-
-    def busy(self) -> dict[str, float]:
-        return {name: round(s / self.wall, 3) for name, s in self.cpu.items()}
-
-
-async def answer_pending(url: str, keys: Sequence[str], concurrency: int = 16) -> int:
-    """Each host reads once from the node at `url` and answers what it is offered (empty
-    rows), as an agent would; returns how many hosts were offered something.
-
-    A node that did not see a host answer its label queries offers them again (label
-    freshness is kept per node), so the measured reads would not be empty otherwise."""
-    gate = asyncio.Semaphore(concurrency)
-    offered = 0
-    path = bench_checkin.READ_PATH
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-
-        async def one(key: str) -> None:
-            nonlocal offered
-            async with gate:
-                queries = (await client.post(path, json={"node_key": key})).json()["queries"]
-                if queries:
-                    offered += 1
-                    await client.post(
-                        path.replace("read", "write"),
-                        json={
-                            "node_key": key,
-                            "queries": {name: [] for name in queries},
-                            "statuses": {name: 0 for name in queries},
-                        },
-                    )
-
-        await asyncio.gather(*(one(key) for key in keys))
-    return offered
-
-
-def _load_clients(cluster: Cluster, keys: list[str], connections: int) -> list[LoadClients]:
-    """One load generator process per node; node k has a phase `nN` for every N >= k, with
-    its share (connections / N) of the connections, cycling over every node key."""
-    bodies = [orjson.dumps({"node_key": key}) for key in keys]
-    clients = []
-    for node in cluster.nodes:
-        requests = post_requests(bench_checkin.READ_PATH, node.port, bodies)
-        phases: Phases = {
-            f"n{n}": (split(requests, max(1, connections // n), 1), bench_checkin.EMPTY_READ)
-            for n in NODE_COUNTS
-            if n >= node.number
-        }
-        clients.append(LoadClients.start(node.port, phases, 1))
-    return clients
-
-
-def _round(
-    cluster: Cluster,
-    clients: list[LoadClients],
-    procs: Processes,
-    n: int,
-    warmup: float,
-    duration: float,
-) -> tuple[list[PhaseResult], dict[str, float], float]:
-    """Load on the first n nodes at once; their results, every group's CPU seconds, wall s."""
-
-    def one(number: int) -> list[PhaseResult]:
-        node = cluster.node(number)
-        assert node.process is not None
-        return clients[number - 1].run(f"n{n}", warmup, duration, node.process.pid)
-
-    before, started = procs.cpu(), time.perf_counter()
-    with ThreadPoolExecutor(n) as pool:
-        results = [r for rs in pool.map(one, range(1, n + 1)) for r in rs]
-    wall = time.perf_counter() - started
-    after = procs.cpu()
-    return results, {k: v - before.get(k, 0.0) for k, v in after.items()}, wall
-
-
-def measure_checkin(back: Backends, args: argparse.Namespace) -> Report:
-    """Part 1: check-in requests/s on 1, 2, 3 nodes and what every process spent."""
-    settings = {"DISTRIBUTED_HOLD": "0", "ENROLL_SECRET": bench_checkin.ENROLL_SECRET}
-    with running(back.cluster(max(NODE_COUNTS), settings), back.errors) as cluster:
-        print(f"check-in: enrolling {args.hosts:,} hosts on node 1 ...")
-        started = time.perf_counter()
-        keys = asyncio.run(bench_checkin._enroll_all(cluster.node(1).url, args.hosts))
-        print(f"  done in {time.perf_counter() - started:.1f} s")
-        for node in cluster.nodes[1:]:
-            offered = asyncio.run(answer_pending(node.url, keys))
-            print(f"  node{node.number} offered queries to {offered:,} hosts; answered")
-        procs = back.processes(cluster)
-        clients = _load_clients(cluster, keys, args.connections)
-        try:
-            for number, client in enumerate(clients, 1):
-                procs.add(f"loadgen{number}", client.clients[0][0].pid)
-            # Unmeasured: every node looks each key up once (enrolled on node 1) and the
-            # hosts' status changes are written, so the rounds see the steady state.
-            _round(cluster, clients, procs, max(NODE_COUNTS), args.warmup, args.duration)
-            time.sleep(args.warmup)
-            totals = {n: Throughput() for n in NODE_COUNTS}
-            for number in range(1, args.rounds + 1):
-                line = []
-                for n in NODE_COUNTS:
-                    rate = totals[n].add_round(
-                        *_round(cluster, clients, procs, n, args.warmup, args.duration)
-                    )
-                    line.append(f"{n} node(s) {format_number(rate)} req/s")
-                print(f"round {number}: " + ", ".join(line))
-        finally:
-            for client in clients:
-                client.close()
-    return _checkin_report(args, totals)
-
-
-def _params(args: argparse.Namespace, names: str, **more: Any) -> dict[str, Any]:
-    """The report parameters: the named options, the backend and `more`."""
-    return {**{name: getattr(args, name) for name in names.split()}, **more} | {
-        "backend": "postgresql+redis"
-    }
-
-
-def _checkin_report(args: argparse.Namespace, totals: Mapping[int, Throughput]) -> Report:
-    report = Report(
-        bench="cluster_checkin",
-        baseline="1 node",
-        params=_params(
-            args,
-            "hosts connections rounds duration",
-            failed_requests=sum(t.failed for t in totals.values()),
-        ),
-    )
-    for n, t in totals.items():
-        report.add(
-            Measurement(
-                name=f"{n} node" + ("s" if n > 1 else ""),
-                value=t.rate,
-                unit="req/s",
-                latencies=summarize(t.latencies),
-                extra={
-                    "requests": t.completed,
-                    "per_round": [round(r, 1) for r in t.per_round],
-                    "cpu_busy": t.busy(),
-                },
-            )
-        )
-        nodes_cpu = sum(s for name, s in t.cpu.items() if name.startswith("node"))
-        report.notes.append(
-            f"{n} node(s): {format_number(t.rate)} req/s; CPU share of one core: "
-            f"{busy_line(t.busy())}; nodes {nodes_cpu / max(t.completed, 1) * 1e6:.0f} us "
-            "CPU per check-in"
-        )
-        if t.failed:
-            report.notes.append(f"{n} node(s): {t.failed} failed answers; first: {t.first_error}")
-    return report
-
+from bench import bench_live_latency
+from bench._cluster_backends import (
+    Backends,
+    Processes,
+    backends,
+    busy,
+    busy_line,
+    running,
+)
+from bench._cluster_checkin import (
+    NODE_COUNTS,
+    measure_checkin,
+    report_params,
+)
+from bench._harness import RESULTS_DIR, Measurement, Report, ratio, summarize
+from bench._latency import Mode, spread
+from bench._sim_fleet_process import ENROLL_SECRET, FleetProcess, merge_statuses
+from bench.bench_live_latency import CampaignRun
 
 # --- parts 2 and 3: a simulated fleet across the nodes ---------------------------------------
 
@@ -455,7 +115,7 @@ class FleetGroup(FleetProcess):
         statuses = [member.poll(wait) for member in self.members]
         if not all(statuses):
             return {}
-        return bench_live_latency.merge_statuses(statuses)
+        return merge_statuses(statuses)
 
     def close(self) -> None:
         for member in self.members:
@@ -475,7 +135,7 @@ def _fleet_run(
     settings = {
         "DISTRIBUTED_HOLD": f"{args.hold:g}",
         "DISTRIBUTED_INTERVAL": str(args.interval),
-        "ENROLL_SECRET": bench_live_latency.ENROLL_SECRET,
+        "ENROLL_SECRET": ENROLL_SECRET,
     }
     with running(back.cluster(nodes, settings), back.errors) as cluster:
         procs = back.processes(cluster)
@@ -592,7 +252,7 @@ def measure_latency(back: Backends, args: argparse.Namespace) -> tuple[Report, F
     report = Report(
         bench="cluster_latency",
         baseline="1 node",
-        params=_params(args, "fleet_hosts hold interval campaigns start_rate"),
+        params=report_params(args, "fleet_hosts hold interval campaigns start_rate"),
     )
     for n, run in runs.items():
         name = f"{n} node" + ("s" if n > 1 else "")
@@ -613,7 +273,7 @@ def measure_scale(back: Backends, args: argparse.Namespace, baseline: FleetRun) 
     report = Report(
         bench="cluster_scale",
         baseline=f"{nodes} nodes, {baseline.hosts:,} hosts",
-        params=_params(args, "scale_hosts hold interval start_rate", nodes=nodes),
+        params=report_params(args, "scale_hosts hold interval start_rate", nodes=nodes),
     )
     report.add(_fleet_measurement(report.baseline, baseline))
     name = f"{nodes} nodes, {run.hosts:,} hosts"

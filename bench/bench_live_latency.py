@@ -30,16 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import math
 import multiprocessing as mp
 import os
-import queue
 import random
-import socket
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,280 +44,32 @@ from typing import Any
 import httpx
 import orjson
 
-from bench._harness import Measurement, Report, format_ratio, percentile, ratio, summarize
+from bench._harness import Measurement, Report, format_ratio, ratio, summarize
 from bench._http_load import cpu_seconds
+from bench._latency import (
+    Mode,
+    SseParser,
+    agent_request_counts,
+    epoch,
+    parse_modes,
+    per_host_rate,
+    spread,
+)
+from bench._processes import free_port, wait_ready
+from bench._sim_fleet_process import (
+    ENROLL_SECRET,
+    FleetProcess,
+    _serve,
+)
 
 TARGET_P95_S = 1.5
 #: Issue 4's setting (hold 10, interval 10), DESIGN.md §5's (hold 10, interval 1), Fleet's.
 DEFAULT_MODES = "10:10,10:1,0:10"
-ENROLL_SECRET = "bench-live-latency-secret"
 ADMIN_EMAIL = "bench@example.com"
 ADMIN_PASSWORD = "Bench-live-latency-1!"
 CAMPAIGN_SQL = "SELECT hostname, uuid FROM system_info"
-CAMPAIGN_PREFIX = "fleet_distributed_query_"
 #: Sockets the server may hold per host (the held distributed/read, config and logger).
 SERVER_FDS_PER_HOST = 2
-
-
-# --- pure helpers (tested in tests/bench/test_live_latency.py) ---------------------------
-
-
-@dataclass(frozen=True)
-class Mode:
-    """One server configuration: distributed/read hold and the pushed distributed_interval."""
-
-    hold: float
-    interval: int
-
-    @property
-    def name(self) -> str:
-        kind = "long-poll" if self.hold > 0 else "polling"
-        return f"{kind} H={self.hold:g} I={self.interval}"
-
-    @property
-    def cycle(self) -> float:
-        """Seconds between two check-ins of an idle host."""
-        return self.hold + self.interval
-
-
-def parse_modes(text: str) -> list[Mode]:
-    """`"10:10,0:10"` -> modes (HOLD:INTERVAL, seconds); exactly one must have hold 0."""
-    modes: list[Mode] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        hold_text, sep, interval_text = part.partition(":")
-        if not sep:
-            raise ValueError(f"mode {part!r} is not HOLD:INTERVAL")
-        try:
-            hold, interval = float(hold_text), int(interval_text)
-        except ValueError as exc:
-            raise ValueError(f"mode {part!r} is not HOLD:INTERVAL (numbers)") from exc
-        if not 0 <= hold < 14 or math.isnan(hold):
-            raise ValueError(f"mode {part!r}: hold must be between 0 and 14 s (osquery: 16)")
-        if not 1 <= interval <= 3600:
-            raise ValueError(f"mode {part!r}: interval must be between 1 and 3600 s")
-        mode = Mode(hold, interval)
-        if mode in modes:
-            raise ValueError(f"mode {part!r} is given twice")
-        modes.append(mode)
-    if sum(1 for m in modes if m.hold == 0) != 1:
-        raise ValueError("give exactly one mode with hold 0 (the polling baseline)")
-    return modes
-
-
-@dataclass(frozen=True)
-class Spread:
-    """Percentiles of a set of latencies, in seconds."""
-
-    count: int
-    p50: float
-    p95: float
-    p99: float
-    max: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {
-            "count": self.count,
-            "p50_s": round(self.p50, 4),
-            "p95_s": round(self.p95, 4),
-            "p99_s": round(self.p99, 4),
-            "max_s": round(self.max, 4),
-        }
-
-    def line(self) -> str:
-        return (
-            f"p50 {self.p50:.3f} s, p95 {self.p95:.3f} s, p99 {self.p99:.3f} s, "
-            f"max {self.max:.3f} s (n={self.count:,})"
-        )
-
-
-def spread(values: Sequence[float]) -> Spread:
-    """p50/p95/p99/max of latencies (linear interpolation, as `bench._harness.percentile`)."""
-    if not values:
-        raise ValueError("no latencies")
-    ordered = sorted(values)
-    return Spread(
-        len(ordered),
-        percentile(ordered, 50),
-        percentile(ordered, 95),
-        percentile(ordered, 99),
-        ordered[-1],
-    )
-
-
-def epoch(iso_time: str) -> float:
-    """Unix time of an RFC 3339 timestamp as the API writes them (`...Z`)."""
-    return dt.datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp()
-
-
-class SseParser:
-    """Server-Sent Events from lines: `feed(line)` returns (event, data) when one ends."""
-
-    def __init__(self) -> None:
-        self._event = "message"
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> tuple[str, str] | None:
-        line = line.rstrip("\r\n")
-        if line == "":
-            if not self._data:
-                self._event = "message"
-                return None
-            out = (self._event, "\n".join(self._data))
-            self._event, self._data = "message", []
-            return out
-        if line.startswith(":"):
-            return None  # comment (keep-alive)
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "event":
-            self._event = value
-        elif name == "data":
-            self._data.append(value)
-        return None
-
-
-def agent_request_counts(metrics_text: str) -> dict[str, float]:
-    """Agent API requests by endpoint from the Prometheus text (all outcomes summed)."""
-    counts: dict[str, float] = {}
-    for line in metrics_text.splitlines():
-        if not line.startswith("fleetwatch_agent_requests_total{"):
-            continue
-        labels, _, value = line.rpartition(" ")
-        start = labels.find('endpoint="')
-        if start < 0:
-            continue
-        start += len('endpoint="')
-        endpoint = labels[start : labels.index('"', start)]
-        counts[endpoint] = counts.get(endpoint, 0.0) + float(value)
-    return counts
-
-
-def per_host_rate(before: float, after: float, hosts: int, seconds: float) -> float:
-    """Requests per second per host between two counter readings."""
-    if hosts <= 0 or seconds <= 0:
-        return 0.0
-    return (after - before) / hosts / seconds
-
-
-# --- the server process ------------------------------------------------------------------
-
-
-def _serve(settings_kwargs: dict[str, Any], log_path: str, fds: int) -> None:
-    """Child process: `fleetwatch serve` until terminated."""
-    import logging
-
-    import uvicorn
-
-    from fleetwatch.config import Settings
-    from fleetwatch.server import uvicorn_config
-    from fleetwatch.sim.fleet import raise_open_file_limit
-
-    log_file = open(log_path, "a", encoding="utf-8")  # open for the process's life
-    os.dup2(log_file.fileno(), 1)
-    os.dup2(log_file.fileno(), 2)
-    logging.basicConfig(stream=log_file)
-    raise_open_file_limit(fds)
-    uvicorn.Server(uvicorn_config(Settings(**settings_kwargs))).run()
-
-
-# --- the simulated fleet process ---------------------------------------------------------
-
-
-def _fleet_status(fleet: Any, now: float) -> dict[str, Any]:
-    """What the parent needs to know about the fleet right now."""
-    totals = fleet.totals()
-    answered = 0
-    last_other = 0.0
-    for host in fleet.hosts:
-        answered += host.stats.queries_answered > 0
-        for received in reversed(host.received_queries):
-            if not received.name.startswith(CAMPAIGN_PREFIX):
-                last_other = max(last_other, received.received_at)
-                break
-    return {
-        "time": now,
-        "hosts": totals.hosts,
-        "enrolled": totals.enrolled,
-        "answered": answered,
-        "other_query_age": now - last_other if last_other else math.inf,
-        "requests": dict(totals.by_kind),
-        "errors": dict(totals.errors_by_kind),
-        "last_error": totals.last_error,
-        "loop_crashes": totals.loop_crashes,
-    }
-
-
-def merge_statuses(statuses: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One status for several fleets (one per cluster node) in one process."""
-    requests: dict[str, int] = {}
-    errors: dict[str, int] = {}
-    for status in statuses:
-        for key, into in (("requests", requests), ("errors", errors)):
-            for kind, count in status[key].items():
-                into[kind] = into.get(kind, 0) + count
-    return {
-        "time": max(s["time"] for s in statuses),
-        "hosts": sum(s["hosts"] for s in statuses),
-        "enrolled": sum(s["enrolled"] for s in statuses),
-        "answered": sum(s["answered"] for s in statuses),
-        "other_query_age": min(s["other_query_age"] for s in statuses),
-        "requests": requests,
-        "errors": errors,
-        "last_error": next((s["last_error"] for s in statuses if s["last_error"]), ""),
-        "loop_crashes": sum(s["loop_crashes"] for s in statuses),
-    }
-
-
-def _run_fleet(
-    urls: Sequence[str],
-    hosts: int,
-    start_period: float,
-    seed: int,
-    status: Any,
-    stop: Any,
-    log_path: str,
-    first_index: int = 0,
-) -> None:
-    """Child process: N simulated hosts (numbered from `first_index`), split evenly over the
-    server `urls` (cluster nodes); a status dict on `status` every second."""
-    import logging
-
-    from fleetwatch.sim.fleet import SOCKETS_PER_HOST, Fleet, raise_open_file_limit
-
-    log_file = open(log_path, "a", encoding="utf-8")  # open for the process's life
-    os.dup2(log_file.fileno(), 2)
-    logging.basicConfig(stream=log_file, level=logging.WARNING)
-    # The limit is the process's: each Fleet would raise it for its own share of the hosts.
-    raise_open_file_limit(SOCKETS_PER_HOST * hosts + 1024)
-
-    async def main() -> None:
-        bounds = [hosts * i // len(urls) for i in range(len(urls) + 1)]
-        fleets = [
-            Fleet(
-                url,
-                ENROLL_SECRET,
-                hosts=bounds[i + 1] - bounds[i],
-                seed=seed,
-                start_period=start_period,
-                first_index=first_index + bounds[i],
-            )
-            for i, url in enumerate(urls)
-        ]
-        for fleet in fleets:
-            await fleet.start()
-        try:
-            while not stop.is_set():
-                await asyncio.sleep(1.0)
-                now = time.time()
-                status.put(merge_statuses([_fleet_status(f, now) for f in fleets]))
-        finally:
-            for fleet in fleets:
-                await fleet.stop()
-
-    asyncio.run(main())
 
 
 # --- this process: the API client ---------------------------------------------------------
@@ -411,101 +160,6 @@ async def _metrics(client: httpx.AsyncClient) -> dict[str, float]:
     return agent_request_counts(answer.text)
 
 
-async def _wait_ready(url: str, proc: mp.process.BaseProcess, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-        while time.monotonic() < deadline:
-            if not proc.is_alive():
-                raise RuntimeError("the server process died on start; see its log")
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"the server at {url} was not ready within {timeout} s")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class FleetProcess:
-    """The simulated fleet's process and its latest status."""
-
-    def __init__(self, url: str | Sequence[str], args: argparse.Namespace, log_path: str) -> None:
-        ctx = mp.get_context("spawn")
-        self.status_queue: Any = ctx.Queue()
-        self.stop_event: Any = ctx.Event()
-        self.latest: dict[str, Any] = {}
-        self.proc = ctx.Process(
-            target=_run_fleet,
-            args=(
-                [url] if isinstance(url, str) else list(url),
-                args.hosts,
-                args.hosts / args.start_rate,
-                args.seed,
-                self.status_queue,
-                self.stop_event,
-                log_path,
-                getattr(args, "first_index", 0),
-            ),
-            daemon=True,
-        )
-        self.proc.start()
-
-    def poll(self, wait: float = 0.0) -> dict[str, Any]:
-        """The newest status (waiting up to `wait` s for one)."""
-        try:
-            self.latest = self.status_queue.get(timeout=wait) if wait else self.latest
-            while True:
-                self.latest = self.status_queue.get_nowait()
-        except queue.Empty:
-            pass
-        if not self.proc.is_alive():
-            raise RuntimeError("the simulated fleet process died; see its log")
-        return self.latest
-
-    async def settle(self, mode: Mode, timeout: float) -> float:
-        """Wait until every host enrolled and answered, and nothing but campaigns was
-        offered for a whole cycle; returns the seconds it took."""
-        started = time.monotonic()
-        quiet = mode.cycle + 5
-        last_print = 0.0
-        while True:
-            status = await asyncio.to_thread(self.poll, 2.0)
-            if not status:
-                continue
-            hosts = status["hosts"]
-            done = (
-                status["enrolled"] == hosts
-                and status["answered"] == hosts
-                and status["other_query_age"] >= quiet
-            )
-            elapsed = time.monotonic() - started
-            if done:
-                return elapsed
-            if elapsed - last_print >= 15:
-                last_print = elapsed
-                age = status["other_query_age"]
-                print(
-                    f"  settling {elapsed:.0f} s: {status['enrolled']:,}/{hosts:,} enrolled, "
-                    f"{status['answered']:,} answered, last detail/label query "
-                    f"{'never' if math.isinf(age) else f'{age:.0f} s ago'}"
-                )
-            if elapsed > timeout:
-                raise TimeoutError(f"the fleet did not settle within {timeout:g} s: {status}")
-
-    def close(self) -> None:
-        self.stop_event.set()
-        self.proc.join(30)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-
-
 @dataclass
 class ModeResult:
     """Everything measured for one mode."""
@@ -545,7 +199,7 @@ def _sim_rates(before: dict[str, Any], after: dict[str, Any], hosts: int) -> dic
 async def _measure_mode(
     mode: Mode, args: argparse.Namespace, rng: random.Random, tmp: str
 ) -> ModeResult:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     data_dir = Path(tmp, f"hold{mode.hold:g}-interval{mode.interval}")
     data_dir.mkdir()
@@ -569,7 +223,7 @@ async def _measure_mode(
     server.start()
     fleet: FleetProcess | None = None
     try:
-        await _wait_ready(url, server)
+        await wait_ready(url, server, poll=0.2)
         token = await _login(url)
         print(f"{mode.name}: starting {args.hosts:,} simulated hosts ...")
         fleet = FleetProcess(url, args, str(data_dir / "fleet.log"))

@@ -137,9 +137,9 @@ async def _notify_round(
         ws_url = url.replace("http://", "ws://") + f"{link}/stream"
         latencies: list[float] = []
         async with connect(ws_url, additional_headers=headers, max_size=None) as ws:
-            while True:  # the initial results
+            while True:  # the initial results, up to the caught-up marker
                 message = orjson.loads(await ws.recv())
-                if message["type"] == "initial" and message["last"]:
+                if message["type"] == "current":
                     break
             writer = asyncio.create_task(
                 client.post(

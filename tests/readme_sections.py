@@ -57,7 +57,7 @@ def settings_table() -> str:
     rows = ["| `serve` flag | variable | default | meaning |", "|---|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = field.default
-        shown = "" if default is None else f"`{default}`"
+        shown = "" if default is None or default == "" else f"`{default}`"
         if name in SECRET_FIELDS:
             shown = ""
         flag = "--" + name.replace("_", "-")

@@ -75,7 +75,7 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
             "--data-dir",
             tmp_path / "data",
             "--enroll-secret",
-            "packaged-secret",
+            "packaged-enroll-secret",
             "--log-level",
             "info",
         ],
@@ -102,7 +102,7 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
         assert body["version"] == __version__ and body["database"] == {"status": "ok"}
         enroll = httpx.post(
             f"http://127.0.0.1:{port}/api/v1/osquery/enroll",
-            json={"enroll_secret": "packaged-secret", "host_identifier": "pkg-host"},
+            json={"enroll_secret": "packaged-enroll-secret", "host_identifier": "pkg-host"},
         )
         assert "node_key" in enroll.json()  # the migrations ran from the installed package
     finally:
@@ -110,4 +110,4 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
         _, stderr = server.communicate(timeout=60)
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any("enrolled" in line["msg"] for line in lines), stderr
-    assert "packaged-secret" not in stderr
+    assert "packaged-enroll-secret" not in stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from fleetwatch.app import create_app
 from fleetwatch.config import Settings
-from fleetwatch.server import GC_THRESHOLD, tune_gc
+from fleetwatch.server import GC_THRESHOLD, HEAP_TRIMMER, tune_gc, tune_memory
 
 
 @pytest.fixture
@@ -39,3 +40,11 @@ async def test_the_app_tunes_after_its_services_started(tmp_path: Path, restored
     async with app.router.lifespan_context(app):
         assert app.state.ready
     assert calls == [False]  # once, after start-up, before the server said it was ready
+
+
+def test_tune_memory_also_starts_the_heap_trimmer(restored_gc: None) -> None:
+    tune_memory()
+    tune_memory()  # the app may be made twice in one process: still one trimmer
+    assert [t.name for t in threading.enumerate()].count("fleetwatch-heap") == 1
+    assert gc.get_threshold()[0] == GC_THRESHOLD
+    assert HEAP_TRIMMER.interval > 0

@@ -15,11 +15,15 @@ from fleetwatch.api import (
     health,
     hosts,
     live_queries,
+    policies,
     saved_queries,
+    scrape,
     secrets,
     session,
     users,
 )
+from fleetwatch.api import campaign_history as campaign_history_api
+from fleetwatch.api import destinations as destinations_api
 from fleetwatch.api import documents as documents_api
 from fleetwatch.api import labels as labels_api
 from fleetwatch.api import query_tasks as query_tasks_api
@@ -27,35 +31,46 @@ from fleetwatch.api import task_streams as task_streams_api
 from fleetwatch.api import teams as teams_api
 from fleetwatch.api.auth import global_user
 from fleetwatch.api.errors import install_error_handlers
-from fleetwatch.api.responses import JsonResponse
+from fleetwatch.api.json_body import JsonBodyMiddleware
 from fleetwatch.bus.bus import Bus, Invalidations, LocalBus
 from fleetwatch.bus.change_fanout import ChangeFanout
 from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
+from fleetwatch.dispatch.distributed import DistributedService
 from fleetwatch.fleet.activities import ActivityService
 from fleetwatch.fleet.agent_config import AgentConfigService
 from fleetwatch.fleet.app_config import AppConfigService
+from fleetwatch.fleet.host_state import HostState
 from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.labels import LabelService
 from fleetwatch.fleet.login_limits import LoginLimiter, SharedLoginLimiter
+from fleetwatch.fleet.rate_limits import FailureLimiter, SharedFailureLimiter
 from fleetwatch.fleet.result_logs import ResultLogService
 from fleetwatch.fleet.secrets import EnrollSecretService
+from fleetwatch.fleet.stream_quota import StreamQuota
+from fleetwatch.fleet.stream_tokens import StreamTokenWatch
 from fleetwatch.fleet.teams import TeamService
 from fleetwatch.fleet.users import UserService
 from fleetwatch.index import DocumentIndex
 from fleetwatch.index.expiry import ExpirySweeper
 from fleetwatch.index.retention import ChangeLogRetention
+from fleetwatch.instrument import instrument
 from fleetwatch.live.campaigns import CampaignService
 from fleetwatch.live.saved_queries import SavedQueryService
-from fleetwatch.ops import scrape
 from fleetwatch.ops.middleware import RequestMiddleware
 from fleetwatch.ops.openapi import install_openapi
-from fleetwatch.ops.operations import instrument, start_operations, stop_operations
+from fleetwatch.ops.operations import start_operations, stop_operations
 from fleetwatch.osquery import routes as osquery_routes
 from fleetwatch.osquery.detail_queries import DetailQuerySource
-from fleetwatch.osquery.distributed import DistributedService
+from fleetwatch.osquery.lean_app import FleetwatchApp, LeanAgentApp
+from fleetwatch.policies.automations import PolicyAutomations
+from fleetwatch.policies.dispatch import PolicySource
+from fleetwatch.policies.results import PolicyResults
+from fleetwatch.policies.service import PolicyService
+from fleetwatch.policies.store import PolicyStore
 from fleetwatch.query.subscriptions import SubscriptionHub
 from fleetwatch.query.tasks import QueryTaskService
+from fleetwatch.responses import JsonResponse
 from fleetwatch.services import Services
 from fleetwatch.storage import Database
 from fleetwatch.web.routes import install_web
@@ -75,13 +90,25 @@ def build_bus(settings: Settings, db: Database) -> Bus:
     return RedisBus(settings.redis_url, lease_ttl=settings.cluster_lease_ttl)
 
 
-def login_limiter(bus: Bus) -> LoginLimiter:
+def login_limiter(bus: Bus, settings: Settings) -> LoginLimiter:
     """Login buckets shared by the cluster (in Redis), or this node's own."""
     from fleetwatch.bus.redis_bus import RedisBus
 
     if isinstance(bus, RedisBus):
-        return SharedLoginLimiter(bus.redis)
-    return LoginLimiter()
+        return SharedLoginLimiter(bus.redis, address_limit=settings.login_address_limit)
+    return LoginLimiter(address_limit=settings.login_address_limit)
+
+
+def enroll_limiter(settings: Settings, bus: Bus) -> FailureLimiter | None:
+    """Failed enrolls per address, shared by the cluster (in Redis) or this node's own."""
+    from fleetwatch.bus.redis_bus import RedisBus
+
+    limit = settings.enroll_failure_limit
+    if limit == 0:
+        return None
+    if isinstance(bus, RedisBus):
+        return SharedFailureLimiter(bus.redis, "enroll", limit, limit)
+    return FailureLimiter("enroll", limit, limit)
 
 
 def build_services(settings: Settings) -> Services:
@@ -92,7 +119,7 @@ def build_services(settings: Settings) -> Services:
     invalidations = Invalidations(bus)
     hosts = HostService(db, index, settings, bus)
     wakeups = HostWakeups()
-    distributed = DistributedService(settings, wakeups)
+    distributed = DistributedService[HostState](settings, wakeups)
     distributed.register(DetailQuerySource(hosts))
     labels = LabelService(db, index, hosts, settings)
     distributed.register(labels)
@@ -110,11 +137,23 @@ def build_services(settings: Settings) -> Services:
     app_config = AppConfigService(index, settings)
     campaigns.disabled = lambda: app_config.live_query_disabled
     hub = SubscriptionHub(index, queue_limit=settings.subscriber_queue_limit)
+    users = UserService(db, session_idle_timeout=settings.session_idle_timeout)
+    query_tasks = QueryTaskService(
+        index, hub, settings, invalidations, webhook_lease=bus.lease("webhooks")
+    )
+    policy_store = PolicyStore(db)
+    policy_results = PolicyResults(index)
+    policy_source = PolicySource({}, policy_results, index, wakeups, bus)
+    distributed.register(policy_source)
+    policies = PolicyService(policy_store, index, hosts, policy_results, policy_source, bus)
+    automations = PolicyAutomations(query_tasks, policies.book)
+    policies.on_change = automations.policy_changed
+    stream_quota = StreamQuota(settings.max_streams_per_user)
     services = Services(
         settings=settings,
         db=db,
         index=index,
-        users=UserService(db),
+        users=users,
         secrets=EnrollSecretService(db, invalidations),
         hosts=hosts,
         agent_config=AgentConfigService(db, settings, invalidations),
@@ -122,9 +161,7 @@ def build_services(settings: Settings) -> Services:
         wakeups=wakeups,
         distributed=distributed,
         subscriptions=hub,
-        query_tasks=QueryTaskService(
-            index, hub, settings, invalidations, webhook_lease=bus.lease("webhooks")
-        ),
+        query_tasks=query_tasks,
         expiry=ExpirySweeper(
             index, settings.expiry_sweep_interval, may_run=lambda: bus.lease("expiry").held
         ),
@@ -132,9 +169,14 @@ def build_services(settings: Settings) -> Services:
         saved_queries=SavedQueryService(index),
         campaigns=campaigns,
         labels=labels,
-        login_limiter=login_limiter(bus),
+        login_limiter=login_limiter(bus, settings),
+        enroll_limiter=enroll_limiter(settings, bus),
         teams=teams,
         app_config=app_config,
+        stream_quota=stream_quota,
+        stream_tokens=StreamTokenWatch(
+            users, stream_quota, bus, settings.stream_token_check_interval
+        ),
         retention=ChangeLogRetention(
             db,
             settings.change_retention,
@@ -144,6 +186,8 @@ def build_services(settings: Settings) -> Services:
         bus=bus,
         invalidations=invalidations,
         fanout=ChangeFanout(index, bus) if bus.clustered else None,
+        policies=policies,
+        policy_automations=automations,
     )
     instrument(services)
     return services
@@ -171,24 +215,32 @@ async def start_services(services: Services) -> None:
         await services.teams.load()
         await services.hosts.load()
         await services.labels.load()
+    await services.policies.load()
+    services.secrets.start()
     services.hosts.start()
     await services.campaigns.load()
     services.campaigns.start()
     services.subscriptions.start()
     await services.query_tasks.start()
+    await services.policy_automations.start()
     services.expiry.start()
     services.retention.start()
-    await start_operations(services)
+    services.stream_tokens.start()
+    await start_operations(services.ops, services.settings)
 
 
 async def stop_services(services: Services) -> None:
     """Flush and stop background work, then close the store."""
-    await stop_operations(services)
+    await stop_operations(services.ops)
+    await services.stream_tokens.stop()
     await services.campaigns.stop()
+    await services.secrets.stop()
     await services.hosts.stop()
     await services.retention.stop()
     await services.expiry.stop()
     await services.query_tasks.stop()
+    await services.policy_automations.stop()
+    services.policies.stop()
     await services.subscriptions.stop()
     if services.fanout is not None:
         await services.fanout.stop()
@@ -214,7 +266,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.ready = False
             await stop_services(services)
 
-    app = FastAPI(
+    app = FleetwatchApp(
         title="fleetwatch",
         version=__version__,
         default_response_class=JsonResponse,
@@ -225,9 +277,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     app.state.ready = False
+    # Agents' POSTs skip the middleware and routing below (osquery/lean_app.py).
+    app.lean = LeanAgentApp(app, services)
     install_error_handlers(app)
-    # The request middleware, added next, wraps this one: see AgentFastPath.
-    app.add_middleware(osquery_routes.AgentFastPath)
+    # Innermost: user API bodies without a JSON Content-Type (curl -d) are read as JSON.
+    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(
         RequestMiddleware, metrics=services.ops.metrics, max_body_bytes=settings.max_body_bytes
     )
@@ -242,15 +296,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         agent_config.router,
         app_config.router,
         live_queries.router,
+        campaign_history_api.router,
+        destinations_api.router,
         saved_queries.router,
         activities.router,
         labels_api.router,
         teams_api.router,
+        policies.router,
         task_streams_api.router,
         scrape.router,
     ):
         app.include_router(router)
-    # Query tasks are scoped per user (fleetwatch.fleet.scope); user documents are not
+    # Query tasks are scoped per user (fleetwatch.live.scope); user documents are not
     # scoped to teams, so they need a global role.
     app.include_router(query_tasks_api.router)
     app.include_router(documents_api.router, dependencies=[Depends(global_user)])

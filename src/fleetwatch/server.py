@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import gc
 import resource
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from fleetwatch.app import create_app
 from fleetwatch.config import Settings
+from fleetwatch.http_protocol import OneWriteProtocol
+from fleetwatch.ops.heap import HeapTrimmer
 from fleetwatch.ops.logs import configure_logging
 from fleetwatch.tls import ensure_self_signed
 
 
-def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    """The uvicorn configuration for these settings (TLS files made if self-signed)."""
+def uvicorn_config(settings: Settings, app: Any = None) -> uvicorn.Config:
+    """The uvicorn configuration for these settings (TLS files made if self-signed), serving
+    `app` (default: the app made from the settings here)."""
     ssl: dict[str, str] = {}
     if settings.tls_self_signed:
         cert, key = ensure_self_signed(settings.data_dir, settings.host)
@@ -26,7 +30,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
             raise SystemExit("fleetwatch: --tls-cert needs --tls-key")
         ssl = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
     return uvicorn.Config(
-        create_app(settings),
+        create_app(settings) if app is None else app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -37,6 +41,8 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         # osquery keeps connections alive; long-polls hold them up to distributed_hold.
         timeout_keep_alive=75,
         proxy_headers=True,
+        # A sized response (every agent reply) in one socket write instead of two.
+        http=OneWriteProtocol,
         **ssl,  # type: ignore[arg-type]
     )
 
@@ -73,12 +79,29 @@ def tune_gc() -> None:
 GC_THRESHOLD = 20_000
 
 
+def tune_memory() -> None:
+    """What a long-running server process does once its services are up: the collector
+    tuned (`tune_gc`) and the C heap's free pages handed back every half minute
+    (fleetwatch.ops.heap: without it RSS keeps climbing in a soak, the Python heap flat)."""
+    tune_gc()
+    HEAP_TRIMMER.start()  # once per process (a second call finds it started)
+
+
+#: The process's heap trimmer (started by `tune_memory`).
+HEAP_TRIMMER = HeapTrimmer()
+
+
 def run_server(settings: Settings) -> None:
     """Serve until interrupted."""
     configure_logging(settings.log_level, settings.log_format)
     raise_open_file_limit()
+    if settings.workers > 1:
+        from fleetwatch.workers import run_workers
+
+        run_workers(settings, uvicorn_config, tune_memory)
+        return
     config = uvicorn_config(settings)
     app = config.app
     if isinstance(app, FastAPI):
-        app.state.tune_gc = tune_gc  # run by the app once its services are up
+        app.state.tune_gc = tune_memory  # run by the app once its services are up
     uvicorn.Server(config).run()

@@ -8,14 +8,19 @@ from fleetwatch.bus.bus import Bus, Invalidations
 from fleetwatch.bus.change_fanout import ChangeFanout
 from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
+from fleetwatch.dispatch.distributed import DistributedService
 from fleetwatch.fleet.activities import ActivityService
 from fleetwatch.fleet.agent_config import AgentConfigService
 from fleetwatch.fleet.app_config import AppConfigService
+from fleetwatch.fleet.host_state import HostState
 from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.labels import LabelService
 from fleetwatch.fleet.login_limits import LoginLimiter
+from fleetwatch.fleet.rate_limits import FailureLimiter
 from fleetwatch.fleet.result_logs import ResultLogService
 from fleetwatch.fleet.secrets import EnrollSecretService
+from fleetwatch.fleet.stream_quota import StreamQuota
+from fleetwatch.fleet.stream_tokens import StreamTokenWatch
 from fleetwatch.fleet.teams import TeamService
 from fleetwatch.fleet.users import UserService
 from fleetwatch.index import DocumentIndex
@@ -24,7 +29,8 @@ from fleetwatch.index.retention import ChangeLogRetention
 from fleetwatch.live.campaigns import CampaignService
 from fleetwatch.live.saved_queries import SavedQueryService
 from fleetwatch.ops.operations import Operations
-from fleetwatch.osquery.distributed import DistributedService
+from fleetwatch.policies.automations import PolicyAutomations
+from fleetwatch.policies.service import PolicyService
 from fleetwatch.query.subscriptions import SubscriptionHub
 from fleetwatch.query.tasks import QueryTaskService
 from fleetwatch.storage import Database
@@ -46,7 +52,7 @@ class Services:
     agent_config: AgentConfigService
     result_logs: ResultLogService
     wakeups: HostWakeups
-    distributed: DistributedService
+    distributed: DistributedService[HostState]
     subscriptions: SubscriptionHub
     query_tasks: QueryTaskService
     expiry: ExpirySweeper
@@ -56,6 +62,8 @@ class Services:
     campaigns: CampaignService
     labels: LabelService
     login_limiter: LoginLimiter
+    #: Failed enrolls per client address (None: --enroll-failure-limit 0, no limit).
+    enroll_limiter: FailureLimiter | None
     teams: TeamService
     #: Broadcasts and leases between nodes (a no-op bus on a single node).
     bus: Bus
@@ -65,5 +73,13 @@ class Services:
     fanout: ChangeFanout | None
     #: Runtime server settings (the live query kill switch).
     app_config: AppConfigService
+    #: Each user's open task and campaign streams on this node (max_streams_per_user).
+    stream_quota: StreamQuota
+    #: Ends open streams whose token was revoked (on every node).
+    stream_tokens: StreamTokenWatch
+    #: Policies: definitions, dispatch, results and counts (fleetwatch.policies).
+    policies: PolicyService
+    #: Policies' failing/passing events to webhooks.
+    policy_automations: PolicyAutomations
     #: Metrics, log forwarding and the metrics port (fleetwatch.ops).
     ops: Operations = field(default_factory=Operations)

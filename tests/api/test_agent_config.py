@@ -64,6 +64,10 @@ def test_put_config_reaches_agents(live_server: RunningServer, admin_token: str)
         ({"packs": {"p": {"discovery": "SELECT 1"}}}, "packs.p.discovery"),
         ({"decorators": {"load": "SELECT 1"}}, "decorators.load"),
         ({"decorators": {"interval": {"hourly": ["SELECT 1"]}}}, "decorators.interval.hourly"),
+        (
+            {"schedule": {"q": {"query": "SELECT * FORM processes", "interval": 60}}},
+            'schedule.q.query: syntax error: near "FORM": syntax error (line 1, column 10)',
+        ),
     ],
 )
 def test_invalid_configs_name_the_problem(

@@ -32,12 +32,18 @@ def test_kill_switch_at_runtime_survives_a_restart(server_settings: Settings) ->
             Agent(agents, "test-enroll-secret", "h1", "u1").enroll()
         made = admin.post(
             "/api/v1/fleet/users",
-            json={"email": "m@example.com", "password": "password-1", "global_role": "maintainer"},
+            json={
+                "email": "m@example.com",
+                "password": "user-password-1",
+                "global_role": "maintainer",
+            },
         )
         assert made.status_code == 201
         maintainer = httpx.Client(
             base_url=server.url,
-            headers={"Authorization": f"Bearer {login(server, 'm@example.com', 'password-1')}"},
+            headers={
+                "Authorization": f"Bearer {login(server, 'm@example.com', 'user-password-1')}"
+            },
         )
         shown = admin.get("/api/v1/fleet/config").json()
         assert shown["server_settings"] == {"live_query_disabled": False}

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import httpx
 
-from tests.agent import Agent
+from tests.agent import Agent, enroll_many
+from tests.conftest import login
 from tests.server import RunningServer
-
-
-def enroll_many(client: httpx.Client, n: int) -> list[Agent]:
-    agents = []
-    for i in range(n):
-        agent = Agent(client, "test-enroll-secret", f"host-{i:02d}", f"uuid-{i:02d}")
-        agent.enroll()
-        agents.append(agent)
-    return agents
 
 
 def test_list_filter_search_page(live_server: RunningServer, admin_token: str) -> None:
     auth = {"Authorization": f"Bearer {admin_token}"}
     with httpx.Client(base_url=live_server.url) as client:
-        enroll_many(client, 12)
+        enroll_many(client, "test-enroll-secret", 12)
         page0 = client.get("/api/v1/fleet/hosts", params={"per_page": 5}, headers=auth).json()
         page2 = client.get(
             "/api/v1/fleet/hosts", params={"per_page": 5, "page": 2}, headers=auth
@@ -95,3 +87,55 @@ def test_bad_parameters_and_unknown_hosts(live_server: RunningServer, admin_toke
             assert missing.status_code == 404 and "no host" in missing.json()["error"]
         assert client.get("/api/v1/fleet/hosts/abc").status_code == 400
         assert client.get("/api/v1/fleet/hosts/424242/logs").status_code == 404
+
+
+def test_team_users_read_only_the_logs_sent_while_the_host_was_theirs(
+    live_server: RunningServer, admin_token: str
+) -> None:
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    with (
+        httpx.Client(base_url=live_server.url, headers=auth) as admin,
+        httpx.Client(base_url=live_server.url) as agents,
+    ):
+        team_a = admin.post("/api/v1/fleet/teams", json={"name": "a"}).json()["team"]["id"]
+        team_b = admin.post("/api/v1/fleet/teams", json={"name": "b"}).json()["team"]["id"]
+        secret_b = "team-b-enroll-secret"
+        assert admin.post(
+            f"/api/v1/fleet/teams/{team_b}/secrets", json={"secret": secret_b}
+        ).is_success
+        made = admin.post(
+            "/api/v1/fleet/users",
+            json={
+                "email": "a-observer@example.com",
+                "password": "observer-password-1",
+                "global_role": None,
+                "teams": [{"id": team_a, "role": "observer"}],
+            },
+        )
+        assert made.status_code == 201, made.text
+        agent = Agent(agents, secret_b, "db-01", "uuid-db-01")
+        assert agent.enroll().get("node_key")
+        host_id = admin.get("/api/v1/fleet/hosts").json()["hosts"][0]["id"]
+        _send_status(agent, "while in team b")
+        moved = admin.post(
+            "/api/v1/fleet/hosts/transfer", json={"team_id": team_a, "hosts": [host_id]}
+        )
+        assert moved.is_success, moved.text
+        _send_status(agent, "while in team a")
+        token = login(live_server, "a-observer@example.com", "observer-password-1")
+        team_view = admin.get(
+            f"/api/v1/fleet/hosts/{host_id}/logs", headers={"Authorization": f"Bearer {token}"}
+        ).json()
+        assert [row["message"] for row in team_view["logs"]] == ["while in team a"]
+        assert team_view["count"] == 1
+        everything = admin.get(f"/api/v1/fleet/hosts/{host_id}/logs").json()
+        assert sorted(row["message"] for row in everything["logs"]) == [
+            "while in team a",
+            "while in team b",
+        ]
+
+
+def _send_status(agent: Agent, message: str) -> None:
+    line = {"severity": "0", "filename": "x.cpp", "line": "1", "message": message}
+    reply = agent.post("log", {"log_type": "status", "data": [line]})
+    assert reply.status_code == 200, reply.text

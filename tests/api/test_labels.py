@@ -43,6 +43,9 @@ def test_builtin_and_dynamic_labels(live_server: RunningServer, admin_token: str
         assert all(lab["label_type"] == "builtin" for lab in builtins.values())
         bad = api.post("/api/v1/fleet/labels", json={"name": "x", "query": "SELEC 1"})
         assert bad.status_code == 400 and "syntax error" in bad.json()["error"]
+        deep = "SELECT 1 WHERE " + "(" * 500 + "1" + ")" * 500
+        nested = api.post("/api/v1/fleet/labels", json={"name": "x", "query": deep})
+        assert nested.status_code == 400 and "too deeply" in nested.json()["error"]
         created = api.post(
             "/api/v1/fleet/labels",
             json={"name": "has sshd", "query": "SELECT 1 FROM processes WHERE name = 'sshd'"},

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.routing import Mount, Route, WebSocketRoute
 from websockets.sync.client import connect
 
@@ -26,6 +27,9 @@ from fleetwatch.fleet.login_limits import LoginLimiter
 from tests.agent import Agent
 from tests.conftest import login
 from tests.server import RunningServer
+
+S1 = "team-one-enroll-secret"
+S2 = "team-two-enroll-secret"
 
 ROLES = ["admin", "maintainer", "observer", "team_admin", "team_maintainer", "team_observer"]
 TEAM_ROLES = ["team_admin", "team_maintainer", "team_observer"]
@@ -70,10 +74,10 @@ def build(server: RunningServer, admin_token: str) -> World:
     )
     team1 = api.post("/api/v1/fleet/teams", json={"name": "one"}).json()["team"]["id"]
     team2 = api.post("/api/v1/fleet/teams", json={"name": "two"}).json()["team"]["id"]
-    api.post(f"/api/v1/fleet/teams/{team1}/secrets", json={"secret": "s1"})
-    api.post(f"/api/v1/fleet/teams/{team2}/secrets", json={"secret": "s2"})
+    api.post(f"/api/v1/fleet/teams/{team1}/secrets", json={"secret": S1})
+    api.post(f"/api/v1/fleet/teams/{team2}/secrets", json={"secret": S2})
     agents = httpx.Client(base_url=server.url)
-    for secret, name in (("s1", "A"), ("s2", "B"), ("test-enroll-secret", "C")):
+    for secret, name in ((S1, "A"), (S2, "B"), ("test-enroll-secret", "C")):
         Agent(agents, secret, name, f"uuid-{name}").enroll()
     hosts = {h["hostname"]: h["id"] for h in api.get("/api/v1/fleet/hosts").json()["hosts"]}
     specs: dict[str, dict[str, Any]] = {
@@ -88,11 +92,11 @@ def build(server: RunningServer, admin_token: str) -> World:
     for role, spec in specs.items():
         email = f"{role}@example.com"
         made = api.post(
-            "/api/v1/fleet/users", json={"email": email, "password": "password-1", **spec}
+            "/api/v1/fleet/users", json={"email": email, "password": "user-password-1", **spec}
         )
         assert made.status_code == 201, made.text
         users[role] = made.json()["user"]["id"]
-        tokens[role] = login(server, email, "password-1")
+        tokens[role] = login(server, email, "user-password-1")
     observer_query = api.post(
         "/api/v1/fleet/queries", json={"name": "obs", "query": "SELECT 1", "observer_can_run": True}
     ).json()["query"]["id"]
@@ -172,7 +176,7 @@ def at(path: str, body: Any = None) -> Make:
 
 def fresh_host(w: World, team: int | None) -> int:
     name = w.unique("tmp-host-")
-    Agent(w.agents, "s1" if team else "test-enroll-secret", name, f"u-{name}").enroll()
+    Agent(w.agents, S1 if team else "test-enroll-secret", name, f"u-{name}").enroll()
     host_id: int = next(
         h["id"]
         for h in w.api.get("/api/v1/fleet/hosts", params={"query": name}).json()["hosts"]
@@ -194,7 +198,7 @@ def fresh_query(w: World) -> int:
 
 
 def fresh_user(w: World) -> int:
-    body = {"email": f"{w.unique('user-')}@example.com", "password": "password-1"}
+    body = {"email": f"{w.unique('user-')}@example.com", "password": "user-password-1"}
     user_id: int = w.api.post("/api/v1/fleet/users", json=body).json()["user"]["id"]
     return user_id
 
@@ -208,8 +212,25 @@ def fresh_team(w: World) -> int:
 
 def fresh_secret(w: World, team: int | None) -> str:
     path = "/api/v1/fleet/secrets" if team is None else f"/api/v1/fleet/teams/{team}/secrets"
-    secret: str = w.api.post(path, json={"secret": w.unique("secret-")}).json()["secret"]["secret"]
+    secret: str = w.api.post(path, json={"secret": w.unique("permissions-secret-")}).json()[
+        "secret"
+    ]["secret"]
     return secret
+
+
+def fresh_policy(w: World, team: int | None = None) -> str:
+    """A new policy's path (a global one, or of `team` under the team's path)."""
+    base = "/api/v1/fleet/policies" if team is None else f"/api/v1/fleet/teams/{team}/policies"
+    body = {"name": w.unique("policy-"), "query": "SELECT 1"}
+    policy_id: int = w.api.post(base, json=body).json()["policy"]["id"]
+    return f"{base}/{policy_id}"
+
+
+def policy_hook(w: World) -> str:
+    """A new global policy's new webhook, by path."""
+    path = fresh_policy(w)
+    hook_id = w.api.post(f"{path}/webhooks", json={"url": HOOK}).json()["webhook"]["id"]
+    return f"{path}/webhooks/{hook_id}"
 
 
 def own_campaign(w: World, role: str) -> int:
@@ -226,6 +247,15 @@ def own_campaign(w: World, role: str) -> int:
 
 def admin_campaign(w: World) -> int:
     return own_campaign(w, "admin")
+
+
+def stopped_campaign(w: World, role: str) -> int:
+    """A campaign the role started and stopped (a re-run needs it to be over)."""
+    campaign_id = own_campaign(w, role)
+    with w.as_role(role) as client:
+        stopped = client.post(f"/api/v1/fleet/campaigns/{campaign_id}/stop")
+    assert stopped.status_code == 200, stopped.text
+    return campaign_id
 
 
 def admin_task(w: World, base: str) -> str:
@@ -252,6 +282,12 @@ def own_task(w: World, role: str, base: str) -> str:
 
 
 HOOK = "http://127.0.0.1:9/hook"
+
+
+@pytest.fixture
+def server_settings(server_settings: Settings) -> Settings:
+    """HOOK is on loopback, which webhooks may call only when allowed."""
+    return server_settings.model_copy(update={"outbound_allow": "127.0.0.0/8"})
 
 
 def admin_subscription(w: World, base: str) -> tuple[str, int]:
@@ -284,6 +320,8 @@ def fresh_doc(w: World) -> str:
 RUN = "/api/v1/fleet/queries/run"
 CAMPAIGN = "/api/v1/fleet/campaigns/{campaign_id}"
 SESSION_ONLY = codes(200, 200, 200, 200, 200, 200, 200)
+#: Another user's query task (or campaign): only a global admin sees it; others get 404.
+ADMIN_OR_OWNER = codes(200, 404, 404, 404, 404, 404)
 
 ROWS: list[Row] = [
     # --- operations, docs and the agent API: not role based ---------------------------------
@@ -354,7 +392,7 @@ ROWS: list[Row] = [
         "login",
         "POST",
         "/api/v1/fleet/login",
-        at("/api/v1/fleet/login", {"email": "observer@example.com", "password": "password-1"}),
+        at("/api/v1/fleet/login", {"email": "observer@example.com", "password": "user-password-1"}),
         SESSION_ONLY,
     ),
     Row(
@@ -401,7 +439,7 @@ ROWS: list[Row] = [
         "/api/v1/fleet/users",
         lambda w, r: Call(
             "/api/v1/fleet/users",
-            {"email": f"{w.unique('new-')}@example.com", "password": "password-9"},
+            {"email": f"{w.unique('new-')}@example.com", "password": "user-password-9"},
         ),
         codes(201, 403, 403, 403, 403, 403),
     ),
@@ -552,6 +590,142 @@ ROWS: list[Row] = [
         "/api/v1/fleet/labels/{label_id}",
         lambda w, r: Call(f"/api/v1/fleet/labels/{fresh_label(w)}"),
         codes(200, 200, 403, 403, 403, 403),
+    ),
+    # --- policies ---------------------------------------------------------------------------
+    Row("list policies", "GET", "/api/v1/fleet/policies", at("/api/v1/fleet/policies"), every(200)),
+    Row(
+        "a global policy",
+        "GET",
+        "/api/v1/fleet/policies/{policy_id}",
+        lambda w, r: Call(fresh_policy(w)),
+        every(200),
+    ),
+    Row(
+        "another team's policy by id",
+        "GET",
+        "/api/v1/fleet/policies/{policy_id}",
+        lambda w, r: Call(fresh_policy(w, w.team2).replace(f"teams/{w.team2}/", "")),
+        codes(200, 200, 200, 404, 404, 404),
+    ),
+    Row(
+        "a policy's hosts",
+        "GET",
+        "/api/v1/fleet/policies/{policy_id}/hosts",
+        lambda w, r: Call(f"{fresh_policy(w)}/hosts?response=fail"),
+        every(200),
+    ),
+    Row(
+        "create global policy",
+        "POST",
+        "/api/v1/fleet/policies",
+        lambda w, r: Call(
+            "/api/v1/fleet/policies", {"name": w.unique("new-"), "query": "SELECT 1"}
+        ),
+        codes(201, 201, 403, 403, 403, 403),
+    ),
+    Row(
+        "change global policy",
+        "PATCH",
+        "/api/v1/fleet/policies/{policy_id}",
+        lambda w, r: Call(fresh_policy(w), {"description": "d"}),
+        codes(200, 200, 403, 403, 403, 403),
+    ),
+    Row(
+        "delete global policy",
+        "DELETE",
+        "/api/v1/fleet/policies/{policy_id}",
+        lambda w, r: Call(fresh_policy(w)),
+        codes(200, 200, 403, 403, 403, 403),
+    ),
+    Row(
+        "a policy's webhooks",
+        "GET",
+        "/api/v1/fleet/policies/{policy_id}/webhooks",
+        lambda w, r: Call(f"{fresh_policy(w)}/webhooks"),
+        codes(200, 200, 403, 403, 403, 403),
+    ),
+    Row(
+        "add a policy webhook",
+        "POST",
+        "/api/v1/fleet/policies/{policy_id}/webhooks",
+        lambda w, r: Call(f"{fresh_policy(w)}/webhooks", {"url": HOOK}),
+        codes(201, 201, 403, 403, 403, 403),
+    ),
+    Row(
+        "delete a policy webhook",
+        "DELETE",
+        "/api/v1/fleet/policies/{policy_id}/webhooks/{webhook_id}",
+        lambda w, r: Call(policy_hook(w)),
+        codes(200, 200, 403, 403, 403, 403),
+    ),
+    Row(
+        "my team's policies",
+        "GET",
+        "/api/v1/fleet/teams/{team_id}/policies",
+        lambda w, r: Call(f"/api/v1/fleet/teams/{w.team1}/policies"),
+        every(200),
+    ),
+    Row(
+        "another team's policies",
+        "GET",
+        "/api/v1/fleet/teams/{team_id}/policies",
+        lambda w, r: Call(f"/api/v1/fleet/teams/{w.team2}/policies"),
+        codes(200, 200, 200, 404, 404, 404),
+    ),
+    Row(
+        "create my team's policy",
+        "POST",
+        "/api/v1/fleet/teams/{team_id}/policies",
+        lambda w, r: Call(
+            f"/api/v1/fleet/teams/{w.team1}/policies",
+            {"name": w.unique("new-"), "query": "SELECT 1"},
+        ),
+        codes(201, 201, 403, 201, 201, 403),
+    ),
+    Row(
+        "create another team's policy",
+        "POST",
+        "/api/v1/fleet/teams/{team_id}/policies",
+        lambda w, r: Call(
+            f"/api/v1/fleet/teams/{w.team2}/policies",
+            {"name": w.unique("new-"), "query": "SELECT 1"},
+        ),
+        codes(201, 201, 403, 404, 404, 404),
+    ),
+    Row(
+        "my team's policy",
+        "GET",
+        "/api/v1/fleet/teams/{team_id}/policies/{policy_id}",
+        lambda w, r: Call(fresh_policy(w, w.team1)),
+        every(200),
+    ),
+    Row(
+        "another team's policy",
+        "GET",
+        "/api/v1/fleet/teams/{team_id}/policies/{policy_id}",
+        lambda w, r: Call(fresh_policy(w, w.team2)),
+        codes(200, 200, 200, 404, 404, 404),
+    ),
+    Row(
+        "change my team's policy",
+        "PATCH",
+        "/api/v1/fleet/teams/{team_id}/policies/{policy_id}",
+        lambda w, r: Call(fresh_policy(w, w.team1), {"description": "d"}),
+        codes(200, 200, 403, 200, 200, 403),
+    ),
+    Row(
+        "delete my team's policy",
+        "DELETE",
+        "/api/v1/fleet/teams/{team_id}/policies/{policy_id}",
+        lambda w, r: Call(fresh_policy(w, w.team1)),
+        codes(200, 200, 403, 200, 200, 403),
+    ),
+    Row(
+        "delete another team's policy",
+        "DELETE",
+        "/api/v1/fleet/teams/{team_id}/policies/{policy_id}",
+        lambda w, r: Call(fresh_policy(w, w.team2)),
+        codes(200, 200, 403, 404, 404, 404),
     ),
     # --- teams and enroll secrets -----------------------------------------------------------
     Row("list teams", "GET", "/api/v1/fleet/teams", at("/api/v1/fleet/teams"), every(200)),
@@ -783,6 +957,42 @@ ROWS: list[Row] = [
         codes(200, 404, 404, 404, 404, 404),
     ),
     Row(
+        "re-run own campaign",
+        "POST",
+        CAMPAIGN + "/rerun",
+        lambda w, r: Call(
+            f"/api/v1/fleet/campaigns/{stopped_campaign(w, r)}/rerun", {"hosts": "all"}
+        ),
+        every(201),
+    ),
+    Row(
+        "re-run another user's campaign",
+        "POST",
+        CAMPAIGN + "/rerun",
+        lambda w, r: Call(
+            f"/api/v1/fleet/campaigns/{stopped_campaign(w, 'admin')}/rerun", {"hosts": "all"}
+        ),
+        codes(201, 404, 404, 404, 404, 404),
+    ),
+    Row(
+        "diff own campaigns",
+        "GET",
+        CAMPAIGN + "/diff",
+        lambda w, r: Call(
+            f"/api/v1/fleet/campaigns/{own_campaign(w, r)}/diff?against={own_campaign(w, r)}"
+        ),
+        every(200),
+    ),
+    Row(
+        "diff against another user's campaign",
+        "GET",
+        CAMPAIGN + "/diff",
+        lambda w, r: Call(
+            f"/api/v1/fleet/campaigns/{own_campaign(w, r)}/diff?against={admin_campaign(w)}"
+        ),
+        codes(200, 404, 404, 404, 404, 404),
+    ),
+    Row(
         "own campaign's WebSocket",
         "WS",
         "/api/v1/fleet/results/websocket",
@@ -795,6 +1005,14 @@ ROWS: list[Row] = [
         "/api/v1/fleet/results/websocket",
         lambda w, r: Call(f"/api/v1/fleet/results/websocket?campaign_id={admin_campaign(w)}"),
         codes(200, 404, 404, 404, 404, 404),
+    ),
+    # --- destinations: their delivery state, for who runs campaigns fleet-wide ---------------
+    Row(
+        "destinations",
+        "GET",
+        "/api/v1/fleet/destinations",
+        at("/api/v1/fleet/destinations"),
+        codes(200, 200, 403, 403, 403, 403),
     ),
     # --- audit ------------------------------------------------------------------------------
     Row(
@@ -841,13 +1059,13 @@ ROWS: list[Row] = [
         lambda w, r: Call(f"/docs/notes/{fresh_doc(w)}"),
         codes(200, 200, 403, 403, 403, 403),
     ),
-    # --- continuous queries (every user; team users' tasks are scoped and private) -----------
+    # --- continuous queries (every user; tasks are private to their owner and admins) -------
     Row(
         "query page of another user's task",
         "GET",
         "/core/query-page/{page_id}",
         lambda w, r: Call(admin_page(w)),
-        global_only(200, 404),
+        ADMIN_OR_OWNER,
     ),
     Row(
         "index stats",
@@ -877,7 +1095,7 @@ def task_rows(base: str) -> list[Row]:
             "GET",
             task,
             lambda w, r: Call(admin_task(w, base)),
-            global_only(200, 404),
+            ADMIN_OR_OWNER,
         ),
         Row(
             f"{base}: cancel own task",
@@ -891,7 +1109,7 @@ def task_rows(base: str) -> list[Row]:
             "PATCH",
             task,
             lambda w, r: Call(admin_task(w, base), cancel),
-            global_only(200, 404),
+            ADMIN_OR_OWNER,
         ),
         Row(
             f"{base}: delete own task",
@@ -905,7 +1123,7 @@ def task_rows(base: str) -> list[Row]:
             "DELETE",
             task,
             lambda w, r: Call(admin_task(w, base)),
-            global_only(200, 404),
+            ADMIN_OR_OWNER,
         ),
         Row(
             f"{base}: own task's events",
@@ -919,7 +1137,7 @@ def task_rows(base: str) -> list[Row]:
             "GET",
             task + "/events",
             lambda w, r: Call(admin_task(w, base) + "/events"),
-            global_only(200, 404),
+            ADMIN_OR_OWNER,
         ),
         Row(
             f"{base}: own task's stream",
@@ -933,7 +1151,7 @@ def task_rows(base: str) -> list[Row]:
             "WS",
             task + "/stream",
             lambda w, r: Call(admin_task(w, base) + "/stream"),
-            global_only(200, 404),
+            ADMIN_OR_OWNER,
         ),
         Row(
             f"{base}: subscribe a webhook",
@@ -947,14 +1165,14 @@ def task_rows(base: str) -> list[Row]:
             "POST",
             subs,
             lambda w, r: Call(admin_task(w, base) + "/subscriptions", {"reference": HOOK}),
-            global_only(200, 404),
+            ADMIN_OR_OWNER,
         ),
         Row(
             f"{base}: another user's webhooks",
             "GET",
             subs,
             lambda w, r: Call(admin_task(w, base) + "/subscriptions"),
-            global_only(200, 404),
+            ADMIN_OR_OWNER,
         ),
         Row(
             f"{base}: unsubscribe by reference",
@@ -963,14 +1181,14 @@ def task_rows(base: str) -> list[Row]:
             lambda w, r: Call(
                 admin_subscription(w, base)[0] + "/subscriptions", {"reference": HOOK}
             ),
-            global_only(200, 404),
+            ADMIN_OR_OWNER,
         ),
         Row(
             f"{base}: unsubscribe by id",
             "DELETE",
             subs + "/{subscription_id}",
             lambda w, r: Call("{}/subscriptions/{}".format(*admin_subscription(w, base))),
-            global_only(200, 404),
+            ADMIN_OR_OWNER,
         ),
     ]
 

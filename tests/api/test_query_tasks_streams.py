@@ -7,11 +7,13 @@ writes racing the subscription, and bad stream requests.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +21,18 @@ import pytest
 
 from fleetwatch.config import Settings
 from fleetwatch.index import Action, Write, now_micros
-from tests.query.task_client import TASKS, TaskClient, kind_query, sse_events, task_body
-from tests.server import RunningServer
+from tests.agent import Agent
+from tests.conftest import login
+from tests.query.task_client import (
+    TASKS,
+    TaskClient,
+    kind_query,
+    sse_events,
+    task_body,
+    user_client,
+)
+from tests.server import RunningServer, running_server
+from tests.services import PostgresServer
 
 QUEUE_LIMIT = 50
 
@@ -245,3 +257,177 @@ def test_bad_stream_requests(live_server: RunningServer, tasks: TaskClient) -> N
         anonymous.send('{"type": "auth", "data": {"token": "wrong"}}')
         refused = anonymous.recv(timeout=20)
         assert "error" in refused
+
+
+def test_a_user_holds_at_most_max_streams_per_user_streams(server_settings: Settings) -> None:
+    """Task and campaign streams, WebSocket and SSE, share one allowance per user."""
+    from websockets.sync.client import connect
+
+    settings = server_settings.model_copy(update={"max_streams_per_user": 3})
+    with running_server(settings) as server:
+        admin = TaskClient(server, login(server))
+        with httpx.Client(base_url=server.url) as agents:
+            Agent(agents, "test-enroll-secret", "host-a", "uuid-a").enroll()
+        maintainer, me = user_client(admin, "maintainer@example.com", "maintainer")
+        quota = server.services.stream_quota
+        link = maintainer.create(task_body(kind_query("docs:q"), "CONTINUOUS"))["documentSelfLink"]
+        campaign = maintainer.http.post(
+            "/api/v1/fleet/queries/run", json={"query": "SELECT 1", "targets": [{"type": "all"}]}
+        ).json()["campaign_id"]
+        ws_base = server.url.replace("http://", "ws://")
+        auth = {"Authorization": f"Bearer {maintainer.token}"}
+        campaign_ws = f"{ws_base}/api/v1/fleet/results/websocket?campaign_id={campaign}"
+        with (
+            maintainer.websocket(link) as task_ws,
+            maintainer.http.stream("GET", f"{link}/events") as task_sse,
+            maintainer.http.stream("GET", f"/api/v1/fleet/campaigns/{campaign}/events") as sse,
+        ):
+            task_ws.initial()
+            assert task_sse.status_code == 200 and sse.status_code == 200
+            assert quota.open_streams(me) == 3
+            for path in (f"{link}/events", f"/api/v1/fleet/campaigns/{campaign}/events"):
+                refused = maintainer.http.get(path)
+                assert refused.status_code == 429, (path, refused.text)
+                assert "max_streams_per_user = 3" in refused.json()["error"]
+            with maintainer.websocket(link) as fourth:
+                error = fourth.next()
+                assert error["type"] == "error" and "max_streams_per_user" in error["error"]
+            with connect(campaign_ws, additional_headers=auth) as fourth_campaign:
+                error = json.loads(fourth_campaign.recv(timeout=20))
+                assert error["type"] == "error"
+                assert "max_streams_per_user" in error["data"]["error"]
+            # another user's streams are its own
+            own = admin.create(task_body(kind_query("docs:q"), "CONTINUOUS"))["documentSelfLink"]
+            with admin.websocket(own) as other:
+                assert other.initial()[0] == []
+        # every stream closed gives its slot back (the server notices each client leaving)
+        deadline = time.monotonic() + 20
+        while quota.open_streams(me) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert quota.open_streams(me) == 0
+        with maintainer.http.stream("GET", f"{link}/events") as again:
+            assert again.status_code == 200
+        maintainer.close()
+        admin.close()
+
+
+def test_a_stream_ends_when_its_token_is_revoked(tasks: TaskClient) -> None:
+    """Logging out (or a new password, which revokes every token) must also end the streams
+    opened with the token: otherwise a stolen session keeps reading after its owner logged
+    out everywhere (redteam review of issue 14 item 17)."""
+    observer, _ = user_client(tasks, "observer@example.com", "observer")
+    link = observer.create(task_body(kind_query("docs:r"), "CONTINUOUS", "EXPAND_CONTENT"))[
+        "documentSelfLink"
+    ]
+    with observer.http.stream("GET", f"{link}/events") as response:
+        assert response.status_code == 200
+        events = sse_events(response)
+        assert next(data for _, data in events if data is not None)["type"] == "initial"
+        assert observer.http.post("/api/v1/fleet/logout").status_code == 200
+        assert observer.http.get("/api/v1/fleet/me").status_code == 401
+        tasks.doc("POST", "/docs/r", {"documentSelfLink": "after-logout", "secret": "s"})
+        keepalives = 0
+        ended_with: dict[str, Any] | None = None
+        for _, data in events:
+            if data is None:
+                keepalives += 1
+                assert keepalives < 50, "the stream is still open after its token was revoked"
+                continue
+            # the only event allowed: one error saying why, after which the stream closes
+            assert ended_with is None, f"delivered after the token was revoked: {data}"
+            assert data["type"] == "error", f"delivered after the token was revoked: {data}"
+            ended_with = data
+        assert ended_with is not None, "the stream closed without saying why"
+        assert "revoked" in ended_with["error"] and "log in again" in ended_with["error"]
+    observer.close()
+
+
+def test_a_websocket_ends_when_its_token_is_deleted_and_sse_on_a_new_password(
+    tasks: TaskClient,
+) -> None:
+    """DELETE /me/tokens/{id} ends the WebSocket opened with that token (an error message,
+    close code 4401); a new password ends the SSE stream of the login session too."""
+    from websockets.exceptions import ConnectionClosed
+
+    observer, user_id = user_client(tasks, "observer@example.com", "observer")
+    made = observer.http.post("/api/v1/fleet/me/tokens", json={"name": "script"}).json()
+    script = TaskClient(tasks.server, made["token"])
+    link = observer.create(task_body(kind_query("docs:t"), "CONTINUOUS"))["documentSelfLink"]
+    with (
+        script.websocket(link) as ws,
+        observer.http.stream("GET", f"{link}/events") as response,
+    ):
+        ws.initial()
+        events = sse_events(response)
+        assert next(data for _, data in events if data is not None)["type"] == "initial"
+        gone = observer.http.delete(f"/api/v1/fleet/me/tokens/{made['id']}")
+        assert gone.status_code == 200
+        error = ws.next()
+        assert error["type"] == "error" and "revoked" in error["error"], error
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.next()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        # the session's SSE stream is still open, and delivers
+        tasks.doc("POST", "/docs/t", {"documentSelfLink": "seen"})
+        assert next(data for _, data in events if data is not None)["type"] == "change"
+        changed = observer.http.patch(
+            f"/api/v1/fleet/users/{user_id}",
+            json={"password": "another-password-2", "old_password": "user-password-1"},
+        )
+        assert changed.status_code == 200, changed.text
+        tasks.doc("POST", "/docs/t", {"documentSelfLink": "after"})
+        rest = [data for _, data in events if data is not None]
+        assert [d["type"] for d in rest] == ["error"], rest
+        assert "password changed" in rest[0]["error"]
+    script.close()
+    observer.close()
+
+
+@pytest.mark.parametrize("bus", ["redis", "periodic re-check"])
+def test_a_stream_ends_when_its_token_is_revoked_on_another_node(
+    bus: str, pg_server: PostgresServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two nodes on one PostgreSQL: a logout on one ends the stream opened with that token
+    on the other, told over Redis, or (nodes without Redis, or a change made by another
+    process) by the periodic re-check."""
+    url = pg_server.create_database(f"revoke_{bus.split()[0]}_{os.getpid()}")
+    # with Redis, checked rarely: only the bus can end the stream within the test's bound
+    interval = 3600.0 if bus == "redis" else 0.2
+    redis_url = request.getfixturevalue("redis_url") if bus == "redis" else None
+
+    def node(name: str) -> Settings:
+        return Settings(
+            host="127.0.0.1",
+            port=0,
+            data_dir=tmp_path / name,
+            database_url=url,
+            redis_url=redis_url,
+            admin_email="admin@example.com",
+            admin_password="admin-password-1",
+            sse_keepalive=0.2,
+            stream_token_check_interval=interval,
+        )
+
+    with running_server(node("one")) as first, running_server(node("two")) as second:
+        session = login(first)
+        reader = TaskClient(first, session)
+        link = reader.create(task_body(kind_query("docs:x"), "CONTINUOUS"))["documentSelfLink"]
+        with reader.http.stream("GET", f"{link}/events") as response:
+            events = sse_events(response)
+            assert next(data for _, data in events if data is not None)["type"] == "initial"
+            with httpx.Client(base_url=second.url) as other:
+                out = other.post(
+                    "/api/v1/fleet/logout", headers={"authorization": f"Bearer {session}"}
+                )
+            assert out.status_code == 200
+            keepalives = 0
+            rest: list[dict[str, Any]] = []
+            for _, data in events:
+                if data is None:
+                    keepalives += 1
+                    assert keepalives < 50, "the stream outlived its token"
+                else:
+                    rest.append(data)
+            assert [d["type"] for d in rest] == ["error"], rest
+            assert "revoked" in rest[0]["error"]
+        reader.close()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
-from tests.server import RunningServer
+from fleetwatch.config import Settings
+from tests.conftest import login
+from tests.server import RunningServer, running_server
 
 
 def test_login_returns_a_token_that_works(live_server: RunningServer) -> None:
@@ -66,3 +70,48 @@ def test_every_user_route_requires_a_token(live_server: RunningServer) -> None:
                 reply = client.request(method, path, headers=headers, json={})
                 assert reply.status_code == 401, (method, path, reply.text)
                 assert "error" in reply.json()
+
+
+def test_one_address_spraying_a_password_over_accounts_gets_429_with_retry_after(
+    server_settings: Settings,
+) -> None:
+    # 3 a minute (one back every 20 s) rather than the default 30, so that the time the
+    # attempts take cannot refill the bucket during the test.
+    settings = server_settings.model_copy(update={"login_address_limit": 3})
+    good = {"email": "admin@example.com", "password": "admin-password-1"}
+    with running_server(settings) as server, httpx.Client(base_url=server.url) as client:
+        for _ in range(12):  # good logins do not count against the address
+            assert client.post("/api/v1/fleet/login", json=good).status_code == 200
+        for i in range(3):  # each guess on another account: the per-account limit is 10
+            guess = {"email": f"user{i}@example.com", "password": "Summer2026!"}
+            assert client.post("/api/v1/fleet/login", json=guess).status_code == 401
+        refused = client.post(
+            "/api/v1/fleet/login", json={"email": "user9@example.com", "password": "Summer2026!"}
+        )
+        assert refused.status_code == 429
+        assert "too many login attempts" in refused.json()["error"]
+        retry_after = refused.headers["Retry-After"]
+        assert 1 <= int(retry_after) <= 20
+        assert f"retry in {retry_after} s" in refused.json()["error"]
+        # the address is limited whatever the account, the right password included
+        assert client.post("/api/v1/fleet/login", json=good).status_code == 429
+
+
+def test_an_idle_session_expires_and_a_used_one_does_not(server_settings: Settings) -> None:
+    settings = server_settings.model_copy(update={"session_idle_timeout": 1.0})
+    with running_server(settings) as server, httpx.Client(base_url=server.url) as client:
+        kept, idle = login(server), login(server)
+        script = client.post(
+            "/api/v1/fleet/me/tokens",
+            json={"name": "ci"},
+            headers={"Authorization": f"Bearer {kept}"},
+        ).json()["token"]
+        for _ in range(6):  # 1.5 s in all, used every 0.25 s: never idle for 1 s
+            time.sleep(0.25)
+            me = client.get("/api/v1/fleet/me", headers={"Authorization": f"Bearer {kept}"})
+            assert me.status_code == 200
+        expired = client.get("/api/v1/fleet/me", headers={"Authorization": f"Bearer {idle}"})
+        assert expired.status_code == 401
+        assert "session expired after 1 s without use" in expired.json()["error"]
+        api = client.get("/api/v1/fleet/me", headers={"Authorization": f"Bearer {script}"})
+        assert api.status_code == 200  # a named API token does not idle out

@@ -8,6 +8,8 @@ from tests.agent import Agent
 from tests.conftest import login
 from tests.server import RunningServer
 
+TEAM_SECRET = "team-enroll-secret"
+
 
 def test_teams_secrets_transfer_and_config(live_server: RunningServer, admin_token: str) -> None:
     auth = {"Authorization": f"Bearer {admin_token}"}
@@ -34,11 +36,20 @@ def test_teams_secrets_transfer_and_config(live_server: RunningServer, admin_tok
             json={"name": "x", "config": {"schedule": {"q": {"interval": 1}}}},
         )
         assert bad.status_code == 400 and "schedule.q.query" in bad.json()["error"]
-        secret = api.post(f"/api/v1/fleet/teams/{team_id}/secrets", json={"secret": "team-s"})
+        bad_sql = api.post(
+            "/api/v1/fleet/teams",
+            json={
+                "name": "x",
+                "config": {"schedule": {"q": {"query": "DROP TABLE t", "interval": 1}}},
+            },
+        )
+        assert bad_sql.status_code == 400
+        assert bad_sql.json()["error"].startswith("config: schedule.q.query: only read queries")
+        secret = api.post(f"/api/v1/fleet/teams/{team_id}/secrets", json={"secret": TEAM_SECRET})
         assert secret.status_code == 201
         listed = api.get(f"/api/v1/fleet/teams/{team_id}/secrets").json()["secrets"]
-        assert [s["secret"] for s in listed] == ["team-s"]
-        member = Agent(agents_client, "team-s", "t0", "tu0")
+        assert [s["secret"] for s in listed] == [TEAM_SECRET]
+        member = Agent(agents_client, TEAM_SECRET, "t0", "tu0")
         member.enroll()
         outsider = Agent(agents_client, "test-enroll-secret", "t1", "tu1")
         outsider.enroll()
@@ -66,7 +77,7 @@ def test_teams_secrets_transfer_and_config(live_server: RunningServer, admin_tok
         assert api.delete(f"/api/v1/fleet/teams/{team_id}").status_code == 200
         hosts = {h["hostname"]: h for h in api.get("/api/v1/fleet/hosts").json()["hosts"]}
         assert hosts["t0"]["team_id"] is None and hosts["t1"]["team_id"] is None
-        assert Agent(agents_client, "team-s", "t2", "tu2").enroll()["node_invalid"] is True
+        assert Agent(agents_client, TEAM_SECRET, "t2", "tu2").enroll()["node_invalid"] is True
         assert api.get(f"/api/v1/fleet/teams/{team_id}").status_code == 404
 
 
@@ -81,14 +92,14 @@ def test_deleting_a_team_removes_its_roles_and_stops_its_members_tasks(
             "/api/v1/fleet/users",
             json={
                 "email": "member@example.com",
-                "password": "password-1",
+                "password": "user-password-1",
                 "global_role": None,
                 "teams": [{"id": doomed, "role": "maintainer"}, {"id": kept, "role": "observer"}],
             },
         )
         assert created.status_code in (200, 201), created.text
         user_id = created.json()["user"]["id"]
-        token = login(live_server, "member@example.com", "password-1")
+        token = login(live_server, "member@example.com", "user-password-1")
         task = httpx.post(
             f"{live_server.url}/core/local-query-tasks",
             headers={"Authorization": f"Bearer {token}"},

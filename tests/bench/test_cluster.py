@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from bench.bench_cluster import Processes, busy, descendants, main, node_errors
+from bench._cluster_backends import Processes, busy, descendants, node_errors
+from bench.bench_cluster import main
 
 
 def test_descendants_walks_the_whole_tree() -> None:

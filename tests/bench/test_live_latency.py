@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 
 import pytest
-from bench.bench_live_latency import (
+from bench._latency import (
     Mode,
     SseParser,
     agent_request_counts,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from fleetwatch.bus.wakeups import HostWakeups
 
@@ -59,3 +60,54 @@ async def test_a_cancelled_request_stops_waiting_alone() -> None:
     wakeups.wake([1])
     assert await held is True
     assert wakeups.waiting == 0
+
+
+async def test_many_woken_hosts_are_answered_a_slice_per_loop_iteration() -> None:
+    """Waking 10,000 held reads must not run them all before anything else: a callback
+    scheduled after the wake (a user request's next step) runs between two slices."""
+    wakeups = HostWakeups()
+    waits = [asyncio.create_task(wakeups.wait(i, 30)) for i in range(1000)]
+    await asyncio.sleep(0)
+    assert wakeups.waiting == 1000
+    held = [future for futures in wakeups._waiting.values() for future in futures]
+    seen_by_other_work: list[int] = []
+    wakeups.wake(range(1000))
+    woken_at_once = sum(f.done() for f in held)
+    asyncio.get_running_loop().call_soon(
+        lambda: seen_by_other_work.append(sum(f.done() for f in held))
+    )
+    assert await asyncio.gather(*waits) == [True] * 1000
+    assert 0 < woken_at_once < 1000
+    assert seen_by_other_work and seen_by_other_work[0] < 1000
+    assert wakeups.waiting == 0
+
+
+async def test_a_request_whose_client_went_away_stops_waiting_alone() -> None:
+    wakeups = HostWakeups()
+    gone: list[Callable[[], None]] = []
+    left = asyncio.create_task(wakeups.wait(7, 60, gone.append))
+    stays = asyncio.create_task(wakeups.wait(7, 60))
+    await asyncio.sleep(0)
+    assert len(gone) == 1 and len(wakeups.deadlines()) == 2
+    gone[0]()  # its client went away: let go now, not in a minute
+    assert await left is False
+    assert wakeups.waiting == 1 and len(wakeups.deadlines()) == 1
+    gone[0]()  # a second call (or one after the wait ended) does nothing
+    wakeups.wake([7])
+    assert await stays is True
+    assert wakeups.waiting == 0 and wakeups.deadlines() == []
+
+
+async def test_deadlines_are_when_holds_end_in_loop_time() -> None:
+    wakeups = HostWakeups()
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    waits = [asyncio.create_task(wakeups.wait(i, 10.0 * i)) for i in (1, 2, 3)]
+    await asyncio.sleep(0)
+    after = loop.time()
+    ends = sorted(wakeups.deadlines())
+    for i, end in zip((1, 2, 3), ends, strict=True):
+        assert before + 10.0 * i <= end <= after + 10.0 * i
+    wakeups.wake_all()
+    await asyncio.gather(*waits)
+    assert wakeups.deadlines() == []

@@ -23,7 +23,9 @@ def test_show_masks_secrets_and_tells_sources(tmp_path: Path) -> None:
     config.write_text(
         'enroll_secret = "file-secret-Zq81"\n'
         'database_url = "postgresql://fleet:db-pass-Zq81@db.example/fleet"\n'
-        "distributed_hold = 4.0\n",
+        "distributed_hold = 4.0\n"
+        '[destinations.siem]\ntype = "http"\nurl = "https://u:url-pass-Zq81@siem.example/in"\n'
+        'token = "hec-token-Zq81"\n',
         encoding="utf-8",
     )
     code, out = show(
@@ -47,6 +49,9 @@ def test_show_masks_secrets_and_tells_sources(tmp_path: Path) -> None:
     unset = {line.split()[1] for line in out.splitlines() if line.startswith("# ")}
     assert set(parsed) | unset == set(Settings.model_fields)
     assert parsed["port"] == 9200
+    # destinations as JSON (as --destinations takes it), tokens and URL passwords masked
+    siem = Settings(destinations=parsed["destinations"]).destinations["siem"]
+    assert (siem.token, siem.url) == ("***", "https://u:***@siem.example/in")
 
 
 def test_show_refuses_a_wrong_setting_naming_it() -> None:

@@ -34,7 +34,20 @@ def test_demo_runs_a_live_query_across_the_simulated_hosts(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr + out
     assert "Inventory (5 hosts)" in out
     assert "5 of 5 hosts answered the live query." in out
-    assert "fleetwatch is running at http://127.0.0.1:" in out
+    # two policies, answered by every host from its own tables: some pass, some fail
+    table = out[out.index("Policies (answered at check-in") :].split("└")[0]
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines()]
+    rows = [row for row in rows if row]
+    assert len(rows) == 2
+    for _, _, passing, failing, unknown in rows:
+        assert int(passing) > 0 and int(failing) > 0 and int(unknown) == 0
+    # It stops after the live query, and says so rather than "is running".
+    assert "fleetwatch is running" not in out
+    closing = out[out.index("fleetwatch ran at http://127.0.0.1:") :]
+    assert "stops now (--exit-after-demo" in closing
+    url = closing.split()[3]
+    # The UI's address comes first on the closing screen, before the API recipes.
+    assert closing.splitlines()[1].strip() == f"open the UI: {url}/ui"
     creds = json.loads((tmp_path / "demo" / CREDENTIALS_FILE).read_text())
     assert f"admin: {creds['email']} / {creds['password']}" in out
     assert f"--enroll-secret {creds['enroll_secret']}" in out
@@ -57,6 +70,9 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
             if "Ctrl-C stops" in line:
                 break
             assert time.monotonic() < deadline, "".join(seen)
+        text = "".join(seen)
+        closing = text[text.index("fleetwatch is running at http://127.0.0.1:") :]
+        assert closing.splitlines()[1].strip().startswith("open the UI: http://127.0.0.1:")
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     finally:

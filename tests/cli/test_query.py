@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from itertools import pairwise
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from fleetwatch.cli import _register, app
+from fleetwatch.cli.query import fit_widths
 from tests.agent import Agent
 from tests.server import RunningServer
 
@@ -19,7 +24,8 @@ from tests.server import RunningServer
 class AnsweringAgents:
     """Agents that poll distributed/read and answer live queries until stopped."""
 
-    def __init__(self, server: RunningServer, n: int) -> None:
+    def __init__(self, server: RunningServer, n: int, extra: dict[str, str] | None = None) -> None:
+        self.extra = extra or {}
         self.client = httpx.Client(base_url=server.url, timeout=30)
         self.agents = [
             Agent(self.client, "test-enroll-secret", f"cli-{i}", f"cu-{i}") for i in range(n)
@@ -36,7 +42,7 @@ class AnsweringAgents:
                 queries = agent.post("distributed/read", {}).json().get("queries", {})
                 if not queries:
                     continue
-                rows = {n: [{"host": agent.hostname, "n": "1"}] for n in queries}
+                rows = {n: [{"host": agent.hostname, "n": "1", **self.extra}] for n in queries}
                 agent.post(
                     "distributed/write", {"queries": rows, "statuses": {n: 0 for n in queries}}
                 )
@@ -54,12 +60,14 @@ def agents(live_server: RunningServer) -> Iterator[AnsweringAgents]:
     running.stop()
 
 
-def run_query(server: RunningServer, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_query(
+    server: RunningServer, token: str, *args: str, columns: int = 200
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "FLEETWATCH_TOKEN": token,
         "FLEETWATCH_SERVER": server.url,
-        "COLUMNS": "200",
+        "COLUMNS": str(columns),
     }
     return subprocess.run(
         [sys.executable, "-m", "fleetwatch", "query", *args],
@@ -104,11 +112,24 @@ def test_query_json_and_csv(
     )
     assert csv_out.returncode == 0, csv_out.stderr
     assert csv_out.stdout.splitlines() == [
-        "host_id,hostname,status,error,host,n",
-        "2,cli-1,complete,,cli-1,1",
+        '"host_id","hostname","status","error","host","n"',
+        '"2","cli-1","complete","","cli-1","1"',
     ]
     table = run_query(live_server, admin_token, "--sql", "SELECT 1", "--hosts", "1", "--exit")
     assert table.returncode == 0 and "cli-0" in table.stdout
+
+
+def test_query_says_live_once_caught_up(
+    live_server: RunningServer, admin_token: str, agents: AnsweringAgents
+) -> None:
+    result = run_query(
+        live_server, admin_token, "--sql", "SELECT 1 AS n", "--all", "--exit", "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    # the stream's `current` marker, once, before the final summary
+    said = re.findall(r"live \(caught up to (\d+)\)", result.stderr)
+    assert len(said) == 1 and int(said[0]) > 0, result.stderr
+    assert result.stderr.index("live (caught up") < result.stderr.index("finished: 3/3")
 
 
 def test_query_errors_and_nothing_answered(live_server: RunningServer, admin_token: str) -> None:
@@ -128,3 +149,163 @@ def test_query_errors_and_nothing_answered(live_server: RunningServer, admin_tok
     bad_token = run_query(live_server, "wrong", "--sql", "SELECT 1", "--all")
     assert bad_token.returncode == 1 and "HTTP 401" in bad_token.stderr
     client.close()
+
+
+def test_rerun_a_campaign_on_some_of_its_hosts(
+    live_server: RunningServer, admin_token: str, agents: AnsweringAgents
+) -> None:
+    api = httpx.Client(
+        base_url=live_server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
+    )
+    first = run_query(
+        live_server, admin_token, "--sql", "SELECT 1 AS n", "--all", "--exit", "--sample", "1"
+    )
+    assert first.returncode == 0, first.stderr
+    assert "a sample of 1 of 3 targets" in first.stderr
+    campaign_id = api.get("/api/v1/fleet/campaigns").json()["campaigns"][0]["id"]
+    rest = run_query(
+        live_server,
+        admin_token,
+        "--rerun",
+        str(campaign_id),
+        "--hosts",
+        "remaining",
+        "--exit",
+        "--format",
+        "json",
+    )
+    assert rest.returncode == 0, rest.stderr
+    assert f"a re-run of campaign {campaign_id}" in rest.stderr
+    answered = [json.loads(line)["hostname"] for line in rest.stdout.splitlines() if line]
+    first_host = api.get(f"/api/v1/fleet/campaigns/{campaign_id}/results").json()["results"][0]
+    assert sorted([*answered, first_host["hostname"]]) == ["cli-0", "cli-1", "cli-2"]
+    # everyone answered: no host is left for the default subset, non_responders
+    nobody = run_query(live_server, admin_token, "--rerun", str(campaign_id))
+    assert nobody.returncode == 1 and "no targets that did not answer" in nobody.stderr
+    bogus = run_query(live_server, admin_token, "--rerun", str(campaign_id), "--hosts", "some")
+    assert bogus.returncode == 2 and "--hosts is one of non_responders" in bogus.stderr
+    both = run_query(live_server, admin_token, "--rerun", str(campaign_id), "--sql", "SELECT 1")
+    assert both.returncode == 2 and "one of --sql, --rerun ID or --diff" in both.stderr
+    bad_sample = run_query(live_server, admin_token, "--sql", "SELECT 1", "--all", "--sample", "x")
+    assert bad_sample.returncode == 2 and "--sample must be a percentage" in bad_sample.stderr
+    api.close()
+
+
+def test_diff_two_runs(live_server: RunningServer, admin_token: str) -> None:
+    api = httpx.Client(
+        base_url=live_server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
+    )
+    agent = Agent(httpx.Client(base_url=live_server.url), "test-enroll-secret", "d-0", "d-uuid")
+    agent.enroll()
+    runs = []
+    for rows in ([{"p": "sshd"}, {"p": "cron"}], [{"p": "sshd"}, {"p": "miner"}]):
+        reply = api.post(
+            "/api/v1/fleet/queries/run",
+            json={"query": "SELECT p FROM x", "targets": [{"type": "all"}]},
+        )
+        campaign_id = reply.json()["campaign_id"]
+        name = f"fleet_distributed_query_{campaign_id}"
+        agent.post("distributed/write", {"queries": {name: rows}, "statuses": {name: 0}})
+        runs.append(campaign_id)
+    old, new = runs
+    shown = run_query(live_server, admin_token, "--diff", str(new), str(old))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[1:] == ['+ {"p": "miner"}', '- {"p": "cron"}']
+    assert "d-0" in shown.stdout.splitlines()[0]
+    assert "1 hosts answered differently" in shown.stderr
+    as_json = run_query(live_server, admin_token, "--diff", str(new), str(old), "--format", "json")
+    expected = api.get(f"/api/v1/fleet/campaigns/{new}/diff", params={"against": old}).json()
+    assert json.loads(as_json.stdout) == expected
+    assert expected["hosts"][0]["added"] == [{"p": "miner"}]
+    other = api.post(
+        "/api/v1/fleet/queries/run", json={"query": "SELECT 2", "targets": [{"type": "all"}]}
+    ).json()["campaign_id"]
+    different = run_query(live_server, admin_token, "--diff", str(new), str(other))
+    assert different.returncode == 1 and "ran different SQL" in different.stderr
+    agent.client.close()
+    api.close()
+
+
+PROGRESS = re.compile(
+    r"^campaign \d+: (\d+)/(\d+) answered, \d+ online, \d+ failed, \d+ rows, "
+    r"\d+\.\ds elapsed$"
+)
+
+
+def test_query_prints_one_table_sized_to_the_terminal(
+    live_server: RunningServer, admin_token: str
+) -> None:
+    long_path = "/var/lib/" + "very-long-directory-name/" * 8 + "file.txt"
+    agents = AnsweringAgents(live_server, 3, extra={"path": long_path})
+    try:
+        result = run_query(
+            live_server, admin_token, "--sql", "SELECT 1", "--all", "--exit", columns=60
+        )
+    finally:
+        agents.stop()
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert all(len(line) <= 60 for line in lines), result.stdout
+    # one header (the first line, host column first) and one row per host: one table
+    header, rule, *rows = lines
+    assert header.split()[0] == "host", result.stdout
+    assert header.count("host") == 2 and "path" in header  # the query's own `host` column
+    assert set(rule) <= set("━╇ "), result.stdout
+    assert [row.split()[0] for row in rows] == ["cli-0", "cli-1", "cli-2"]
+    assert all(row.rstrip().endswith("…") for row in rows), result.stdout  # cut, not wrapped
+    assert long_path not in result.stdout
+
+
+def test_query_progress_on_stderr_when_piped(
+    live_server: RunningServer, admin_token: str, agents: AnsweringAgents
+) -> None:
+    result = run_query(
+        live_server, admin_token, "--sql", "SELECT 1 AS n", "--all", "--exit", "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr  # lines, not carriage-return animation
+    progress = [PROGRESS.match(line) for line in result.stderr.splitlines()]
+    counts = [(int(m[1]), int(m[2])) for m in progress if m]
+    assert counts[0] == (0, 3) and counts[-1] == (3, 3), result.stderr
+    # a line per change: answered counts only grow, and no line repeats the one before
+    assert [a for a, _ in counts] == sorted(a for a, _ in counts)
+    lines = [m[0] for m in progress if m]
+    assert all(a.split(", ")[:-1] != b.split(", ")[:-1] for a, b in pairwise(lines))
+
+
+def test_query_exit_ends_at_the_timeout_naming_silent_hosts(
+    live_server: RunningServer, admin_token: str, agents: AnsweringAgents
+) -> None:
+    # enrolled just now, so online by its seen time, but it stopped: it never polls
+    stopped = Agent(agents.client, "test-enroll-secret", "stopped-1", "stopped-uuid")
+    stopped.enroll()
+    found = httpx.get(
+        f"{live_server.url}/api/v1/fleet/hosts",
+        params={"query": "stopped-1"},
+        headers={"Authorization": f"Bearer {admin_token}"},
+    ).json()["hosts"]
+    result = run_query(
+        live_server, admin_token, "--sql", "SELECT 1 AS n", "--all", "--exit", "--timeout", "3"
+    )
+    assert result.returncode == 3, result.stderr
+    assert re.search(r"campaign \d+ expired: 3/4 answered", result.stderr), result.stderr
+    assert f"no answer from 1 host(s): stopped-1 (id {found[0]['id']})" in result.stderr
+    assert "cli-0" in result.stdout and "stopped-1" not in result.stdout
+
+
+def test_query_help_documents_exit_status() -> None:
+    _register()
+    result = CliRunner().invoke(app, ["query", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+    assert (
+        "Exit status: 0 when every host it waited for answered, 1 when no host answered, 3 when "
+        "some answered and others did not." in text
+    ), text
+
+
+def test_fit_widths_narrows_the_widest_columns_first() -> None:
+    assert fit_widths([4, 1, 80], 100) == [4, 1, 80]  # room for all: unchanged
+    assert fit_widths([4, 1, 80], 50) == [4, 1, 45]
+    assert fit_widths([4, 30, 80], 50) == [4, 23, 23]
+    assert fit_widths([30, 30, 30], 3) == [1, 1, 1]  # never below one cell

@@ -18,7 +18,11 @@ from tests.services import free_port
 
 def test_serve_starts_and_stops(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "FLEETWATCH_ENROLL_SECRET": "s3cret", "FLEETWATCH_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "FLEETWATCH_ENROLL_SECRET": "serve-enroll-secret",
+        "FLEETWATCH_LOG_LEVEL": "warning",
+    }
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -51,7 +55,7 @@ def test_serve_starts_and_stops(tmp_path: Path) -> None:
             time.sleep(0.2)
         enroll = httpx.post(
             f"https://localhost:{port}/api/v1/osquery/enroll",
-            json={"enroll_secret": "s3cret", "host_identifier": "h"},
+            json={"enroll_secret": "serve-enroll-secret", "host_identifier": "h"},
             verify=verify,
         )
         assert "node_key" in enroll.json()

@@ -67,6 +67,24 @@ def test_bad_files_and_values_are_named(tmp_path: Path) -> None:
         load_settings({"port": 70000})
 
 
+def test_outbound_allow_from_each_source_and_a_bad_cidr_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert Settings().outbound_networks == ()  # nothing inside is allowed by default
+    listed = write(tmp_path / "list.toml", 'outbound_allow = ["10.0.0.0/8", "::1"]\n')
+    settings, _ = load_settings({}, listed)
+    assert settings.outbound_allow == "10.0.0.0/8,::1/128"
+    assert [str(n) for n in settings.outbound_networks] == ["10.0.0.0/8", "::1/128"]
+    monkeypatch.setenv("FLEETWATCH_OUTBOUND_ALLOW", "127.0.0.0/8, ::1/128")
+    settings, sources = load_settings({})
+    assert settings.outbound_allow == "127.0.0.0/8,::1/128" and sources["outbound_allow"] == "env"
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"outbound_allow": "127.0.0.0/8,10.0.0.1/8"})
+    message = str(caught.value)
+    assert "--outbound-allow / FLEETWATCH_OUTBOUND_ALLOW" in message
+    assert "'10.0.0.1/8' is not a CIDR network" in message and "host bits set" in message
+
+
 def test_every_setting_is_a_flag_and_documented() -> None:
     seen: list[Settings] = []
     command = settings_flags(seen.append)
@@ -87,3 +105,47 @@ def test_serve_help_lists_every_setting() -> None:
     for name in Settings.model_fields:
         assert f"--{name.replace('_', '-')}" in result.output
     assert "--config" in result.output
+
+
+def test_destinations_from_toml_tables_flag_and_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(
+        tmp_path / "fw.toml",
+        "[fleetwatch]\nport = 9100\n\n"
+        '[destinations.siem]\ntype = "splunk_hec"\n'
+        'url = "https://splunk.example:8088/services/collector/event"\n'
+        'token = "hec"\nbatch_size = 50\ninterval = 2.5\n\n'
+        '[destinations.archive]\ntype = "file"\npath = "/var/log/fleetwatch/rows.log"\n',
+    )
+    settings, sources = load_settings({}, config)
+    assert settings.port == 9100 and sources["destinations"] == "file"
+    siem = settings.destinations["siem"]
+    assert (siem.type, siem.token, siem.batch_size, siem.interval) == ("splunk_hec", "hec", 50, 2.5)
+    assert settings.destinations["archive"].path == Path("/var/log/fleetwatch/rows.log")
+    flag = '{"es": {"type": "elasticsearch", "url": "https://es.example:9200", "index": "fw"}}'
+    settings, _ = load_settings({"destinations": flag}, config)
+    assert list(settings.destinations) == ["es"]
+    monkeypatch.setenv("FLEETWATCH_DESTINATIONS", flag)
+    settings, sources = load_settings({}, None)
+    assert settings.destinations["es"].index == "fw" and sources["destinations"] == "env"
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ('[destinations.siem]\ntype = "splunk_hec"\n', 'needs url = "https://..."'),
+        ('[destinations.es]\ntype = "elasticsearch"\nurl = "https://es"\n', "needs index"),
+        ('[destinations.f]\ntype = "file"\n', "needs path"),
+        ('[destinations.x]\ntype = "kafka"\nurl = "https://k"\n', "splunk_hec"),
+        ('[destinations.x]\ntype = "http"\nurl = "ftp://k"\n', "https?://"),
+        ('[destinations.x]\ntype = "http"\nurl = "https://k"\nbatch = 5\n', "batch"),
+        ('[destinations."a b"]\ntype = "http"\nurl = "https://k"\n', "letters, digits"),
+        ('[destinations.log_forward_url]\ntype = "http"\nurl = "https://k"\n', "is taken"),
+    ],
+)
+def test_bad_destination_tables_are_named(tmp_path: Path, table: str, message: str) -> None:
+    config = write(tmp_path / "fw.toml", table)
+    with pytest.raises(SettingsError, match="destinations") as caught:
+        load_settings({}, config)
+    assert message in str(caught.value)

@@ -60,7 +60,7 @@ def test_https_with_the_servers_ca_file(tmp_path: Path) -> None:
         port=0,
         data_dir=tmp_path / "data",
         tls_self_signed=True,
-        enroll_secret="tls-secret",
+        enroll_secret="tls-enroll-secret",
         admin_email="admin@example.com",
         admin_password="admin-password-1",
         distributed_hold=1.0,
@@ -68,7 +68,7 @@ def test_https_with_the_servers_ca_file(tmp_path: Path) -> None:
     with running_server(settings) as server:
         cert = settings.data_dir / "fleetwatch-cert.pem"
         ok = simulate(
-            "--server", server.url, "--enroll-secret", "tls-secret", "--hosts", "2",
+            "--server", server.url, "--enroll-secret", "tls-enroll-secret", "--hosts", "2",
             "--duration", "3", "--start-period", "0", "--ca-file", str(cert),
         )  # fmt: skip
         assert ok.returncode == 0, ok.stderr

@@ -21,6 +21,8 @@ def cluster(pg_server: PostgresServer, redis_url: str, tmp_path: Path) -> Iterat
         database_url=pg_server.create_database(f"cluster{next(_databases)}"),
         redis_url=redis_url,
         directory=tmp_path / "cluster",
+        # webhook receivers listen on loopback, which webhooks may call only when allowed
+        settings={"OUTBOUND_ALLOW": "127.0.0.0/8,::1/128"},
     )
     try:
         nodes.start()

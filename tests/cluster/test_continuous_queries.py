@@ -16,8 +16,8 @@ from websockets.sync.client import connect
 
 from tests.cluster.harness import Cluster
 from tests.cluster.test_nodes import clients, eventually
-from tests.query.receiver import running_receiver
 from tests.query.task_client import TASKS, WsReader, kind_query, task_body
+from tests.receiver import running_receiver
 
 
 @contextmanager
@@ -127,7 +127,8 @@ def test_webhook_owner_killed_under_load_loses_nothing(cluster: Cluster) -> None
             lambda: all(c.get(link).status_code == 200 for c in nodes), "the task on every node"
         )
         reply = nodes[1].post(
-            f"{link}/subscriptions", json={"reference": receiver.hook("f"), "replayState": False}
+            f"{link}/subscriptions",
+            json={"reference": receiver.endpoint("f"), "replayState": False},
         )
         assert reply.status_code == 200, reply.text
         eventually(lambda: webhook_owner(cluster) != 0, "a node delivers webhooks")

@@ -16,13 +16,13 @@ import pytest
 from fleetwatch.bus.bus import Invalidations
 from fleetwatch.bus.redis_bus import RedisBus
 from fleetwatch.config import Settings, async_database_url
+from fleetwatch.dispatch.distributed import DistributedResult
 from fleetwatch.fleet.agent_config import AgentConfigService
 from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.labels import LabelService
 from fleetwatch.fleet.secrets import EnrollSecretService
 from fleetwatch.fleet.teams import TeamService
 from fleetwatch.index import DocumentIndex
-from fleetwatch.osquery.distributed import DistributedResult
 from fleetwatch.storage import Database
 from tests.agent import details_for
 from tests.services import PostgresServer, RedisServer
@@ -104,21 +104,21 @@ async def test_a_secret_added_on_one_node_enrolls_on_the_other(
     nodes: tuple[Node, Node],
 ) -> None:
     a, b = nodes
-    await a.secrets.add("fresh-secret")
+    await a.secrets.add("fresh-enroll-secret")
     # before any announcement arrives, an unknown secret reloads the table once
-    found = await b.secrets.find("fresh-secret")
-    assert found is not None and found.secret == "fresh-secret"
+    found = await b.secrets.find("fresh-enroll-secret")
+    assert found is not None and found.secret == "fresh-enroll-secret"
 
 
 async def test_a_secret_revoked_on_one_node_stops_working_on_the_other(
     nodes: tuple[Node, Node],
 ) -> None:
     a, b = nodes
-    await a.secrets.add("short-lived")
-    await _until(lambda: b.secrets.check("short-lived") is not None)
-    await a.secrets.revoke("short-lived")
-    await _until(lambda: b.secrets.check("short-lived") is None)
-    assert await b.secrets.find("short-lived") is None
+    await a.secrets.add("short-lived-enroll-secret")
+    await _until(lambda: b.secrets.check("short-lived-enroll-secret") is not None)
+    await a.secrets.revoke("short-lived-enroll-secret")
+    await _until(lambda: b.secrets.check("short-lived-enroll-secret") is None)
+    assert await b.secrets.find("short-lived-enroll-secret") is None
 
 
 async def test_the_agent_config_follows_a_change_on_another_node(
@@ -198,11 +198,11 @@ async def test_a_change_announced_while_redis_was_down_is_reloaded(
         redis.kill()
         await _until(lambda: b.bus.health()["redis"] == "unreachable")
         await a.agent_config.replace({"options": {"logger_tls_period": 42}})
-        await a.secrets.add("made-while-down")  # both announcements are lost
+        await a.secrets.add("made-while-redis-was-down")  # both announcements are lost
         redis.restart()
         # after reconnecting, every node reloads every cache once
         await _until(lambda: b.agent_config.stored() == {"options": {"logger_tls_period": 42}})
-        await _until(lambda: b.secrets.check("made-while-down") is not None)
+        await _until(lambda: b.secrets.check("made-while-redis-was-down") is not None)
     finally:
         for node in (a, b):
             await node.bus.stop()

@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import event, select
 
 from fleetwatch.config import Settings
-from fleetwatch.fleet.hosts import HostService, HostState, inventory_from_details
+from fleetwatch.fleet.host_inventory import inventory_from_details
+from fleetwatch.fleet.host_state import HostState
+from fleetwatch.fleet.hosts import HostService
+from fleetwatch.fleet.teams import TeamService
 from fleetwatch.index import DocumentIndex
 from fleetwatch.storage import Database
 from fleetwatch.storage.schema import hosts
@@ -90,6 +95,43 @@ async def test_reload_keeps_node_keys_working(db: Database, index: DocumentIndex
     assert restarted.by_node_key("") is None
 
 
+async def test_a_reenroll_never_changes_a_hosts_team(db: Database, index: DocumentIndex) -> None:
+    teams = TeamService(db, index)
+    await teams.load()
+    team_a = (await teams.create({"name": "a"}))["id"]
+    team_b = (await teams.create({"name": "b"}))["id"]
+    service = HostService(db, index, Settings())
+    await service.load()
+    host, key_b = await service.enroll("h1", "9", details_for("h1", "u1"), team_b)
+    # another team's secret, same identifier: a new host of that team
+    other, key_a = await service.enroll("h1", "9", details_for("h1", "u1"), team_a)
+    assert other.id != host.id and other.team_id == team_a
+    # same hardware uuid under another identifier, with a global secret: new host too
+    unteamed, _ = await service.enroll("h2", "9", details_for("h2", "u1"), None)
+    assert unteamed.id not in (host.id, other.id) and unteamed.team_id is None
+    # the real host keeps its team and key, in memory and in the table
+    for view in (service, await _loaded(db, index)):
+        found = view.by_node_key(key_b)
+        assert found is not None and found.id == host.id and found.team_id == team_b
+        same_a = view.by_node_key(key_a)
+        assert same_a is not None and same_a.id == other.id
+    # within a team, re-enrolling (by identifier or by uuid) re-keys the same host
+    again, new_key = await service.enroll("h1-renamed", "9", details_for("h", "u1"), team_b)
+    assert again.id == host.id and again.team_id == team_b
+    assert service.by_node_key(key_b) is None and service.by_node_key(new_key) is again
+    async with db.connect() as conn:
+        rows = (await conn.execute(select(hosts.c.id, hosts.c.team_id))).all()
+    assert sorted((r.id, r.team_id) for r in rows) == sorted(
+        [(host.id, team_b), (other.id, team_a), (unteamed.id, None)]
+    )
+
+
+async def _loaded(db: Database, index: DocumentIndex) -> HostService:
+    service = HostService(db, index, Settings())
+    await service.load()
+    return service
+
+
 def test_inventory_from_details_is_strings_in_typed_out() -> None:
     inventory = inventory_from_details(details_for("web", "u"), "9")
     assert inventory["hostname"] == "web"
@@ -162,3 +204,40 @@ async def test_inventory_updates_merge_into_the_stored_inventory(
     await service.delete(two.id)
     await service.apply_inventory(two, {"uptime": "43"})
     assert await index.get(f"/fleet/hosts/{two.id}") is None
+
+
+async def test_a_big_seen_flush_lets_the_loop_run_between_its_statements(
+    db: Database, index: DocumentIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parameters of a flush are built on the event loop: 10,000 hosts' seen times in
+    one statement held every request up. In slices, other work runs between them."""
+    monkeypatch.setattr("fleetwatch.fleet.host_seen.SEEN_FLUSH_SLICE", 4, raising=False)
+    service = HostService(db, index, Settings(distributed_hold=10))
+    await service.load()
+    enrolled = await asyncio.gather(
+        *(service.enroll(f"h{i}", "9", details_for(f"h{i}", f"u{i}"), None) for i in range(10))
+    )
+    await service.flush()
+    written: list[int] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE HOSTS"):
+            written.append(len(params) if isinstance(params, list) else 1)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        for host, _ in enrolled:
+            service.mark_seen(host, time.time() + 5)
+        observed: list[int] = []
+        flush = asyncio.create_task(service.flush())
+        while not flush.done():
+            observed.append(sum(written))
+            await asyncio.sleep(0)
+        await flush
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert sum(written) == 10
+    # Other work ran while some but not all of the hosts had been written.
+    assert any(0 < n < 10 for n in observed), observed
+    for host, _ in enrolled:
+        assert await seen_in_db(db, host.id) == host.seen_time

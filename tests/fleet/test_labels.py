@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from fleetwatch.config import Settings
+from fleetwatch.dispatch.distributed import DistributedResult
 from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.labels import LabelService
 from fleetwatch.index import DocumentIndex
-from fleetwatch.osquery.distributed import DistributedResult
 from fleetwatch.sim import AgentFlags, Fleet
 from fleetwatch.sim.host import SimHost
 from fleetwatch.storage import Database

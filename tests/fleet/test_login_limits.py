@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from fleetwatch.fleet.login_limits import BURST, LoginLimiter, SharedLoginLimiter
+from fleetwatch.fleet.login_limits import ADDRESS_LIMIT, BURST, LoginLimiter, SharedLoginLimiter
 from tests.services import RedisServer
 
 
@@ -44,3 +44,54 @@ async def test_without_redis_each_node_still_limits(redis_server: RedisServer) -
     finally:
         redis_server.restart()
         await client.aclose()
+
+
+def test_one_address_may_fail_30_times_a_minute_over_all_emails() -> None:
+    limiter = LoginLimiter()
+    sprayed = [limiter.attempt(f"user{i}@x.org", "1.2.3.4", now=0.0) for i in range(ADDRESS_LIMIT)]
+    assert sprayed == [0.0] * ADDRESS_LIMIT
+    wait = limiter.attempt("someone-else@x.org", "1.2.3.4", now=0.0)
+    assert 1.9 < wait <= 2.0  # 30 a minute: one back every 2 s
+    assert limiter.attempt("someone-else@x.org", "1.2.3.4", now=2.0) == 0
+    assert limiter.attempt("user0@x.org", "5.6.7.8", now=0.0) == 0  # another address
+    small = LoginLimiter(address_limit=3)
+    assert [small.attempt(f"u{i}@x.org", "9.9.9.9", now=0.0) for i in range(4)][-1] > 0
+
+
+def test_good_logins_do_not_count_against_the_address() -> None:
+    limiter = LoginLimiter()
+    for i in range(10 * ADDRESS_LIMIT):
+        assert limiter.attempt(f"user{i % 7}@x.org", "1.2.3.4", now=0.0) == 0
+        limiter.succeeded(f"user{i % 7}@x.org", "1.2.3.4")
+    failures = [limiter.attempt(f"guess{i}@x.org", "1.2.3.4", now=0.0) for i in range(31)]
+    assert failures[:ADDRESS_LIMIT] == [0.0] * ADDRESS_LIMIT and failures[-1] > 0
+
+
+def test_beyond_max_keys_the_least_recently_used_buckets_go() -> None:
+    limiter = LoginLimiter(max_keys=3)
+    for _ in range(BURST):  # a guesser is limited ...
+        limiter.attempt("victim@x.org", "6.6.6.6", now=0.0)
+    assert limiter.attempt("victim@x.org", "6.6.6.6", now=0.0) > 0
+    limiter.attempt("a@x.org", "1.1.1.1", now=0.0)
+    limiter.attempt("b@x.org", "2.2.2.2", now=0.0)
+    assert limiter.attempt("victim@x.org", "6.6.6.6", now=0.0) > 0  # in use again: kept
+    limiter.attempt("c@x.org", "3.3.3.3", now=0.0)  # evicts a@ only, not the whole table
+    assert not limiter.tracked("a@x.org", "1.1.1.1")
+    assert limiter.tracked("b@x.org", "2.2.2.2") and limiter.tracked("c@x.org", "3.3.3.3")
+    assert limiter.attempt("victim@x.org", "6.6.6.6", now=0.0) > 0  # ... and stays limited
+
+
+async def test_nodes_share_the_address_limit(redis_url: str) -> None:
+    one, two = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
+    try:
+        node_one, node_two = SharedLoginLimiter(one), SharedLoginLimiter(two)
+        await node_one.check("good@x.org", "8.8.8.8")
+        await node_one.reset("good@x.org", "8.8.8.8")  # a good login: does not count
+        for i in range(ADDRESS_LIMIT):  # one password sprayed over accounts and nodes
+            assert await (node_one, node_two)[i % 2].check(f"u{i}@x.org", "8.8.8.8") == 0
+        assert await node_one.check("fresh@x.org", "8.8.8.8") > 0
+        assert await node_two.check("fresh@x.org", "8.8.8.8") > 0
+        assert await node_two.check("fresh@x.org", "7.7.7.7") == 0
+    finally:
+        await one.aclose()
+        await two.aclose()

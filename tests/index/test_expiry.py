@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from fleetwatch.index import Action, Change, DocumentIndex, Write, now_micros
-from fleetwatch.index.expiry import ExpirySweeper
+from fleetwatch.index.expiry import ExpirySweeper, is_expiry
 
 FAR_FUTURE = 2**63 - 1
 
@@ -73,3 +73,17 @@ async def test_patch_to_the_past_wakes_the_background_sweeper(index: DocumentInd
         assert sweeper.expired_count == 1
     finally:
         await sweeper.stop()
+
+
+async def test_an_expiry_is_told_apart_from_a_delete(index: DocumentIndex) -> None:
+    now = now_micros()
+    await index.write(Write(Action.POST, "/d/old", "k", {"a": 1}, expiration_micros=now - 1))
+    await index.write(Write(Action.POST, "/d/later", "k", {"a": 2}, expiration_micros=FAR_FUTURE))
+    await index.write(Write(Action.POST, "/d/plain", "k", {"a": 3}))
+    assert await ExpirySweeper(index).sweep_once() == 1
+    await index.write(Write(Action.DELETE, "/d/later"))
+    await index.write(Write(Action.DELETE, "/d/plain"))
+    changes = await index.read_changes(0)  # read back from the log, as a resume does
+    deletes = {c.self_link: is_expiry(c) for c in changes if c.action is Action.DELETE}
+    assert deletes == {"/d/old": True, "/d/later": False, "/d/plain": False}
+    assert not any(is_expiry(c) for c in changes if c.action is not Action.DELETE)

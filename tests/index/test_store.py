@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
 
+import orjson
 import pytest
 
 from fleetwatch.index import (
@@ -125,3 +128,37 @@ async def test_backlog_counts_queued_writes(index: DocumentIndex) -> None:
     assert index.backlog == 12
     await asyncio.gather(*pending)
     assert index.backlog == 0
+
+
+async def test_each_body_is_serialized_once_per_commit(
+    index: DocumentIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body goes into its document row and its change row from one serialization, and a
+    previous version written earlier in the same transaction is not serialized again."""
+    import fleetwatch.storage.database as database
+
+    serialized: list[int] = []
+
+    def counting(value: object, *args: Any, **kwargs: Any) -> bytes:
+        if isinstance(value, dict) and value.get("marker") == "once":
+            serialized.append(int(value["documentVersion"]))
+        return orjson.dumps(value, *args, **kwargs)
+
+    monkeypatch.setattr(database, "orjson", SimpleNamespace(dumps=counting, loads=orjson.loads))
+    await index.apply(
+        [
+            Write(Action.POST, "/once/1", "k", {"marker": "once"}),
+            Write(Action.PATCH, "/once/1", body={"n": 1}),
+        ]
+    )
+    assert sorted(serialized) == [0, 1]  # each version once; v1's previous is v0's text
+    serialized.clear()
+    change = await index.write(Write(Action.PATCH, "/once/1", body={"n": 2}))
+    assert sorted(serialized) == [1, 2]  # the new body, and the stored previous version
+    assert change is not None and change.prev_body is not None and change.prev_body["n"] == 1
+    monkeypatch.undo()
+    doc = await index.get("/once/1")
+    assert doc is not None and doc.body["n"] == 2 and doc.body["marker"] == "once"
+    logged = await index.read_changes(0)
+    bodies = [(c.version, c.body.get("n"), (c.prev_body or {}).get("n")) for c in logged]
+    assert bodies[-3:] == [(0, None, None), (1, 1, None), (2, 2, 1)]

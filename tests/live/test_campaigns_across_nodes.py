@@ -17,7 +17,7 @@ import httpx
 from websockets.sync.client import connect
 
 from fleetwatch.config import Settings
-from tests.agent import Agent
+from tests.agent import Agent, wait_for_long_hold
 from tests.conftest import login
 from tests.server import running_server
 from tests.services import PostgresServer
@@ -56,8 +56,10 @@ def test_campaign_created_on_one_node_runs_on_the_other(
     pg_server: PostgresServer, redis_url: str, tmp_path: Path
 ) -> None:
     database_url = pg_server.create_database(f"two_nodes_{time.monotonic_ns()}")
-    with running_server(_settings(database_url, redis_url, tmp_path / "a")) as a:
-        client_a = httpx.Client(base_url=a.url, timeout=30)
+    with (
+        running_server(_settings(database_url, redis_url, tmp_path / "a")) as a,
+        httpx.Client(base_url=a.url, timeout=30) as client_a,
+    ):
         agents = [Agent(client_a, SECRET, f"host-{i}", f"uuid-{i}") for i in range(3)]
         for agent in agents:
             agent.enroll()
@@ -67,11 +69,12 @@ def test_campaign_created_on_one_node_runs_on_the_other(
                 {"queries": {q: [] for q in queries}, "statuses": {q: 0 for q in queries}},
             )
         time.sleep(0.5)  # seen times flushed: node B sees the hosts online when it loads
-        with running_server(_settings(database_url, redis_url, tmp_path / "b")) as b:
+        with (
+            running_server(_settings(database_url, redis_url, tmp_path / "b")) as b,
+            httpx.Client(base_url=b.url, timeout=30) as api_b,
+        ):
             token = login(b)
-            api_b = httpx.Client(
-                base_url=b.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-            )
+            api_b.headers["Authorization"] = f"Bearer {token}"
             held: dict[str, Any] = {}
 
             def long_poll() -> None:
@@ -79,9 +82,12 @@ def test_campaign_created_on_one_node_runs_on_the_other(
                 held["queries"] = _read(agents[0])
                 held["elapsed"] = time.monotonic() - started
 
+            hosts = api_b.get("/api/v1/fleet/hosts", params={"query": "host-0"}).json()["hosts"]
+            # holds are spread by each host's slot (osquery/holds.py): start at a long one
+            wait_for_long_hold(hosts[0]["id"], hold=3.0, interval=1)
             poller = threading.Thread(target=long_poll)
             poller.start()
-            time.sleep(0.5)  # agent 0's read is held on node A (hold 3 s)
+            time.sleep(0.5)  # agent 0's read is held on node A (about 2.4 s of the 3 s hold)
             reply = api_b.post(
                 "/api/v1/fleet/queries/run",
                 json={"query": "SELECT 1 AS one", "targets": [{"type": "all"}]},
@@ -117,5 +123,3 @@ def test_campaign_created_on_one_node_runs_on_the_other(
                 assert body["status"] == "finished"
                 assert body["totals"]["responded"] == 3 and body["totals"]["rows"] == 3
             assert name not in _read(agents[0])
-            api_b.close()
-        client_a.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 
@@ -236,3 +237,84 @@ def test_no_secret_reaches_the_logs(live_server: RunningServer, restore_logging:
     assert all(x["host_identifier"] == "uuid-logs-1" for x in agent_lines)
     assert any(x["path"] == "/api/v1/fleet/secrets/***" for x in access)
     assert any(x["logger"] == "fleetwatch.osquery.routes" and "enrolled" in x["msg"] for x in lines)
+
+
+# --- control characters ------------------------------------------------------------------
+
+FORGED = "2026-01-01T00:00:00.000+00:00 warning fleetwatch.access FORGED"
+#: Line breaks of every kind a reader may split on, and a terminal escape.
+BREAKS = ["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029", "\x1b[2J"]
+
+
+def test_text_lines_escape_control_characters() -> None:
+    for brk in BREAKS:
+        token = REQUEST.set(RequestContext("req-1"))
+        try:
+            bind_host(7, f"h{brk}{FORGED}")
+            text = TextFormatter().format(
+                _record("host %s enrolled", f"h{brk}{FORGED}", path=f"/x{brk}{FORGED}")
+            )
+        finally:
+            REQUEST.reset(token)
+        assert len(text.splitlines()) == 1, repr(text)
+        assert "\x1b" not in text and "FORGED" in text
+    text = TextFormatter().format(_record("a\nb\tc\x00d\u2028e"))
+    assert text.endswith("a\\nb\\tc\\x00d\\u2028e")
+
+
+def test_a_traceback_cannot_forge_a_text_line() -> None:
+    try:
+        raise ValueError(f"bad\n{FORGED}\u2028{FORGED}")
+    except ValueError:
+        import sys
+
+        record = _record("failed")
+        record.exc_info = sys.exc_info()
+    lines = TextFormatter().format(record).splitlines()
+    assert len(lines) > 2 and lines[0].endswith("failed")
+    # every traceback line is indented: none starts like a record
+    assert all(line.startswith("    ") for line in lines[1:])
+
+
+def test_json_lines_stay_one_line() -> None:
+    for brk in BREAKS:
+        token = REQUEST.set(RequestContext("req-1"))
+        try:
+            bind_host(7, f"h{brk}{FORGED}")
+            text = JsonFormatter().format(_record("host %s", f"h{brk}{FORGED}", path=f"/{brk}"))
+        finally:
+            REQUEST.reset(token)
+        assert len(text.splitlines()) == 1, repr(text)
+        line = json.loads(text)
+        assert line["host_identifier"] == f"h{brk}{FORGED}" and line["path"] == f"/{brk}"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_agent_and_user_values_cannot_forge_log_lines(
+    live_server: RunningServer, restore_logging: None, fmt: str
+) -> None:
+    buf = io.StringIO()
+    configure_logging("debug", fmt, stream=buf)
+    identifier = f"evil\n{FORGED}\u2028{FORGED}\r{FORGED}"
+    with httpx.Client(base_url=live_server.url, timeout=10) as client:
+        agent = Agent(client, "test-enroll-secret", f"name\n{FORGED}", identifier)
+        assert agent.enroll().get("node_key")
+        assert agent.post("config", {}).status_code == 200
+        assert client.get("/api/v1/fleet/hosts/%0A" + FORGED.replace(" ", "%20")).status_code
+        assert client.post(
+            "/api/v1/fleet/login", json={"email": f"x@example.com\n{FORGED}", "password": "p"}
+        ).status_code
+        request_id = client.get("/healthz").headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while request_id not in buf.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    lines = buf.getvalue().splitlines()
+    print("\n".join(lines))  # shown on failure
+    assert any("enrolled" in line and "FORGED" in line for line in lines)
+    assert any("/api/v1/fleet/hosts/" in line and "FORGED" in line for line in lines)
+    for line in lines:
+        assert not line.startswith(FORGED[:10]), line  # no forged record
+        if fmt == "json":
+            assert isinstance(json.loads(line), dict)
+        else:  # a record, or an indented traceback line
+            assert re.match(r"\d{4}-\d\d-\d\dT", line) or line.startswith("    "), line

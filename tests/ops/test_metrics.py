@@ -14,7 +14,7 @@ import pytest
 from fleetwatch.config import Settings
 from fleetwatch.index import Action, Write
 from fleetwatch.ops.metrics import Metrics, agent_outcome, query_kind
-from tests.agent import Agent
+from tests.agent import Agent, wait_for_long_hold
 from tests.conftest import login
 from tests.ops.scrape import samples, scrape, value
 from tests.query.task_client import TaskClient, kind_query, task_body
@@ -105,6 +105,9 @@ def test_held_long_poll_is_a_gauge(live_server: RunningServer, admin_token: str)
         # Details answered: the next read is held (distributed_hold is 1 s in the tests).
         import threading
 
+        auth = {"Authorization": f"Bearer {admin_token}"}
+        host_id = client.get("/api/v1/fleet/hosts", headers=auth).json()["hosts"][0]["id"]
+        wait_for_long_hold(host_id, hold=1.0, interval=1)
         held = threading.Thread(target=lambda: agent.post("distributed/read", {}))
         held.start()
         deadline = time.monotonic() + 5
@@ -129,6 +132,7 @@ def ops_server(tmp_path: Path) -> Iterator[RunningServer]:
         metrics_port=0,
         webhook_failure_limit=2,
         webhook_retry_base=0.05,
+        outbound_allow="127.0.0.0/8",  # the dead callback is on loopback
         subscriber_queue_limit=5,
     )
     with running_server(settings) as server:
@@ -238,8 +242,38 @@ def test_every_metric_is_documented(tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=tmp_path, log_forward_dir=tmp_path / "fwd"))
     metrics: Metrics = app.state.services.ops.metrics
     names = {family.name for family in metrics.registry.collect()}
-    assert "fleetwatch_log_forward_queued" in names and "fleetwatch_hosts" in names
+    assert "fleetwatch_destination_queued" in names and "fleetwatch_hosts" in names
     doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     for name in names:
         # Counters are exposed (and documented) with their _total suffix.
         assert f"`{name}`" in doc or f"`{name}_total`" in doc, f"{name} is not documented"
+
+
+def test_integer_counters_expose_what_prometheus_client_would() -> None:
+    """Request and agent counters are plain integer adds (no lock, no child lookup), read at
+    scrape time in the same exposition as prometheus_client's own Counter and Histogram."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from fleetwatch.ops.metrics import LATENCY_BUCKETS, IntCounters, IntHistogram
+
+    observed = (0.0005, 0.001, 0.001, 0.003, 0.5, 5.0, 20.0)
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    hist = IntHistogram("t_seconds", "doc", ("route", "method"), LATENCY_BUCKETS)
+    counts = IntCounters("t_requests", "doc", ("endpoint",))
+    ours.register(hist)
+    ours.register(counts)
+    ref_hist = Histogram(
+        "t_seconds", "doc", ["route", "method"], buckets=LATENCY_BUCKETS, registry=theirs
+    )
+    ref_counts = Counter("t_requests", "doc", ["endpoint"], registry=theirs)
+    for seconds in observed:
+        hist.observe(("/a", "POST"), seconds)
+        ref_hist.labels("/a", "POST").observe(seconds)
+    hist.observe(("/b", "GET"), 0.01)
+    ref_hist.labels("/b", "GET").observe(0.01)
+    for endpoint, n in (("read", 3), ("write", 1)):
+        counts.add((endpoint,), n)
+        ref_counts.labels(endpoint).inc(n)
+    assert generate_latest(ours) == generate_latest(theirs)
+    assert hist.values[("/a", "POST")][0] == 3  # 0.001 counts in its own `le` bucket
+    assert counts.values == {("read",): 3, ("write",): 1}

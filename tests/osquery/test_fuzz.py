@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.agent import Agent
+from tests.agent import Agent, answer_details
 from tests.server import RunningServer
 
 SECRET = "test-enroll-secret"
@@ -189,25 +189,6 @@ def client(live_server: RunningServer) -> Iterator[httpx.Client]:
         yield c
 
 
-def _answer_details(agent: Agent, inventory: bool) -> None:
-    queries = agent.post("distributed/read", {}).json()["queries"]
-    results: dict[str, Any] = {name: [] for name in queries}
-    if inventory:
-        results["fleet_detail_query_os_version"] = [
-            {
-                "name": "Ubuntu",
-                "version": "22.04",
-                "major": "22",
-                "minor": "4",
-                "patch": "0",
-                "platform": "ubuntu",
-                "build": "",
-                "arch": "x86_64",
-            }
-        ]
-    assert agent.post("distributed/write", {"queries": results}).status_code == 200
-
-
 def _snapshot(client: httpx.Client, auth: dict[str, str], host_id: int) -> tuple[Any, Any]:
     host = client.get(f"/api/v1/fleet/hosts/{host_id}", headers=auth)
     logs = client.get(f"/api/v1/fleet/hosts/{host_id}/logs?per_page=1000", headers=auth)
@@ -219,13 +200,26 @@ def _snapshot(client: httpx.Client, auth: dict[str, str], host_id: int) -> tuple
     return body, logs.json()
 
 
+#: What the bystander answers for os_version (the fuzzed host answers nothing).
+OS_VERSION = {
+    "name": "Ubuntu",
+    "version": "22.04",
+    "major": "22",
+    "minor": "4",
+    "patch": "0",
+    "platform": "ubuntu",
+    "build": "",
+    "arch": "x86_64",
+}
+
+
 def test_agent_endpoints_survive_fuzzing(
     client: httpx.Client, live_server: RunningServer, admin_token: str
 ) -> None:
     auth = {"Authorization": f"Bearer {admin_token}"}
     bystander = Agent(client, SECRET, "bystander", "uuid-bystander")
     bystander.enroll()
-    _answer_details(bystander, inventory=True)
+    answer_details(bystander, {"fleet_detail_query_os_version": [OS_VERSION]})
     logged = bystander.post(
         "log",
         {"log_type": "result", "data": [{"name": "q", "columns": {"a": "1"}, "action": "added"}]},
@@ -233,7 +227,7 @@ def test_agent_endpoints_survive_fuzzing(
     assert logged.json() == {}
     fuzzed = Agent(client, SECRET, "fuzzed", "uuid-fuzzed")
     fuzzed.enroll()
-    _answer_details(fuzzed, inventory=False)
+    answer_details(fuzzed)
     ids = {
         h["hostname"]: h["id"]
         for h in client.get("/api/v1/fleet/hosts", headers=auth).json()["hosts"]

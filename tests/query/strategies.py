@@ -7,7 +7,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from fleetwatch import numeric_text
 from fleetwatch.query.spec import (
+    MAX_MATCHED_LENGTH,
+    MAX_PATTERN_LENGTH,
     MatchType,
     NumericRange,
     Occurance,
@@ -55,9 +58,39 @@ STRINGS = [
     "hello world",
     "Hello, World!",
     "tag1",
+    "x]\\[y",
+    "a_b%c",
+    "[!a]",
 ]
+#: Strings at and just over the length WILDCARD and PHRASE examine.
+LONG_STRINGS = ["a b " * (MAX_MATCHED_LENGTH // 4), "a b " * (MAX_MATCHED_LENGTH // 4) + "b"]
 PREFIXES = ["", "a", "A", "7", "x y", "hello", "[", "%", "é", "tag"]
-PATTERNS = ["*", "", "a*", "*b", "?", "A?b", "*[a]*", "7*", "%*", "*_*", "a\\*", "*o*", "??"]
+PATTERNS = [
+    "*",
+    "",
+    "a*",
+    "*b",
+    "?",
+    "A?b",
+    "*[a]*",
+    "7*",
+    "%*",
+    "*_*",
+    "a\\*",
+    "*o*",
+    "??",
+    "*]*",
+    "[*",
+    "*\\*",
+    "?_?",
+    "*%",
+    "\\?",
+    "[!a]*",
+    "a b*",
+    "*a b",
+]
+#: The characters LIKE and GLOB treat specially, and ours.
+PATTERN_CHARACTERS = "ab *?[]%_\\^!-"
 PHRASES = ["a", "a b", "A B", "b", "hello world", "world!", "x y", "y z", "tag1", "é", "7", "1e2"]
 NUMBERS: list[int | float] = [
     0,
@@ -77,9 +110,23 @@ NUMBERS: list[int | float] = [
     1e300,
 ]
 
+#: Strings as osquery reports numbers (ranges compare them as numbers), and near misses.
+NUMERIC_STRINGS = ["90", "93.5", "+7", "0012", "1E2", "9.5e-1", " 7", "7 ", "7.", ".5", "1e100"]
+
 text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=8)
+numeric_strings = st.one_of(
+    st.sampled_from(NUMERIC_STRINGS), st.from_regex(numeric_text.PATTERN, fullmatch=True)
+)
 # Mostly values from shared pools, so that queries and documents meet; sometimes anything.
-strings = st.one_of(st.sampled_from(STRINGS), st.sampled_from(STRINGS), text)
+special_text = st.text(alphabet=PATTERN_CHARACTERS, max_size=8)
+strings = st.one_of(
+    st.sampled_from(STRINGS),
+    st.sampled_from(STRINGS),
+    text,
+    numeric_strings,
+    special_text,
+    st.sampled_from(LONG_STRINGS),
+)
 numbers = st.one_of(
     st.sampled_from(NUMBERS),
     st.sampled_from(NUMBERS),
@@ -127,6 +174,15 @@ def leaves(value: Any, path: str = "") -> list[Leaf]:
 def derived_terms(draw: st.DrawFn, seen: Sequence[Leaf]) -> QueryTerm:
     """A term built from a value some document has, so that it often matches."""
     path, value = draw(st.sampled_from(seen))
+    number = numeric_text.numeric_value(value)
+    if number is not None and draw(st.booleans()):
+        value = number  # a range (or an equality) around a numeric-looking string's value
+    if isinstance(value, str) and len(value) > MAX_PATTERN_LENGTH:
+        value = value[: MAX_PATTERN_LENGTH - 1]  # a pattern from its start (PREFIX-like)
+        if draw(st.booleans()):
+            return QueryTerm(
+                property_name=path, match_value=value + "*", match_type=MatchType.WILDCARD
+            )
     if isinstance(value, str):
         kind = draw(st.sampled_from(MatchType))
         if kind is MatchType.PREFIX:
@@ -197,7 +253,7 @@ def terms(draw: st.DrawFn, seen: Sequence[Leaf] = ()) -> QueryTerm:
     pool = {
         MatchType.TERM: st.one_of(strings, numbers.map(str), st.sampled_from(["k1", "k2"])),
         MatchType.PREFIX: st.one_of(st.sampled_from(PREFIXES), text),
-        MatchType.WILDCARD: st.one_of(st.sampled_from(PATTERNS), text),
+        MatchType.WILDCARD: st.one_of(st.sampled_from(PATTERNS), text, special_text),
         MatchType.PHRASE: st.one_of(st.sampled_from(PHRASES), text),
     }[match_type]
     value = draw(pool)

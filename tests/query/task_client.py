@@ -103,13 +103,46 @@ class TaskClient:
             yield WsReader(ws)
 
 
+def user_client(
+    admin: TaskClient,
+    email: str,
+    global_role: str | None,
+    teams: list[JsonObject] | None = None,
+) -> tuple[TaskClient, int]:
+    """A new user made by the admin through the API, logged in: (its client, its id)."""
+    from tests.conftest import login
+
+    made = admin.http.post(
+        "/api/v1/fleet/users",
+        json={
+            "email": email,
+            "password": "user-password-1",
+            "global_role": global_role,
+            "teams": teams or [],
+        },
+    )
+    assert made.status_code == 201, made.text
+    user_id: int = made.json()["user"]["id"]
+    return TaskClient(admin.server, login(admin.server, email, "user-password-1")), user_id
+
+
 class WsReader:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
+        #: The seqs of the `current` markers read so far (`next` passes over them).
+        self.currents: list[int] = []
 
     def next(self, timeout: float = 20.0) -> JsonObject:
-        raw = self.ws.recv(timeout=timeout)
-        message: JsonObject = json.loads(raw)
+        """The next message that is not a `current` marker."""
+        while True:
+            message = self.raw(timeout)
+            if message["type"] != "current":
+                return message
+            self.currents.append(message["seq"])
+
+    def raw(self, timeout: float = 20.0) -> JsonObject:
+        """The next message, markers included."""
+        message: JsonObject = json.loads(self.ws.recv(timeout=timeout))
         return message
 
     def take(self, n: int, timeout: float = 20.0) -> list[JsonObject]:
@@ -120,24 +153,31 @@ class WsReader:
         links: list[str] = []
         docs: dict[str, Any] = {}
         while True:
-            message = self.next()
+            message = self.raw()
             assert message["type"] == "initial", message
             links.extend(message["results"].get("documentLinks", []))
             docs.update(message["results"].get("documents", {}))
             if message["last"]:
+                marker = self.raw()  # caught up: the marker follows the initial results
+                assert marker == {**marker, "type": "current", "seq": message["seq"]}, marker
+                self.currents.append(marker["seq"])
                 return links, docs, message["seq"]
 
     def quiet(self, timeout: float = 0.5) -> bool:
-        """True if nothing arrives within `timeout`."""
+        """True if nothing but `current` markers arrives within `timeout`."""
         try:
-            self.ws.recv(timeout=timeout)
+            while self.raw(timeout)["type"] == "current":
+                pass
         except TimeoutError:
             return True
         return False
 
 
-def sse_events(response: httpx.Response) -> Iterator[tuple[str | None, JsonObject | None]]:
-    """(id, data) per SSE event; (None, None) for a comment line."""
+def sse_events(
+    response: httpx.Response, skip_current: bool = True
+) -> Iterator[tuple[str | None, JsonObject | None]]:
+    """(id, data) per SSE event; (None, None) for a comment line. `current` markers are
+    passed over unless `skip_current` is False."""
     event_id: str | None = None
     data: list[str] = []
     for line in response.iter_lines():
@@ -148,5 +188,7 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str | None, JsonObjec
         elif line.startswith("data: "):
             data.append(line[6:])
         elif line == "" and data:
-            yield event_id, json.loads("\n".join(data))
+            message = json.loads("\n".join(data))
+            if not skip_current or message.get("type") != "current":
+                yield event_id, message
             event_id, data = None, []

@@ -8,6 +8,7 @@ import pytest
 
 from fleetwatch.query.matcher import compile_query, match_value_keys, number_literal, value_key
 from fleetwatch.query.spec import (
+    MAX_MATCHED_LENGTH,
     MatchType,
     NumericRange,
     Occurance,
@@ -227,6 +228,29 @@ def test_match_type_wildcard() -> None:
     assert w("multi*line", "multi\nline")
 
 
+def test_wildcard_attack_of_issue_14_is_answered() -> None:
+    """`.*a.*a...b` backtracked for 26 s on 36 characters; the glob matcher answers at once."""
+    q = term("email", "*a*a*a*a*a*a*a*a*a*a*a*a*b", match_type=MatchType.WILDCARD)
+    assert not matches(q, {"email": "a" * 64})
+    assert not matches(q, {"email": "a" * MAX_MATCHED_LENGTH})
+    assert matches(q, {"email": "a" * 63 + "b"})
+
+
+@pytest.mark.parametrize(
+    ("match_type", "pattern"), [(MatchType.WILDCARD, "a*"), (MatchType.PHRASE, "a")]
+)
+def test_wildcard_and_phrase_ignore_strings_over_the_cap(
+    match_type: MatchType, pattern: str
+) -> None:
+    at_cap = "a " * (MAX_MATCHED_LENGTH // 2)
+    over = at_cap + "a"
+    assert matches(term("t", pattern, match_type=match_type), {"t": at_cap})
+    assert not matches(term("t", pattern, match_type=match_type), {"t": over})
+    assert matches(group(term("t", pattern, MUST_NOT, match_type)), {"t": over})
+    # the cap is per value: another element of the same list still matches
+    assert matches(term("l.item", pattern, match_type=match_type), {"l": [over, "a"]})
+
+
 def test_match_type_prefix() -> None:
     q = term("documentSelfLink", "/test/", match_type=MatchType.PREFIX)
     assert matches(q, {"documentSelfLink": "/test/a"})
@@ -267,10 +291,19 @@ def test_term_equality_across_json_types() -> None:
     assert not matches(term("n", "Ab"), {"n": "ab"})  # TERM is case-sensitive
 
 
-def test_ranges_only_match_numbers() -> None:
+def test_ranges_match_numbers_and_numeric_looking_strings() -> None:
     q = rng("n", 0, 10, lo_incl=True, hi_incl=True)
     assert matches(q, {"n": 0}) and matches(q, {"n": 10}) and matches(q, {"n": 5.5})
-    assert not matches(q, {"n": "5"})
+    # osquery's values are strings: a numeric-looking one compares as its number
+    for text in ("5", "10", "+0", "-0", "0005", "5.25", "1e1", "9.5E-1", "1.0e+01"):
+        assert matches(q, {"n": text}), text
+    for text in ("11", "-1", "10.000000000000002", "1e2"):
+        assert not matches(q, {"n": text}), text
+    for text in (" 5", "5 ", "5.", ".5", "0x5", "5abc", "1,5", "inf", "NaN", "", "1e100", "٥"):
+        assert not matches(q, {"n": text}), text
+    assert matches(rng("cpu", lo=90), {"cpu": "93.5"})
+    assert not matches(rng("cpu", lo=90), {"cpu": "90"})
+    assert matches(rng("size", lo=2**64 - 1, lo_incl=True), {"size": "18446744073709551615"})
     assert not matches(q, {"n": True})
     assert not matches(q, {"n": None})
     assert not matches(q, {})
@@ -280,8 +313,9 @@ def test_ranges_only_match_numbers() -> None:
         rng("d", 1_700_000_000_000_000, kind=TypeName.DATE), {"d": 1_800_000_000_000_000}
     )
     items = rng("l.item", 5)
-    assert matches(items, {"l": [1, "9", 6]})
-    assert not matches(items, {"l": [1, "9"]})
+    assert matches(items, {"l": [1, "x", 6]})
+    assert matches(items, {"l": [1, "9"]})
+    assert not matches(items, {"l": [1, "9 ", "x"]})
 
 
 def test_item_paths_reach_into_lists_of_objects_and_nested_lists() -> None:

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
+from fleetwatch.query.option_rules import parse_query_task
 from fleetwatch.query.spec import (
+    MAX_PATTERN_LENGTH,
     MAX_QUERY_CLAUSES,
     MAX_QUERY_DEPTH,
+    MAX_WILDCARD_STARS,
     MatchType,
     Occurance,
     QueryOption,
@@ -17,7 +20,6 @@ from fleetwatch.query.spec import (
     TaskStage,
     TypeName,
     parse_query,
-    parse_query_task,
     phrase_haystack,
     phrase_needle,
     phrase_words,
@@ -290,17 +292,7 @@ def test_invalid_specs_name_the_field(raw: dict[str, Any], message: str) -> None
 
 @pytest.mark.parametrize(
     "option",
-    [
-        "BROADCAST",
-        "GROUP_BY",
-        "SELECT_LINKS",
-        "TIME_SNAPSHOT",
-        "INCLUDE_ALL_VERSIONS",
-        "EXPAND_BINARY_CONTENT",
-        "READ_AFTER_WRITE_CONSISTENCY",
-        "EXPAND_SELECTED_FIELDS",
-        "SINGLE_USE",
-    ],
+    ["BROADCAST", "EXPAND_BINARY_CONTENT", "READ_AFTER_WRITE_CONSISTENCY"],
 )
 def test_options_fleetwatch_does_not_implement_are_refused(option: str) -> None:
     with pytest.raises(QuerySpecError) as info:
@@ -311,7 +303,7 @@ def test_options_fleetwatch_does_not_implement_are_refused(option: str) -> None:
 
 
 def test_expand_links_requires_select_links() -> None:
-    with pytest.raises(QuerySpecError, match="EXPAND_LINKS requires SELECT_LINKS"):
+    with pytest.raises(QuerySpecError, match="EXPAND_LINKS must be combined with SELECT_LINKS"):
         parse_query_task(_task(TERM, options=["EXPAND_LINKS"]))
 
 
@@ -344,6 +336,42 @@ def test_clause_count_is_capped() -> None:
         parse_query_task(_task(wide))
     ok = {"booleanClauses": [dict(TERM, occurance="SHOULD_OCCUR")] * (MAX_QUERY_CLAUSES - 1)}
     parse_query_task(_task(ok))
+
+
+def _pattern_task(value: str, match_type: str) -> dict[str, Any]:
+    term = {"propertyName": "hostname", "matchValue": value, "matchType": match_type}
+    return _task({"term": term})
+
+
+@pytest.mark.parametrize("match_type", ["WILDCARD", "PHRASE"])
+def test_pattern_length_is_capped(match_type: str) -> None:
+    parse_query_task(_pattern_task("a" * MAX_PATTERN_LENGTH, match_type))
+    with pytest.raises(QuerySpecError) as info:
+        parse_query_task(_pattern_task("a" * (MAX_PATTERN_LENGTH + 1), match_type))
+    assert str(info.value) == (
+        f"querySpec.query.term.matchValue: a {match_type} matchValue is limited to "
+        f"{MAX_PATTERN_LENGTH} characters (this one has {MAX_PATTERN_LENGTH + 1}); send a "
+        "shorter pattern or a TERM or PREFIX term"
+    )
+    # equality and prefix terms compare in one pass: no cap
+    parse_query_task(_pattern_task("a" * (MAX_PATTERN_LENGTH + 1), "TERM"))
+    parse_query_task(_pattern_task("a" * (MAX_PATTERN_LENGTH + 1), "PREFIX"))
+
+
+def test_wildcard_stars_are_capped() -> None:
+    parse_query_task(_pattern_task("*a" * MAX_WILDCARD_STARS, "WILDCARD"))
+    parse_query_task(_pattern_task("**a" * MAX_WILDCARD_STARS, "WILDCARD"))  # a run counts once
+    with pytest.raises(QuerySpecError) as info:
+        parse_query_task(_pattern_task("*a" * MAX_WILDCARD_STARS + "*", "WILDCARD"))
+    assert str(info.value) == (
+        f"querySpec.query.term.matchValue: a WILDCARD pattern may have at most "
+        f"{MAX_WILDCARD_STARS} '*' wildcards (this one has {MAX_WILDCARD_STARS + 1}); send a "
+        "pattern with fewer '*'"
+    )
+    # the pattern of issue 14 is harmless now, and allowed
+    parse_query_task(_pattern_task("*a*a*a*a*a*a*a*a*a*a*a*a*b", "WILDCARD"))
+    # `*` means nothing in a PHRASE (a separator)
+    parse_query_task(_pattern_task("*a" * (MAX_WILDCARD_STARS + 1), "PHRASE"))
 
 
 def test_date_and_double_ranges() -> None:

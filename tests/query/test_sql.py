@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects import sqlite
 
 from fleetwatch.config import async_database_url
 from fleetwatch.index import Action, Change, DocumentIndex, Write
 from fleetwatch.query.matcher import compile_query
 from fleetwatch.query.predicate_index import PredicateIndex
 from fleetwatch.query.spec import (
+    MAX_MATCHED_LENGTH,
     MAX_QUERY_DEPTH,
     Query,
     QueryTerm,
@@ -30,7 +35,7 @@ from fleetwatch.query.spec import (
     parse_query,
 )
 from fleetwatch.query.sql import order_by_clause, where_clause
-from fleetwatch.storage import Database
+from fleetwatch.storage import Database, sqlite_functions
 from fleetwatch.storage.schema import documents
 from tests.query.strategies import json_docs, leaves, queries, valid
 
@@ -176,6 +181,67 @@ async def test_where_clause_agrees_with_matcher(index: DocumentIndex, case: int)
     assert await _select(index.db, prefix, query, include_deleted=True) == with_deleted
 
 
+#: Values with the characters LIKE and GLOB treat specially, and at and over the length cap.
+SPECIAL_VALUES: list[Any] = [
+    "50%_off [x] *",
+    "a]b\\c%d_e[f^!",
+    "[!a]",
+    "x\\y",
+    "x?",
+    "é?",
+    "The QUICK, brown—fox_2",
+    None,
+    "a" * MAX_MATCHED_LENGTH,
+    "a" * (MAX_MATCHED_LENGTH + 1),
+    "quick brown fox " * (MAX_MATCHED_LENGTH // 16),
+    "quick brown fox " * (MAX_MATCHED_LENGTH // 16) + "!",
+]
+SPECIAL_PATTERNS = [
+    ("*", "WILDCARD"),
+    ("*]*", "WILDCARD"),
+    ("*\\*", "WILDCARD"),
+    ("*[*", "WILDCARD"),
+    ("[!a]", "WILDCARD"),
+    ("[!a]*", "WILDCARD"),
+    ("*%*", "WILDCARD"),
+    ("*_*", "WILDCARD"),
+    ("?]b*", "WILDCARD"),
+    ("a]b\\c%d_e[f^!", "WILDCARD"),
+    ("a]b\\c?d?e[f*", "WILDCARD"),
+    ("x\\?", "WILDCARD"),
+    ("x\\*", "WILDCARD"),
+    ("??", "WILDCARD"),
+    ("a*", "WILDCARD"),
+    ("*a*a*a*a*a*a*a*a*a*a*a*a*b", "WILDCARD"),
+    ("brown fox", "PHRASE"),
+    ("QUICK brown", "PHRASE"),
+    ("a", "PHRASE"),
+    ("fox_2", "PHRASE"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "match_type"), SPECIAL_PATTERNS)
+async def test_special_characters_and_the_length_cap_agree(
+    index: DocumentIndex, pattern: str, match_type: str
+) -> None:
+    docs = [{"documentKind": "k1", "v": v} for v in SPECIAL_VALUES]
+    prefix, changes = await _store(index, docs, [False] * len(docs))
+    for occurance in ("MUST_OCCUR", "MUST_NOT_OCCUR"):
+        query = parse_query({"booleanClauses": [_t("v", pattern, match_type, occurance)]})
+        compiled = compile_query(query)
+        expected = {c.self_link for c in changes if compiled.matches(c.body)}
+        assert await _select(index.db, prefix, query) == expected, (pattern, occurance)
+
+
+async def test_strings_over_the_cap_never_match(index: DocumentIndex) -> None:
+    docs = [{"documentKind": "k1", "v": v} for v in SPECIAL_VALUES]
+    prefix, _ = await _store(index, docs, [False] * len(docs))
+    found = await _select(index.db, prefix, parse_query(_t("v", "a*", "WILDCARD")))
+    assert sorted(int(link.rsplit("/", 1)[1]) for link in found) == [1, 8]
+    found = await _select(index.db, prefix, parse_query(_t("v", "brown fox", "PHRASE")))
+    assert sorted(int(link.rsplit("/", 1)[1]) for link in found) == [10]
+
+
 async def test_a_few_answers_by_hand(index: DocumentIndex) -> None:
     prefix, _ = await _store(index, DOCS, [False] * len(DOCS))
 
@@ -191,6 +257,61 @@ async def test_a_few_answers_by_hand(index: DocumentIndex) -> None:
     assert await links(
         {"booleanClauses": [_t("documentKind", "k1"), _t("tags.item", "a", occ="MUST_NOT_OCCUR")]}
     ) == [1, 4, 5]
+
+
+#: osquery's values are strings; ranges compare the numeric-looking ones as numbers.
+OSQUERY_ROWS: list[dict[str, Any]] = [
+    {"documentKind": "fleet:log", "cpu": v}
+    for v in [
+        "93.5",
+        "90",
+        "7",
+        "-3",
+        "+95",
+        "0095",
+        "9.5e1",
+        "1E2",
+        "120abc",
+        " 95",
+        "95 ",
+        "9.",
+        ".95",
+        "0x5f",
+        "1e100",
+        "inf",
+        "NaN",
+        "",
+        "٩٥",
+        95,
+        True,
+        None,
+        "12345678901234567890123",
+        "99999999999999999999.99999999999999999999e99",
+        "-0",
+        "1.7976931348623157e308",
+    ]
+]
+
+
+@pytest.mark.parametrize(
+    "rng, expected",
+    [
+        ({"min": 90}, [0, 4, 5, 6, 7, 19, 23]),
+        ({"min": 90, "isMinInclusive": True}, [0, 1, 4, 5, 6, 7, 19, 23]),
+        ({"max": 0, "isMaxInclusive": True}, [3, 24]),
+        ({"min": 94.99, "max": 95.01}, [4, 5, 6, 19]),
+        ({"min": 1e100}, [23]),
+    ],
+)
+async def test_ranges_compare_numeric_looking_strings(
+    index: DocumentIndex, rng: dict[str, Any], expected: list[int]
+) -> None:
+    prefix, changes = await _store(index, OSQUERY_ROWS, [False] * len(OSQUERY_ROWS))
+    query = parse_query(_r("cpu", **rng))
+    found = await _select(index.db, prefix, query)
+    assert sorted(int(link.rsplit("/", 1)[1]) for link in found) == expected
+    compiled = compile_query(query)
+    assert {c.self_link for c in changes if compiled.matches(c.body)} == found
 
 
 async def test_order_by_clause(index: DocumentIndex) -> None:
@@ -307,3 +428,46 @@ async def test_deepest_allowed_query_runs_on_both_backends(index: DocumentIndex)
     expected = {c.self_link for c in changes if compiled.matches(c.body)}
     assert await _select(index.db, prefix, parsed) == expected
     assert expected  # the query is not vacuous
+
+
+def _sqlite_steps(path: Path, query: Query, text: str) -> tuple[int, int]:
+    """(matches, SQLite VM instructions) of `query` over one document {"v": text}."""
+    conn = sqlite3.connect(path)
+    try:
+        sqlite_functions.register(conn)
+        conn.execute("DELETE FROM documents")
+        conn.execute(
+            "INSERT INTO documents (self_link, kind, version, update_time_micros, "
+            "update_action, deleted, body) VALUES ('/d', 'k', 0, 0, 'PUT', 0, ?)",
+            (json.dumps({"v": text}),),
+        )
+        stmt = select(func.count()).select_from(documents).where(where_clause(query, "sqlite"))
+        sql = str(stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        conn.set_progress_handler(count, 1)
+        found = conn.execute(sql).fetchone()[0]
+        conn.set_progress_handler(None, 0)
+        return int(found), steps[0]
+    finally:
+        conn.close()
+
+
+def test_sqlite_phrase_work_does_not_grow_with_the_text(tmp_path: Path) -> None:
+    """Issue 14: PHRASE on SQLite walked the text character by character in SQL (a 90 KB
+    value cost 22 s); now one linear function call does the whole value."""
+    path = tmp_path / "phrase.db"
+    runner = asyncio.Runner()
+    with runner:
+        db = Database(async_database_url(f"sqlite:///{path}"))
+        runner.run(db.migrate())
+        runner.run(db.dispose())
+    phrase = parse_query(_t("v", "brown fox", "PHRASE"))
+    short = _sqlite_steps(path, phrase, "The quick, brown fox")
+    long = _sqlite_steps(path, phrase, "quick " * 2000 + "brown-FOX")
+    assert short[0] == long[0] == 1
+    assert long[1] == short[1]  # the same VM instructions whatever the length

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from fleetwatch.config import async_database_url
 from fleetwatch.index import Action, DocumentIndex, Write, now_micros
 from fleetwatch.index.retention import ChangeLogRetention
 from fleetwatch.query.spec import Query, parse_query
 from fleetwatch.query.subscriptions import (
     Closed,
+    Current,
     EventKind,
     Initial,
     Message,
@@ -22,7 +28,9 @@ from fleetwatch.query.subscriptions import (
     Subscription,
     SubscriptionHub,
     UnknownStream,
+    documents_loader,
 )
+from fleetwatch.storage import Database
 
 
 def kind_query(kind: str, **equals: str) -> Query:
@@ -281,3 +289,149 @@ async def test_resume_older_than_retention_is_refused(
     sub = await hub.subscribe("s", since=index.last_seq - 1)
     (note,) = await take(sub, 1)
     assert isinstance(note, Notification) and note.event.change.self_link == "/k/3"
+
+
+# --- every message is a cursor: cut anywhere, resume, same result (issue 15) -------------
+
+#: Write operations of a run: (document number, what): PUT matching, PUT not matching, DELETE.
+OPS = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["yes", "no", "delete"])), max_size=10)
+_RUNS = itertools.count(1)
+
+
+def cursor_of(message: Message) -> int | None:
+    """The resume cursor a client is given with a message (SSE id / WebSocket seq)."""
+    if isinstance(message, Initial):
+        return message.cursor
+    return message.seq
+
+
+def apply_messages(state: dict[str, Any], messages: Sequence[Message]) -> None:
+    """What a client holds: link -> body; added/updated set it, deleted/stopMatch drop it."""
+    for message in messages:
+        if isinstance(message, Initial):
+            for body in message.payload:
+                state[body["documentSelfLink"]] = body
+        elif isinstance(message, Notification):
+            link = message.event.change.self_link
+            if message.event.kind in (EventKind.ADDED, EventKind.UPDATED):
+                state[link] = message.event.change.body
+            else:
+                state.pop(link, None)
+
+
+async def run_ops(index: DocumentIndex, kind: str, ops: Sequence[tuple[int, str]]) -> None:
+    """Apply a run's writes one by one (a DELETE of a missing document is skipped)."""
+    for number, what in ops:
+        link = f"/{kind}/{number}"
+        if what == "delete":
+            if await index.get(link) is not None:
+                await index.write(Write(Action.DELETE, link))
+        else:
+            await index.write(Write(Action.PUT, link, kind, {"m": what, "n": number}))
+
+
+async def resumed_after(
+    hub: SubscriptionHub, query: Query, mode: StreamMode, cursor: int
+) -> list[Message]:
+    """A new subscription resumed after `cursor`, up to and including its `current`."""
+    sub = await hub.subscribe_query(query, since=cursor, mode=mode, markers=True)
+    out: list[Message] = []
+    try:
+        async with asyncio.timeout(20):
+            while not out or not isinstance(out[-1], Current):
+                out.append(await anext(sub))
+        out.extend(sub.ready())
+    finally:
+        await sub.aclose()
+    return out
+
+
+async def check_every_cut(
+    index: DocumentIndex,
+    hub: SubscriptionHub,
+    before: Sequence[tuple[int, str]],
+    after: Sequence[tuple[int, str]],
+    leaves: bool,
+) -> None:
+    kind = f"run{next(_RUNS)}"
+    query = kind_query(kind, m="yes")
+    mode = StreamMode(notify_match=True, notify_leave=leaves)
+    await run_ops(index, kind, before)
+    # the uncut stream: snapshot one document per message, the marker, then live changes
+    sub = await hub.subscribe_query(
+        query, mode=mode, markers=True, loader=documents_loader(query, index.db.dialect, 1)
+    )
+    await run_ops(index, kind, after)
+    uncut = sub.ready(100_000)
+    await sub.aclose()
+    marker = next(i for i, m in enumerate(uncut) if isinstance(m, Current))
+    snapshot_seqs = [s for m in uncut[:marker] if isinstance(m, Initial) for s in m.seqs or ()]
+    live_seqs = [m.seq for m in uncut[marker + 1 :]]
+    # the snapshot in sequence order, then the marker, then later changes in order
+    assert snapshot_seqs == sorted(set(snapshot_seqs))
+    assert live_seqs == sorted(set(live_seqs))
+    assert all(s <= uncut[marker].seq < q for s in snapshot_seqs for q in live_seqs)
+    final: dict[str, Any] = {}
+    apply_messages(final, uncut)
+    truth = {}
+    for number in range(4):
+        doc = await index.get(f"/{kind}/{number}")
+        if doc is not None and doc.body["m"] == "yes":
+            truth[doc.self_link] = doc.body
+    if leaves:
+        assert final == truth
+    else:  # a stream that does not report leaving holds the result set, maybe more
+        assert {k: final[k] for k in truth} == truth
+    for cut, message in enumerate(uncut):
+        cursor = cursor_of(message)
+        assert cursor is not None, message  # every message is a cursor
+        resumed = await resumed_after(hub, query, mode, cursor)
+        notes = [m for m in resumed if isinstance(m, Notification)]
+        # nothing at or before the cursor, in increasing order, then caught up
+        assert [n.seq for n in notes] == sorted({n.seq for n in notes})
+        assert all(n.seq > cursor for n in notes)
+        assert isinstance(resumed[-1], Current) and resumed[-1].seq >= max(
+            [cursor, *(n.seq for n in notes)]
+        )
+        held: dict[str, Any] = {}
+        apply_messages(held, uncut[: cut + 1])
+        apply_messages(held, resumed)
+        if leaves:
+            assert held == final, (cut, cursor)
+        else:
+            assert {k: held.get(k) for k in truth} == truth, (cut, cursor)
+        if cut >= marker:  # cut in the live part: exactly the uncut stream's messages
+            rest = [m for m in uncut[cut + 1 :] if isinstance(m, Notification)]
+            assert [(n.seq, n.event.kind) for n in notes] == [(n.seq, n.event.kind) for n in rest]
+
+
+def test_a_stream_cut_anywhere_and_resumed_from_its_last_cursor_equals_the_uncut_stream(
+    database_url: str,
+) -> None:
+    """For random runs of writes (the same documents updated, leaving and coming back,
+    deleted) before and after the snapshot: every message carries a cursor; resuming after
+    it delivers nothing at or before it, in increasing order, then `current`; the client
+    ends with the same documents as the uncut stream's client (for a stream that reports
+    leaving; for one that does not, the same result set), and a cut after `current` gets
+    exactly the uncut stream's remaining messages."""
+    runner = asyncio.Runner()
+    with runner:
+        db = Database(async_database_url(database_url))
+        runner.run(db.migrate())
+        index = DocumentIndex(db)
+        runner.run(index.start())
+        hub = SubscriptionHub(index)
+        hub.start()
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(before=OPS, after=OPS, leaves=st.booleans())
+        def check(
+            before: list[tuple[int, str]], after: list[tuple[int, str]], leaves: bool
+        ) -> None:
+            runner.run(check_every_cut(index, hub, before, after, leaves))
+
+        try:
+            check()
+        finally:
+            runner.run(hub.stop())
+            runner.run(db.dispose())

@@ -106,12 +106,17 @@ def test_seed_scenario_initial_updates_delete_expiry_cancel(tasks: TaskClient) -
     assert tasks.stats()["subscribers"] == 0
 
 
+DAYS_30 = 30 * 24 * 3600 * 1_000_000
+
+
 def test_default_expiry_is_600_seconds_and_tasks_expire(tasks: TaskClient) -> None:
     task = tasks.create(task_body(kind_query("docs:e"), "CONTINUOUS", expiration=0))
     created = task["documentUpdateTimeMicros"]
     assert task["documentExpirationTimeMicros"] - created == pytest.approx(600e6, abs=5e6)
+    # "never" (2**63-1) is lowered to the longest lifetime, 30 days (max_task_lifetime)
     forever = tasks.create(task_body(kind_query("docs:e"), "CONTINUOUS"))
-    assert forever["documentExpirationTimeMicros"] == 2**63 - 1
+    lifetime = forever["documentExpirationTimeMicros"] - forever["documentUpdateTimeMicros"]
+    assert lifetime == pytest.approx(DAYS_30, abs=5e6)
     assert tasks.stats()["activeQueryFilterCount"] == 2
     # expire the first one now: it is removed like a DELETE, its filter with it
     link = task["documentSelfLink"]
@@ -264,3 +269,40 @@ def test_tasks_see_the_same_write_independently(tasks: TaskClient) -> None:
             assert note["results"]["documentLinks"] == ["/docs/m/1"]
             assert "documents" not in note["results"]  # no EXPAND_CONTENT
             assert r.quiet(0.3)
+
+
+def test_a_longer_expiry_is_lowered_to_the_maximum_lifetime(tasks: TaskClient) -> None:
+    """max_task_lifetime: creating, PATCHing and direct tasks' pages; shorter expiries stay."""
+    for options, direct in ((("CONTINUOUS",), False), ((), False), ((), True)):
+        body = task_body(kind_query("docs:e"), *options, direct=direct, expiration=2**63 - 1)
+        if direct:
+            body["querySpec"]["resultLimit"] = 1  # its pages live as long as the task would
+        made = tasks.create(body)
+        lifetime = made["documentExpirationTimeMicros"] - made["documentUpdateTimeMicros"]
+        assert 0 < lifetime <= DAYS_30, (options, direct, made)
+    link = tasks.create(task_body(kind_query("docs:e"), "CONTINUOUS"))["documentSelfLink"]
+    for asked in (2**63 - 1, 2**62):
+        moved = tasks.http.patch(link, json={"documentExpirationTimeMicros": asked}).json()
+        assert moved["documentExpirationTimeMicros"] - moved["documentUpdateTimeMicros"] == (
+            pytest.approx(DAYS_30, abs=5e6)
+        )
+    now = tasks.get(link)["documentUpdateTimeMicros"]
+    soon = now + 3600 * 1_000_000
+    moved = tasks.http.patch(link, json={"documentExpirationTimeMicros": soon}).json()
+    assert moved["documentExpirationTimeMicros"] == soon
+
+
+def test_a_direct_tasks_pages_last_at_most_the_default_expiry(tasks: TaskClient) -> None:
+    """Nobody can DELETE a direct task's pages: a later expiry than 600 s ("never"
+    included) is lowered to it, on the task and its pages; a shorter one stays."""
+    for i in range(2):
+        tasks.doc("POST", "/docs/dp", {"documentSelfLink": f"d{i}"})
+    body = task_body(kind_query("docs:dp"), direct=True, expiration=2**63 - 1, resultLimit=1)
+    made = tasks.create(body)
+    lifetime = made["documentExpirationTimeMicros"] - made["documentUpdateTimeMicros"]
+    assert 0 < lifetime <= 600 * 1_000_000, made
+    page = tasks.get(made["results"]["nextPageLink"])
+    assert page["documentExpirationTimeMicros"] == made["documentExpirationTimeMicros"]
+    soon = made["documentUpdateTimeMicros"] + 60 * 1_000_000
+    body = task_body(kind_query("docs:dp"), direct=True, expiration=soon, resultLimit=1)
+    assert tasks.create(body)["documentExpirationTimeMicros"] == soon

@@ -15,8 +15,10 @@ import pytest
 
 from fleetwatch.config import Settings, async_database_url
 from fleetwatch.index import Action, DocumentIndex, Write
+from fleetwatch.index.document import now_micros
 from fleetwatch.query.subscriptions import SubscriptionHub
-from fleetwatch.query.tasks import QueryTaskService, TaskError
+from fleetwatch.query.task_requests import TaskError
+from fleetwatch.query.tasks import QueryTaskService
 from fleetwatch.storage import Database
 from tests.query.task_client import kind_query, task_body
 from tests.services import PostgresServer
@@ -78,9 +80,10 @@ async def test_a_task_follows_its_row_on_another_node(nodes: tuple[Node, Node]) 
     await b.index.catch_up()
     assert b.tasks.get(link).to_json()["results"]["documentCount"] == 1
 
-    await a.tasks.patch(link, {"documentExpirationTimeMicros": 4_000_000_000_000_000})
+    later = now_micros() + 7 * 24 * 3600 * 1_000_000
+    await a.tasks.patch(link, {"documentExpirationTimeMicros": later})
     await b.tasks.sync()
-    assert b.tasks.get(link).expiration_micros == 4_000_000_000_000_000
+    assert b.tasks.get(link).expiration_micros == later
 
     await a.tasks.patch(link, {"taskInfo": {"stage": "CANCELLED"}})
     await b.tasks.sync()

@@ -19,8 +19,8 @@ from fleetwatch.query.subscriptions import SubscriptionHub
 from fleetwatch.query.tasks import QueryTaskService
 from fleetwatch.storage import Database
 from tests.conftest import login
-from tests.query.receiver import running_receiver
 from tests.query.task_client import TASKS, TaskClient, kind_query, task_body
+from tests.receiver import running_receiver
 from tests.server import running_server
 
 
@@ -33,6 +33,15 @@ def write_offline(settings: Settings, writes: list[Write]) -> None:
         await db.dispose()
 
     asyncio.run(run())
+
+
+#: The receiver listens on loopback, which webhooks may call only when allowed.
+LOOPBACK = "127.0.0.0/8,::1/128"
+
+
+@pytest.fixture
+def server_settings(server_settings: Settings) -> Settings:
+    return server_settings.model_copy(update={"outbound_allow": LOOPBACK})
 
 
 def test_tasks_and_webhooks_resume_after_restart(server_settings: Settings) -> None:
@@ -52,7 +61,7 @@ def test_tasks_and_webhooks_resume_after_restart(server_settings: Settings) -> N
             )
             tasks.http.post(
                 f"{watch['documentSelfLink']}/subscriptions",
-                json={"reference": receiver.hook("w")},
+                json={"reference": receiver.endpoint("w")},
             )
             time.sleep(0.3)
             for i in range(4):
@@ -121,13 +130,13 @@ async def test_a_save_cut_short_keeps_the_webhook_cursor(
     took, so the next save writes them: a restart must not re-deliver what was delivered."""
     hub = SubscriptionHub(index, queue_limit=1000)
     hub.start()
-    service = QueryTaskService(index, hub, Settings())
+    service = QueryTaskService(index, hub, Settings(outbound_allow=LOOPBACK))
     with running_receiver() as receiver:
         _, task = await service.create(
             "local-query-tasks", task_body(kind_query("docs:c"), "CONTINUOUS", link="c")
         )
         hook = await service.add_webhook(
-            str(task["documentSelfLink"]), {"reference": receiver.hook("c")}
+            str(task["documentSelfLink"]), {"reference": receiver.endpoint("c")}
         )
         (change,) = await index.apply([Write(Action.POST, "/docs/c/x", "docs:c", {})])
         assert isinstance(change, Change)

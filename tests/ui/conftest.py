@@ -35,8 +35,11 @@ def fleet(ui_server: RunningServer) -> Iterator[FleetThread]:
         thread.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one module. Not longer: while Playwright's sync API is open, its event
+    loop runs on the main thread, so any later test's asyncio.run() (the PostgreSQL fixtures)
+    or async test fails with "cannot be called from a running event loop" (random order)."""
     with chromium() as instance:
         yield instance
 

@@ -12,11 +12,12 @@ import re
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
+from tests.agent import Agent
 from tests.server import RunningServer
 from tests.ui.conftest import FLEET_SIZE
-from tests.ui.harness import FleetThread
+from tests.ui.harness import ENROLL_SECRET, FleetThread
 
 pytestmark = pytest.mark.slow
 # A shared 2-core machine: waits are generous, there are no timing assertions.
@@ -60,6 +61,31 @@ def test_login_is_required_and_a_wrong_password_is_said_so(
         assert tab.evaluate("document.cookie") == ""
         cookie = next(c for c in context.cookies() if c["name"] == "fleetwatch_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    finally:
+        context.close()
+
+
+def test_a_next_pointing_at_another_site_lands_on_the_ui_home(
+    browser: Browser, ui_server: RunningServer
+) -> None:
+    context = browser.new_context()
+    # Should the page leave for evil.example, this answers it: no packet leaves loopback.
+    visited: list[str] = []
+
+    def other_site(route: Route) -> None:
+        visited.append(route.request.url)
+        route.fulfill(status=200, body="phished", content_type="text/plain")
+
+    context.route(re.compile(r"^https?://evil\.example"), other_site)
+    tab = context.new_page()
+    try:
+        tab.goto(f"{ui_server.url}/ui/login?next=/%5Cevil.example/phish")
+        tab.get_by_label("Email").fill("admin@example.com")
+        tab.get_by_label("Password").fill("admin-password-1")
+        tab.get_by_role("button", name="Log in").click()
+        # The hosts page writes its sort into the query string once it has loaded.
+        expect(tab).to_have_url(re.compile(rf"^{re.escape(ui_server.url)}/ui/hosts(\?[^/]*)?$"))
+        assert visited == []
     finally:
         context.close()
 
@@ -136,11 +162,41 @@ def test_live_query_across_50_hosts_shows_every_answer_and_exports(
     expect(page.locator("#stat-answered")).to_have_text(str(FLEET_SIZE))
 
 
+def test_the_live_page_says_live_only_after_the_current_marker(
+    page: Page, ui_server: RunningServer, fleet: FleetThread
+) -> None:
+    run_on_all_hosts(page, ui_server, "SELECT hostname FROM system_info")
+    expect(page.locator("#campaign-badge")).to_have_text("finished")
+    expect(page.locator("#stream-state")).to_have_text("live")
+    # Reopen the campaign with its event stream held back: nothing has arrived, so loading.
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route("**/api/v1/fleet/campaigns/*/events*", hold)
+    page.reload()
+    expect(page.locator("#stream-state")).to_have_text("loading")
+    for _ in range(1200):  # the route reaches this process as an event: let it arrive
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    expect(page.locator("#rows-table .vt-row")).to_have_count(0)
+    held[0].continue_()
+    expect(page.locator("#stream-state")).to_have_text("live")
+    # The marker follows the initial results: once live, every stored answer is shown.
+    assert page.locator("#row-count").text_content() == f"{FLEET_SIZE} rows"
+
+
 def test_a_validation_error_is_shown_at_its_position(
-    page: Page, ui_server: RunningServer, allowed_failures: list[str]
+    page: Page, ui_server: RunningServer, fleet: FleetThread, allowed_failures: list[str]
 ) -> None:
     allowed_failures.append("400 /api/v1/fleet/queries/run")
     page.goto(f"{ui_server.url}/ui/live")
+    # The page sends a query only when its targets select hosts (else it says so itself): the
+    # fleet must be there even when this test runs first in its module.
+    expect(page.locator("#target-count")).to_contain_text(re.compile(r"\b[1-9]\d* hosts targeted"))
     editor = page.locator("#sql")
     editor.fill("SELECT *\n  FROM osquery_info\n WHER version > 1")
     editor.press("Control+Enter")
@@ -310,3 +366,102 @@ def test_theme_toggle_persists_and_optional_apis_are_hidden(
     expect(page).to_have_url(f"{ui_server.url}/ui/login")
     page.goto(f"{ui_server.url}/ui/hosts")
     expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+
+
+def test_a_late_answer_leaves_no_response_for_answered_late(
+    page: Page, ui_server: RunningServer, api_token: str
+) -> None:
+    api = httpx.Client(base_url=ui_server.url, headers={"Authorization": f"Bearer {api_token}"})
+    agent = Agent(httpx.Client(base_url=ui_server.url), ENROLL_SECRET, "slow-host", "slow-uuid")
+    agent.enroll()
+    host_id = api.get("/api/v1/fleet/hosts", params={"query": "slow-host"}).json()["hosts"][0]["id"]
+    try:
+        run = api.post(
+            "/api/v1/fleet/queries/run",
+            json={
+                "query": "SELECT 1 AS one",
+                "targets": [{"type": "host", "id": host_id}],
+                "timeout": 0.5,
+            },
+        )
+        campaign_id = run.json()["campaign_id"]
+        page.goto(f"{ui_server.url}/ui/live?campaign_id={campaign_id}")
+        expect(page.locator("#campaign-badge")).to_have_text("expired")
+        page.get_by_role("tab", name="Hosts").click()
+        expect(page.locator("#host-count")).to_have_text("1 no response")
+        expect(page.locator("#stat-late-box")).to_be_hidden()
+        # longer than the page listens to a campaign that finished or was stopped
+        page.wait_for_timeout(2500)
+        name = f"fleet_distributed_query_{campaign_id}"
+        written = agent.post(
+            "distributed/write", {"queries": {name: [{"one": "1"}]}, "statuses": {name: 0}}
+        )
+        assert written.json() == {}
+        # the page keeps listening to an expired campaign: the answer arrives, counted late
+        expect(page.locator("#host-count")).to_have_text("1 answered late")
+        expect(page.locator("#stat-late")).to_have_text("1")
+        expect(page.locator("#stat-pending")).to_have_text("0")
+        expect(page.locator("#row-count")).to_have_text("1 rows")
+    finally:
+        api.delete(f"/api/v1/fleet/hosts/{host_id}")
+        api.close()
+        agent.client.close()
+
+
+def test_rerun_the_hosts_that_did_not_answer_and_compare_two_runs(
+    page: Page, ui_server: RunningServer, api_token: str
+) -> None:
+    api = httpx.Client(base_url=ui_server.url, headers={"Authorization": f"Bearer {api_token}"})
+    agent = Agent(httpx.Client(base_url=ui_server.url), ENROLL_SECRET, "quiet-host", "quiet-uuid")
+    agent.enroll()
+    host_id = api.get("/api/v1/fleet/hosts", params={"query": "quiet-host"}).json()["hosts"][0][
+        "id"
+    ]
+
+    def write(campaign_id: int, value: str) -> None:
+        name = f"fleet_distributed_query_{campaign_id}"
+        written = agent.post(
+            "distributed/write", {"queries": {name: [{"a": value}]}, "statuses": {name: 0}}
+        )
+        assert written.json() == {}
+
+    try:
+        first = api.post(
+            "/api/v1/fleet/queries/run",
+            json={
+                "query": "SELECT 'v' AS a",
+                "targets": [{"type": "host", "id": host_id}],
+                "timeout": 0.5,
+            },
+        ).json()["campaign_id"]
+        page.goto(f"{ui_server.url}/ui/live?campaign_id={first}")
+        expect(page.locator("#campaign-badge")).to_have_text("expired")
+        expect(page.locator("#campaign-origin")).to_be_hidden()
+        page.get_by_role("button", name="Re-run on the 1 that did not answer").click()
+        expect(page).to_have_url(re.compile(rf"/ui/live\?campaign_id=(?!{first}$)\d+$"))
+        second = int(page.url.rsplit("=", 1)[1])
+        expect(page.locator("#campaign-origin")).to_have_text(f"Re-run of campaign {first}")
+        expect(page.locator("#stat-targeted")).to_have_text("1")
+        assert api.get(f"/api/v1/fleet/campaigns/{second}").json()["campaign"]["rerun_of"] == first
+        write(second, "2")
+        expect(page.locator("#campaign-badge")).to_have_text("finished")
+        expect(page.locator("#stat-answered")).to_have_text("1")
+        expect(page.locator("#rerun")).to_be_hidden()  # every target answered
+        write(first, "1")  # late, to the expired first run: now both have rows
+
+        page.get_by_role("button", name="Compare with a previous run").click()
+        expect(page.locator("#compare-with")).to_have_value(str(first))
+        page.get_by_role("button", name="Compare", exact=True).click()
+        expect(page.locator("#compare-summary")).to_have_text(
+            f"1 hosts answered differently · 0 answered only this run · "
+            f"0 answered only campaign {first}"
+        )
+        rows = page.locator("#diff-table tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0)).to_contain_text("quiet-host")
+        expect(rows.nth(0)).to_contain_text('+ added{"a":"2"}')
+        expect(rows.nth(1)).to_contain_text('− removed{"a":"1"}')
+    finally:
+        api.delete(f"/api/v1/fleet/hosts/{host_id}")
+        api.close()
+        agent.client.close()

@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 
 from fleetwatch.api.auth import SESSION_COOKIE, csrf_token
 from fleetwatch.config import Settings
-from fleetwatch.web.routes import PAGES, STATIC_DIR
+from fleetwatch.web.routes import PAGES, STATIC_DIR, safe_next
 from tests.server import RunningServer, running_server
 from tests.ui.harness import ADMIN_EMAIL, ADMIN_PASSWORD, ui_settings
 
@@ -51,6 +51,40 @@ def test_pages_need_a_session_and_keep_where_you_were_going(ui_server: RunningSe
         missing = client.get("/ui/nothing-here")
         assert missing.status_code == 404
         assert "no page /ui/nothing-here" in missing.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/%5Cevil.example/phish",  # /\\evil.example: a browser reads it as //evil.example
+        "//evil.example/phish",
+        "/%2F/evil.example",  # decodes to //evil.example
+        "/%255Cevil.example",  # decodes, twice, to /\\evil.example
+        "/%09/evil.example",  # a browser drops the tab: //evil.example
+        "%2F%2Fevil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/",
+        "ui/hosts",
+        " /ui/hosts",
+    ],
+)
+def test_login_goes_back_only_to_paths_on_this_server(
+    ui_server: RunningServer, target: str
+) -> None:
+    with httpx.Client(base_url=ui_server.url) as anonymous:
+        page = anonymous.get(f"/ui/login?next={target}")
+    assert page.status_code == 200
+    assert 'data-next="/ui/hosts"' in page.text
+
+
+def test_login_goes_back_to_where_you_were_going(ui_server: RunningServer) -> None:
+    with httpx.Client(base_url=ui_server.url) as anonymous:
+        page = anonymous.get("/ui/login?next=%2Fui%2Flive%3Fx%3D1")
+    assert 'data-next="/ui/live?x=1"' in page.text
+    assert safe_next("/ui/live?sql=select%201%0A") == "/ui/live?sql=select%201%0A"
+    assert safe_next("/ui/hosts/3") == "/ui/hosts/3"
+    assert safe_next("/\\evil.example") == safe_next("/ui\n") == safe_next(None) == "/ui/hosts"
 
 
 def test_the_session_cookie_is_httponly_strict_and_secure_only_over_tls(

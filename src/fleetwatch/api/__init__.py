@@ -1,1 +1,3 @@
-"""User-facing HTTP routes, WebSocket and SSE: thin adapters over the services."""
+"""User-facing HTTP routes, WebSocket and SSE, /healthz and /metrics: thin adapters over the
+services. May import the services and everything below them; only `app.py` and `web/` import
+it."""

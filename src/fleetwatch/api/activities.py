@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from fleetwatch.api.auth import CurrentUser
-from fleetwatch.api.deps import ServicesDep
+from fleetwatch.api.deps import MAX_PAGE, ServicesDep
 from fleetwatch.fleet.authz import Access
 
 router = APIRouter(prefix="/api/v1/fleet/activities", tags=["activities"])
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1/fleet/activities", tags=["activities"])
 async def list_activities(
     user: CurrentUser,
     services: ServicesDep,
-    page: int = Query(0, ge=0),
+    page: int = Query(0, ge=0, le=MAX_PAGE),
     per_page: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     Access(user).require_global("observer", "reading the activity feed")

@@ -32,7 +32,9 @@ async def get_config(user: CurrentUser, services: ServicesDep) -> dict[str, Any]
 async def put_config(
     user: CurrentUser, services: ServicesDep, config: Annotated[Any, Body()]
 ) -> dict[str, Any]:
-    """Replace the config: options, schedule, packs, decorators."""
+    """Replace the config: options, schedule, packs, decorators. Every SQL in it is
+    checked as live query SQL (one read statement SQLite parses); a 400 names the query's
+    path and the line and column of the problem."""
     require_admin(user)
     effective = await services.agent_config.replace(config)
     return {"config": services.agent_config.stored(), "effective": effective}

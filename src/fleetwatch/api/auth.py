@@ -9,17 +9,20 @@ state with it must carry the CSRF token of that session in `X-CSRF-Token`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 from typing import Annotated
 
-from fastapi import Depends
+import orjson
+from fastapi import Depends, WebSocket
 from starlette.requests import HTTPConnection
 
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
 from fleetwatch.fleet.errors import AuthFailed
-from fleetwatch.fleet.users import User
+from fleetwatch.fleet.users import User, hash_token
 from fleetwatch.services import Services
 
 #: The browser UI's session cookie (HttpOnly) holding a token from /api/v1/fleet/login.
@@ -94,7 +97,74 @@ async def current_user(conn: HTTPConnection, services: ServicesDep) -> User:
 
 async def user_from_connection(conn: HTTPConnection, services: ServicesDep) -> User:
     """The authenticated user of a streaming request: header or `?token=`."""
-    return await resolve_token(services, bearer_token(conn, allow_query=True))
+    token = bearer_token(conn, allow_query=True)
+    user = await resolve_token(services, token)
+    _remember_token(conn, token)
+    return user
+
+
+def _remember_token(conn: HTTPConnection, token: str | None) -> None:
+    conn.state.token_hash = hash_token(token or "")
+
+
+def stream_token_hash(conn: HTTPConnection) -> str:
+    """The stored hash of the token a stream was authenticated with (by `StreamUser` or
+    `websocket_user`): the stream ends when that token is revoked."""
+    token_hash: str = conn.state.token_hash
+    return token_hash
+
+
+#: How long a WebSocket opened without a token has to send its auth message.
+WEBSOCKET_AUTH_TIMEOUT = 5.0
+#: WebSocket close codes for a refused stream: 4000 + the HTTP status (the private range).
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+_AUTH_MESSAGE = '{"type": "auth", "data": {"token": ...}}'
+
+
+async def websocket_user(websocket: WebSocket, services: Services) -> User:
+    """The user of an accepted WebSocket: the token from the header, `?token=` or the
+    session cookie, else from a first auth message sent within `WEBSOCKET_AUTH_TIMEOUT`
+    (browsers cannot set headers on a WebSocket). A 401 ApiError saying what to send."""
+    token = bearer_token(websocket, allow_query=True)
+    if token is None:
+        try:
+            raw = await asyncio.wait_for(websocket.receive_text(), WEBSOCKET_AUTH_TIMEOUT)
+        except TimeoutError:
+            raise ApiError(
+                401,
+                f"no token: send 'Authorization: Bearer <token>', ?token=, or {_AUTH_MESSAGE} "
+                f"within {WEBSOCKET_AUTH_TIMEOUT:g} s of connecting",
+            ) from None
+        except (KeyError, RuntimeError):  # a binary frame, or the client closed
+            raw = ""
+        try:
+            first = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            first = None
+        if not isinstance(first, dict) or first.get("type") != "auth":
+            raise ApiError(401, f"send {_AUTH_MESSAGE} first (or the token in the header)")
+        data = first.get("data")
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(token, str):
+            raise ApiError(401, "the auth message needs data.token (a string)")
+    user = await resolve_token(services, token)
+    _remember_token(websocket, token)
+    return user
+
+
+async def close_websocket(
+    websocket: WebSocket, exc: ApiError, message: dict[str, object] | None = None
+) -> None:
+    """Refuse a stream: an error message (`{"type": "error", "error": ...}` unless the
+    stream's own shape is given), then a close whose code says why (4401 for a missing or
+    bad token, 4403 for a forbidden one, 1008 otherwise) with the reason."""
+    code = {401: CLOSE_UNAUTHORIZED, 403: CLOSE_FORBIDDEN}.get(exc.status, 1008)
+    reason = exc.message.encode()[:120].decode(errors="ignore")  # a close reason is <= 123 B
+    body = message if message is not None else {"type": "error", **exc.body()}
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await websocket.send_text(orjson.dumps(body).decode())
+        await websocket.close(code=code, reason=reason)
 
 
 def require_admin(user: User) -> None:

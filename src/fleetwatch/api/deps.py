@@ -9,6 +9,10 @@ from starlette.requests import HTTPConnection
 
 from fleetwatch.services import Services
 
+#: Highest `page` a list accepts: beyond it no list has rows, and an unbounded integer would
+#: be echoed back past what JSON numbers (and orjson) can carry.
+MAX_PAGE = 1_000_000_000
+
 
 def services_of(conn: HTTPConnection) -> Services:
     """The app's Services (works for HTTP requests and WebSockets)."""

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
 
 from fleetwatch.api.auth import CurrentUser
 from fleetwatch.api.deps import ServicesDep
@@ -35,8 +33,8 @@ from fleetwatch.index import (
     Write,
 )
 from fleetwatch.index.document import BUILTIN_FIELDS, EXPIRATION, JsonObject
+from fleetwatch.query.listing import Listing, read_page
 from fleetwatch.services import Services
-from fleetwatch.storage.schema import documents
 
 router = APIRouter(prefix="/docs", tags=["documents"])
 
@@ -154,21 +152,11 @@ async def list_documents(
 ) -> JsonObject:
     """The links of a collection's live documents (`expand=true` adds the documents)."""
     _check_name(collection, "collection")
-    columns: list[Any] = [documents.c.self_link]
-    if expand:
-        columns.append(documents.c.body)
-    async with services.db.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(*columns)
-                .where(documents.c.kind == kind_of(collection), documents.c.deleted.is_(False))
-                .order_by(documents.c.self_link)
-                .limit(limit)
-            )
-        ).all()
+    found = await read_page(services.db, Listing(kind=kind_of(collection)), limit=limit)
+    rows = found.documents
     result: JsonObject = {"documentLinks": [r[0] for r in rows], "documentCount": len(rows)}
     if expand:
-        result["documents"] = {r[0]: r[1] for r in rows}
+        result["documents"] = dict(rows)
     return result
 
 

@@ -14,8 +14,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleetwatch.api.responses import JsonResponse
-from fleetwatch.fleet.errors import AuthFailed, Conflict, FleetError, Forbidden, NotFound
+from fleetwatch.fleet.errors import (
+    AuthFailed,
+    Conflict,
+    FleetError,
+    Forbidden,
+    NotFound,
+    TooMany,
+)
+from fleetwatch.responses import JsonResponse
 from fleetwatch.storage.unreachable import is_unreachable
 
 
@@ -76,6 +83,8 @@ def fleet_error_status(exc: FleetError) -> int:
         return 401
     if isinstance(exc, Forbidden):
         return 403
+    if isinstance(exc, TooMany):
+        return 429
     return 400
 
 

@@ -15,14 +15,12 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import func, select
 
 from fleetwatch import __version__
-from fleetwatch.api.responses import JsonResponse
 from fleetwatch.index import DocumentIndex
+from fleetwatch.responses import JsonResponse
 from fleetwatch.services import Services
 from fleetwatch.storage import Database
-from fleetwatch.storage.schema import changes
 
 #: Seconds a database probe result is reused (load balancers probe every node often).
 PROBE_TTL = 1.0
@@ -70,8 +68,7 @@ class HealthProbe:
 
     async def _ping(self) -> int:
         # The end of the change log: proves the database answers and measures the feed.
-        async with self.db.connect() as conn:
-            return int((await conn.execute(select(func.max(changes.c.seq)))).scalar() or 0)
+        return await self.index.read_last_seq()
 
     def feed_lag(self) -> float:
         """Seconds the oldest committed, undelivered change has waited (0 if none)."""

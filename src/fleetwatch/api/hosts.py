@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 
 from fleetwatch.api.auth import CurrentUser
-from fleetwatch.api.deps import ServicesDep
+from fleetwatch.api.deps import MAX_PAGE, ServicesDep
 from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.hosts import MAX_PER_PAGE
 from fleetwatch.fleet.users import User
@@ -33,7 +33,7 @@ async def list_hosts(
     team_id: int | None = Query(None, ge=0),
     label_id: int | None = Query(None, ge=0, description="only the label's members"),
     query: str | None = Query(None, max_length=255, description="text in hostname, uuid, serial"),
-    page: int = Query(0, ge=0),
+    page: int = Query(0, ge=0, le=MAX_PAGE),
     per_page: int = Query(100, ge=1, le=MAX_PER_PAGE),
     order_key: Literal[
         "id", "hostname", "platform", "os_version", "osquery_version", "seen_time", "enrolled_at"
@@ -66,7 +66,10 @@ async def list_hosts(
 @router.get("/{host_id}")
 async def get_host(host_id: int, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     _visible(user, services, host_id)
-    return {"host": await services.hosts.get(host_id)}
+    host = await services.hosts.get(host_id)
+    # whoever sees the host sees its policies: the global ones and its own team's
+    host["policies"] = services.policies.for_host(host_id)
+    return {"host": host}
 
 
 @router.delete("/{host_id}")
@@ -75,6 +78,7 @@ async def delete_host(host_id: int, user: CurrentUser, services: ServicesDep) ->
     team_id = _visible(user, services, host_id)
     Access(user).require_on_team(team_id, "maintainer", "deleting a host")
     await services.hosts.delete(host_id)
+    await services.policies.host_deleted(host_id)
     await services.activities.record("deleted_host", user, {"host_id": host_id})
     return {}
 
@@ -86,12 +90,18 @@ async def host_logs(
     services: ServicesDep,
     type: Literal["result", "status"] | None = None,
     name: str | None = Query(None, max_length=1024),
-    page: int = Query(0, ge=0),
+    page: int = Query(0, ge=0, le=MAX_PAGE),
     per_page: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    """The result and status log rows the host sent, newest first."""
+    """The result and status log rows the host sent, newest first; a team user sees only
+    the rows sent while the host was in one of their teams."""
     _visible(user, services, host_id)
     items, total = await services.result_logs.list(
-        host_id, log_type=type, name=name, page=page, per_page=per_page
+        host_id,
+        log_type=type,
+        name=name,
+        team_ids=Access(user).visible_teams(),
+        page=page,
+        per_page=per_page,
     )
     return {"logs": items, "count": total, "page": page, "per_page": per_page}

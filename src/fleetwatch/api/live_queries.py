@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import io
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -14,21 +13,36 @@ from fastapi import APIRouter, Body, Query, WebSocket, WebSocketDisconnect
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from fleetwatch.api.auth import CurrentUser, StreamUser, bearer_token, resolve_token
-from fleetwatch.api.deps import ServicesDep, services_of
-from fleetwatch.api.errors import ApiError
+from fleetwatch.api.auth import (
+    CurrentUser,
+    StreamUser,
+    close_websocket,
+    stream_token_hash,
+    websocket_user,
+)
+from fleetwatch.api.deps import MAX_PAGE, ServicesDep, services_of
+from fleetwatch.api.errors import ApiError, fleet_error_status
 from fleetwatch.api.sse import KEEPALIVE, sse_event, with_keepalive
 from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.errors import FleetError, Forbidden, Invalid, NotFound
-from fleetwatch.fleet.hosts import HostState
+from fleetwatch.fleet.host_state import HostState
+from fleetwatch.fleet.targets import parse_targets
 from fleetwatch.fleet.users import User
-from fleetwatch.live.sql_check import InvalidSql
+from fleetwatch.live.campaign_limits import limit_value
+from fleetwatch.live.history import CampaignFilter, parse_time
+from fleetwatch.live.history import list_campaigns as campaign_history
+from fleetwatch.live.result_export import csv_lines, ndjson_lines
+from fleetwatch.live.result_pages import CampaignResults, ResultOrder
+from fleetwatch.live.sample import parse_sample
 from fleetwatch.live.stream import campaign_stream
-from fleetwatch.live.targets import parse_targets
+from fleetwatch.responses import JsonResponse
 from fleetwatch.services import Services
+from fleetwatch.sql_check import InvalidSql
 
 router = APIRouter(prefix="/api/v1/fleet", tags=["live queries"])
 MAX_WAIT = 600.0
+#: Largest `per_page` of the campaign list (as the host list's).
+MAX_CAMPAIGNS_PER_PAGE = 1000
 
 
 def _number(body: dict[str, Any], key: str, default: float | None) -> float | None:
@@ -51,20 +65,29 @@ async def run_live_query(
 ) -> dict[str, Any]:
     """Start a campaign: `query` (SQL) or `query_id` (a saved query), and `targets`.
 
-    Options: `timeout` (seconds to wait for online hosts), `queue_offline` (default true:
-    offline targets get the query when they check in, until `queue_expiry` seconds),
-    `wait` (seconds: answer with the results once every online target answered).
+    Options: `timeout` (seconds to wait for online hosts: greater than 0, at most 86400),
+    `queue_offline` (default true: offline targets get the query when they check in, until
+    `queue_expiry` seconds), `wait` (seconds: answer with the results once every online
+    target answered), `sample` (`{"percent": P}` or `{"count": K}`: a canary on a random
+    subset of the targets, at least one host; re-run it with `"hosts": "remaining"`),
+    `max_rows` and `max_bytes` (what the whole campaign stores at most: once reached no
+    host is asked any more; defaults campaign_max_rows, campaign_max_bytes),
+    `destinations` (names of configured destinations each result row is also sent to; a
+    saved query's own by default; GET /api/v1/fleet/destinations lists them).
     """
     if ("query" in body) == ("query_id" in body):
         raise ApiError(400, "give exactly one of query (SQL) or query_id (a saved query)")
     query_id = body.get("query_id")
     sql: object = body.get("query")
     observer_can_run = False
+    destinations = body.get("destinations")
     if query_id is not None:
         if isinstance(query_id, bool) or not isinstance(query_id, int):
             raise ApiError(400, "query_id must be an integer")
         saved = await services.saved_queries.get(query_id)
         sql, observer_can_run = saved["query"], bool(saved["observer_can_run"])
+        if "destinations" not in body:
+            destinations = saved.get("destinations") or None
     may_target = _may_target(Access(user), "observer" if observer_can_run else "maintainer")
     queue_offline = body.get("queue_offline", True)
     if not isinstance(queue_offline, bool):
@@ -73,6 +96,8 @@ async def run_live_query(
     if wait is not None and not 0 <= wait <= MAX_WAIT:
         raise ApiError(400, f"wait must be between 0 and {MAX_WAIT:g} seconds")
     targets = parse_targets(body.get("targets"), body.get("selected"))
+    sample = parse_sample(body.get("sample"))
+    max_rows, max_bytes = limit_value(body, "max_rows"), limit_value(body, "max_bytes")
     try:
         campaign = await services.campaigns.create(
             sql,
@@ -85,6 +110,10 @@ async def run_live_query(
             may_target=may_target,
             # woken after the audit record: its index write would queue behind the results
             wake=False,
+            sample=sample,
+            max_rows=max_rows,
+            max_bytes=max_bytes,
+            destinations=destinations,
         )
     except InvalidSql as exc:
         raise ApiError(400, f"invalid query: {exc}", line=exc.line, column=exc.column) from exc
@@ -99,6 +128,7 @@ async def run_live_query(
                 "targets": targets.to_json(),
                 "targets_count": len(campaign.host_ids),
                 "online_count": len(campaign.online_at_start),
+                "sample": campaign.sample,
             },
         )
     finally:
@@ -106,8 +136,8 @@ async def run_live_query(
     if wait is None:
         return {"campaign_id": campaign.id, "campaign": campaign.to_json()}
     await services.campaigns.wait(campaign.id, wait)
-    current = await services.campaigns.get(campaign.id)
-    results = await services.campaigns.host_results(campaign.id)
+    # one snapshot: status, totals and results describe the same instant
+    current, results = await services.campaigns.read(campaign.id)
     return {
         "campaign_id": campaign.id,
         "status": current["status"],
@@ -147,14 +177,34 @@ async def _campaign(user: User, services: Services, campaign_id: int) -> dict[st
 
 
 @router.get("/campaigns")
-async def list_campaigns(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    """Active campaigns (running or queued for offline hosts) the user may see."""
-    admin = Access(user).global_at_least("admin")
-    return {
-        "campaigns": [
-            c for c in services.campaigns.list_active() if admin or c["user_id"] == user.id
-        ]
-    }
+async def list_campaigns(
+    user: CurrentUser,
+    services: ServicesDep,
+    page: int = Query(0, ge=0, le=MAX_PAGE),
+    per_page: int = Query(100, ge=1, le=MAX_CAMPAIGNS_PER_PAGE),
+    query_id: int | None = None,
+    sql: str | None = None,
+    user_id: int | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> dict[str, Any]:
+    """Campaigns the user may see (running or over, kept for live_query_result_retention),
+    newest first, paged like every list: `page` (from 0) and `per_page`; `count` is the
+    total. Filters: `query_id`, `sql` (exact), `user_id`, `since` and `until` (RFC 3339,
+    on the creation time). Users other than global admins see only their own."""
+    filters = CampaignFilter(
+        user_id=user_id,
+        query_id=query_id,
+        sql=sql,
+        since=parse_time(since, "since"),
+        until=parse_time(until, "until"),
+    )
+    if not Access(user).global_at_least("admin"):
+        if user_id is not None and user_id != user.id:
+            return {"campaigns": [], "count": 0, "page": page, "per_page": per_page}
+        filters = replace(filters, user_id=user.id)
+    found, count = await campaign_history(services.campaigns, filters, page, per_page)
+    return {"campaigns": found, "count": count, "page": page, "per_page": per_page}
 
 
 @router.get("/campaigns/{campaign_id}")
@@ -174,59 +224,48 @@ async def stop_campaign(
     return {"campaign": await services.campaigns.stop_campaign(campaign_id)}
 
 
-CSV_BASE = ["host_id", "hostname", "status", "error"]
-
-
 @router.get("/campaigns/{campaign_id}/results", response_model=None)
 async def campaign_results(
     campaign_id: int,
     user: CurrentUser,
     services: ServicesDep,
-    page: int = Query(0, ge=0),
+    page: int = Query(0, ge=0, le=MAX_PAGE),
     per_page: int = Query(100, ge=1, le=10_000),
-    format: Literal["json", "csv"] = "json",
-) -> dict[str, Any] | StreamingResponse:
-    """One result per targeted host (pending and offline ones too); `?format=csv` gives
-    one line per row with the host's id, name and status in front, streamed."""
-    await _campaign(user, services, campaign_id)
-    results = await services.campaigns.host_results(campaign_id)
-    if format == "csv":
+    after: str | None = None,
+    order_key: str | None = None,
+    order_direction: str | None = None,
+    format: Literal["json", "csv", "ndjson"] = "json",
+) -> JsonResponse | StreamingResponse:
+    """One result per targeted host (pending and offline ones too), by host id, paged:
+    `page` and `per_page`, or `after` (the previous page's `next` cursor). With
+    `order_key` (wall_time_ms, memory, user_time, system_time) and `order_direction`
+    (asc, desc), the hosts that answered, by that stat of osquery's. `?format=csv` gives one
+    line per row with the host's id, name and status in front, `?format=ndjson` one result
+    per line; both are streamed from the store in chunks."""
+    campaign = await _campaign(user, services, campaign_id)
+    order = ResultOrder.parse(order_key, order_direction)
+    results = CampaignResults(services.index, services.hosts, campaign)
+    if format != "json":
+        lines = csv_lines(results, order) if format == "csv" else ndjson_lines(results, order)
         return StreamingResponse(
-            _csv_lines(results),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
+            lines,
+            media_type="text/csv" if format == "csv" else "application/x-ndjson",
+            headers={
+                "Content-Disposition": (f'attachment; filename="campaign-{campaign_id}.{format}"')
+            },
         )
-    start = page * per_page
-    return {
-        "campaign_id": campaign_id,
-        "results": results[start : start + per_page],
-        "count": len(results),
-        "page": page,
-        "per_page": per_page,
-    }
-
-
-async def _csv_lines(results: list[dict[str, Any]]) -> AsyncIterator[bytes]:
-    columns: list[str] = []
-    seen: set[str] = set()
-    for result in results:
-        for key in result.get("columns") or [k for row in result["rows"] for k in row]:
-            if key not in seen:
-                seen.add(key)
-                columns.append(key)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_BASE + columns)
-    for i, result in enumerate(results):
-        base = [result["host_id"], result["hostname"], result["status"], result["error"] or ""]
-        for row in result["rows"] or [{}]:
-            writer.writerow(base + [row.get(c, "") for c in columns])
-        if i % 100 == 99 or i == len(results) - 1:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-    if not results:
-        yield buffer.getvalue().encode()
+    found = await results.page(order, per_page=per_page, page=page, after=after)
+    # rendered by orjson directly: FastAPI's encoder would walk every row of the page first
+    return JsonResponse(
+        {
+            "campaign_id": campaign_id,
+            "results": found.results,
+            "count": found.count,
+            "page": page,
+            "per_page": per_page,
+            "next": found.next,
+        }
+    )
 
 
 @router.get("/campaigns/{campaign_id}/events", response_model=None)
@@ -238,18 +277,26 @@ async def campaign_events(
     await _campaign(user, services, campaign_id)  # 404 before the stream starts
     since = _since(request.headers.get("last-event-id") or request.query_params.get("since"))
     keepalive = services.settings.sse_keepalive
+    # one of the user's stream slots (429 when none is left); freed when the stream ends, or
+    # with the generator if the response never starts; it ends when the token is revoked
+    slot = services.stream_quota.acquire(user.id, stream_token_hash(request))
 
     async def events() -> AsyncIterator[bytes]:
         stream = campaign_stream(services.campaigns, services.subscriptions, campaign_id, since)
         try:
             yield b": connected\n\n"
-            async for batch in with_keepalive(stream, keepalive):
+            async for batch in with_keepalive(stream, keepalive, slot.ended):
                 if batch is None:
                     yield KEEPALIVE
                     continue
                 # one write per batch: a burst of results is not a syscall per result
-                yield b"".join(sse_event(orjson.dumps(m.to_json()), m.seq, m.type) for m in batch)
+                # a result is serialized once for every stream of the campaign (encoded())
+                yield b"".join(sse_event(m.encoded(), m.seq, m.type) for m in batch)
+            if slot.ended_reason is not None:  # its token was revoked
+                error = {"type": "error", "data": {"error": slot.ended_message}}
+                yield sse_event(orjson.dumps(error), None, "error")
         finally:
+            slot.release()
             with contextlib.suppress(RuntimeError):
                 await stream.aclose()  # type: ignore[attr-defined]
 
@@ -269,9 +316,14 @@ def _since(raw: str | None) -> int | None:
 
 
 async def _pump_campaign(
-    websocket: WebSocket, services: Services, campaign_id: int, since: int | None
+    websocket: WebSocket,
+    services: Services,
+    campaign_id: int,
+    since: int | None,
+    stop: asyncio.Future[Any],
 ) -> None:
-    """Send the campaign's messages until it ends or the client goes away.
+    """Send the campaign's messages until it ends, the client goes away or `stop` is done
+    (the stream's token was revoked: the caller closes the socket).
 
     The client is watched while the stream is idle: a campaign can wait a day for offline
     hosts, and a closed socket must not keep its subscription until then.
@@ -282,10 +334,8 @@ async def _pump_campaign(
         try:
             async for batch in stream:
                 for message in batch:
-                    payload = message.to_json()
-                    if message.seq is not None:
-                        payload["seq"] = message.seq
-                    await websocket.send_json(payload)
+                    # serialized once for every stream of the campaign (see encoded())
+                    await websocket.send_text(message.encoded().decode())
         finally:
             with contextlib.suppress(RuntimeError):
                 await stream.aclose()  # type: ignore[attr-defined]
@@ -297,8 +347,8 @@ async def _pump_campaign(
     sender = asyncio.create_task(send())
     reader = asyncio.create_task(drain_incoming())
     try:
-        done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if sender in done:
+        done, _ = await asyncio.wait({sender, reader, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if sender in done and not stop.done():
             sender.result()  # a stream error is answered by the caller
     finally:
         for task in (sender, reader):
@@ -314,29 +364,29 @@ async def results_websocket(websocket: WebSocket) -> None:
     services = services_of(websocket)
     await websocket.accept()
     try:
-        token = bearer_token(websocket, allow_query=True)
-        if token is None:
-            first = await asyncio.wait_for(websocket.receive_json(), 30)
-            if not isinstance(first, dict) or first.get("type") != "auth":
-                raise ApiError(401, 'send {"type": "auth", "data": {"token": ...}} first')
-            data = first.get("data")
-            token = data.get("token") if isinstance(data, dict) else None
-            if not isinstance(token, str):
-                raise ApiError(401, "the auth message needs data.token")
-        user = await resolve_token(services, token)
+        user = await websocket_user(websocket, services)
         raw_id = websocket.query_params.get("campaign_id", "")
         if not raw_id.isdigit():
             raise ApiError(400, "campaign_id must be given as ?campaign_id=N")
         since = _since(websocket.query_params.get("since"))
         campaign_id = int(raw_id)
         await _campaign(user, services, campaign_id)
-        await _pump_campaign(websocket, services, campaign_id, since)
+        # 429 (an error message) when none is left; the slot ends when the token is revoked
+        slot = services.stream_quota.acquire(user.id, stream_token_hash(websocket))
+        try:
+            await _pump_campaign(websocket, services, campaign_id, since, slot.ended)
+            if slot.ended_reason is not None:  # an error message and close code 4401
+                raise ApiError(401, slot.ended_message)
+        finally:
+            slot.release()
     except WebSocketDisconnect:
         return
     except (ApiError, FleetError, TimeoutError, ValueError) as exc:
-        text = exc.message if isinstance(exc, ApiError) else str(exc) or "timed out"
-        try:
-            await websocket.send_json({"type": "error", "data": {"error": text}})
-            await websocket.close(code=1008)
-        except Exception:  # the client is already gone
-            return
+        if isinstance(exc, ApiError):
+            error = exc
+        elif isinstance(exc, FleetError):
+            error = ApiError(fleet_error_status(exc), str(exc))
+        else:
+            error = ApiError(400, str(exc) or "timed out")
+        message: dict[str, object] = {"type": "error", "data": {"error": error.message}}
+        await close_websocket(websocket, error, message)

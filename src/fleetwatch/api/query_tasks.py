@@ -3,29 +3,33 @@
 Both factories behave the same on one node (Xenon's distinction is replication). The
 streams of a task (WebSocket and SSE) are in `task_streams.py`.
 
-Users with a global role see the whole index and every task. A team-only user's tasks are
-scoped (`fleetwatch.fleet.scope`: their teams' hosts, those hosts' results and logs, their
-own campaigns, labels and their teams), and such a user sees, changes and streams only the
-tasks they created; another user's task answers 404.
+A task is private to the user who created it, like a live query campaign: only its owner
+and global admins see, change, cancel, delete, stream and subscribe to it (and read its
+result pages); anyone else is answered 404, as if it did not exist, so task ids do not leak.
+Every user but a global admin has a scope ANDed onto their tasks (`fleetwatch.live.scope`:
+other users' campaigns and their results stay out; a team user sees only their teams).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 
 from fleetwatch.api.auth import CurrentUser, global_user
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
-from fleetwatch.api.responses import JsonResponse
 from fleetwatch.fleet.authz import Access
-from fleetwatch.fleet.scope import document_scope
 from fleetwatch.fleet.users import User
-from fleetwatch.query.tasks import FACTORIES, TaskError, decode_json
+from fleetwatch.live.scope import document_scope
+from fleetwatch.query.task_requests import FACTORIES, TaskError, decode_json
+from fleetwatch.responses import JsonResponse
 
 router = APIRouter(tags=["query tasks"])
+
+T = TypeVar("T")
 
 #: Largest accepted QueryTask body.
 MAX_TASK_BODY = 1024 * 1024
@@ -36,8 +40,8 @@ def api_error(exc: TaskError) -> ApiError:
 
 
 def owner_filter(user: User) -> int | None:
-    """Whose tasks the user may see: None (every task) for a global role, else their own."""
-    return None if user.global_role is not None else user.id
+    """Whose tasks the user may see: None (every task) for a global admin, else their own."""
+    return None if Access(user).global_at_least("admin") else user.id
 
 
 async def read_json(request: Request) -> object:
@@ -58,6 +62,30 @@ async def _call(work: Awaitable[Any]) -> Any:
         raise api_error(exc) from None
 
 
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first (its query then stops in
+    the database: `fleetwatch.storage.interruptible`). Call after reading the body."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait([task, gone], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+    if task.cancelled():
+        # Nobody reads this answer; it is for the access log.
+        raise ApiError(499, "the client disconnected before the query finished; it was stopped")
+    return task.result()
+
+
+async def _disconnect(request: Request) -> None:
+    """Return when the client has gone (the body must have been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _register(factory: str, base: str) -> None:
     """The routes of one task factory."""
 
@@ -67,11 +95,16 @@ def _register(factory: str, base: str) -> None:
         """Create a query task: 200 with results if `taskInfo.isDirect`, otherwise 202."""
         raw = await read_json(request)
         scope = document_scope(Access(user))
-        status, body = await _call(services.query_tasks.create(factory, raw, user.id, scope))
+        work = _call(
+            services.query_tasks.create(
+                factory, raw, user.id, scope, sees_all=owner_filter(user) is None
+            )
+        )
+        status, body = await until_disconnected(request, work)
         return JsonResponse(body, status_code=status)
 
     async def list_tasks(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-        """The links of this factory's tasks (a team user's own only)."""
+        """The links of this factory's tasks (the user's own; every task for an admin)."""
         links = services.query_tasks.links(factory, owner_filter(user))
         return {"documentLinks": links, "documentCount": len(links)}
 

@@ -20,6 +20,9 @@ class SavedQueryBody(BaseModel):
     query: str | None = Field(None, max_length=100_000)
     observer_can_run: bool | None = None
     platform: str | None = Field(None, max_length=32)
+    #: Where a run's result rows are also sent (names of [destinations.NAME] settings);
+    #: checked by the service, whose error lists the known names.
+    destinations: Any = None
 
 
 def _can_write(user: CurrentUser) -> None:

@@ -19,8 +19,9 @@ class NewSecret(BaseModel):
 
 @router.get("")
 async def list_secrets(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    """The global secrets, as stored (what `fleetwatch secret list` prints)."""
     require_admin(user)
-    return {"secrets": [s.to_json() for s in services.secrets.list(None)]}
+    return {"secrets": [s.to_json() for s in await services.secrets.list(None)]}
 
 
 @router.post("", status_code=201)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter
@@ -23,12 +24,16 @@ class LoginRequest(BaseModel):
 
 @router.post("/login", responses={429: {"description": "too many attempts"}})
 async def login(body: LoginRequest, request: Request, services: ServicesDep) -> dict[str, Any]:
-    """Exchange email and password for a bearer token (10 attempts a minute per address)."""
+    """Exchange email and password for a bearer token (10 attempts a minute per email and
+    address; `login_address_limit` failed logins a minute per address, over all emails)."""
     address = request.client.host if request.client else ""
     wait = await services.login_limiter.check(body.email, address)
     if wait > 0:
+        seconds = math.ceil(wait)
         raise ApiError(
-            429, f"too many login attempts; retry in {wait:.0f} s", retry_after=round(wait)
+            429,
+            f"too many login attempts from this address or for this account; retry in {seconds} s",
+            retry_after=seconds,
         )
     try:
         user = await services.users.authenticate(body.email, body.password)
@@ -55,8 +60,9 @@ async def list_tokens(user: CurrentUser, services: ServicesDep) -> dict[str, Any
 
 @router.post("/me/tokens", status_code=201)
 async def create_token(body: NewToken, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    """A named API token for scripts; revoke it with DELETE /me/tokens/{id}."""
-    token = await services.users.issue_token(user.id, body.name)
+    """A named API token for scripts; revoke it with DELETE /me/tokens/{id}. Unlike a login
+    session it does not expire when idle; a password change revokes it too."""
+    token = await services.users.issue_token(user.id, body.name, kind="api")
     tokens = await services.users.list_tokens(user.id)
     return {"token": token, "id": tokens[-1]["id"] if tokens else None, "name": body.name}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -20,8 +20,11 @@ def sse_event(data: bytes, seq: int | None, event: str | None = None) -> bytes:
     return head + b"data: " + data + b"\n\n"
 
 
-async def with_keepalive(source: AsyncIterator[T], keepalive: float) -> AsyncIterator[T | None]:
-    """The items of `source`, and None whenever `keepalive` seconds pass without one.
+async def with_keepalive(
+    source: AsyncIterator[T], keepalive: float, stop: asyncio.Future[Any] | None = None
+) -> AsyncIterator[T | None]:
+    """The items of `source`, and None whenever `keepalive` seconds pass without one; ends
+    as soon as `stop` (if given: e.g. the stream's token was revoked) is done.
 
     The pending read survives a keep-alive (it is not cancelled, so no item is lost) and is
     cancelled when the caller stops iterating.
@@ -31,7 +34,12 @@ async def with_keepalive(source: AsyncIterator[T], keepalive: float) -> AsyncIte
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(source.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=keepalive)
+            waiting: set[asyncio.Future[Any]] = {pending} if stop is None else {pending, stop}
+            done, _ = await asyncio.wait(
+                waiting, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stop is not None and stop.done():
+                return
             if not done:
                 yield None
                 continue

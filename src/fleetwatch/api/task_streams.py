@@ -4,10 +4,12 @@
 carry the same JSON messages (see `fleetwatch.query.notifications`): the initial results,
 then one message per change, each with its `seq`. `?since=N` (SSE also `Last-Event-ID`)
 skips the initial results and sends every change after N. An SSE event's `id:` is its seq
-(set on the last initial message and on every change), so a reconnecting EventSource
-resumes by itself; comment lines keep idle connections alive. A subscriber that falls
-behind gets `{"type": "resync", "seq": N}` and the connection ends. A team user may stream
-only their own tasks, whose scope keeps other teams' hosts out (see `query_tasks.py`).
+(on every initial message, whose documents come in the order of their last write, and on
+every change), so a reconnecting EventSource resumes by itself; `{"type": "current"}` says
+the client is caught up (after the initial results, after a resume's replay); comment lines
+keep idle connections alive. A subscriber that falls behind gets `{"type": "resync",
+"seq": N}` and the connection ends. A user streams only their own tasks (a global admin any
+task), whose scope keeps out what the user may not see (see `query_tasks.py`).
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from starlette.responses import StreamingResponse
 
-from fleetwatch.api.auth import StreamUser, bearer_token, resolve_token
+from fleetwatch.api.auth import StreamUser, close_websocket, stream_token_hash, websocket_user
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
 from fleetwatch.api.query_tasks import owner_filter
 from fleetwatch.api.sse import KEEPALIVE, sse_event, with_keepalive
+from fleetwatch.fleet.errors import TooMany
+from fleetwatch.fleet.stream_quota import StreamSlot
 from fleetwatch.fleet.users import User
 from fleetwatch.query.subscriptions import (
     Closed,
@@ -35,15 +40,13 @@ from fleetwatch.query.subscriptions import (
     Subscription,
     SubscriptionError,
 )
-from fleetwatch.query.tasks import FACTORIES, TaskError
+from fleetwatch.query.task_requests import FACTORIES, TaskError
 from fleetwatch.services import Services
 
 router = APIRouter(tags=["query tasks"])
 
 #: A WebSocket send that takes longer than this (the client stopped reading) ends the stream.
 SEND_TIMEOUT = 30.0
-#: How long a WebSocket client has to send `{"type": "auth", ...}` without a token.
-AUTH_TIMEOUT = 10.0
 
 
 def parse_since(raw: str | None, what: str) -> int | None:
@@ -56,12 +59,28 @@ def parse_since(raw: str | None, what: str) -> int | None:
 
 
 async def open_subscription(
-    services: Services, user: User, link: str, since: int | None
-) -> Subscription:
-    """Subscribe to a task's stream; the ApiError says why not. A team user may stream only
-    their own tasks (another's answers 404), whose scope keeps other teams' hosts out."""
+    services: Services, user: User, link: str, since: int | None, token_hash: str
+) -> tuple[Subscription, StreamSlot]:
+    """Subscribe to a task's stream; the ApiError says why not. A user may stream only their
+    own tasks (another's answers 404; a global admin streams any), whose scope keeps out what
+    the user may not see. The stream holds one of the user's slots (429 when none is left)
+    until the caller releases it; the slot ends when the token `token_hash` is revoked."""
     try:
         services.query_tasks.get(link, owner_filter(user))
+        slot = services.stream_quota.acquire(user.id, token_hash)
+    except TaskError as exc:
+        raise ApiError(exc.status, exc.message) from None
+    except TooMany as exc:
+        raise ApiError(429, str(exc)) from None
+    try:
+        return await _subscribe(services, link, since), slot
+    except BaseException:
+        slot.release()
+        raise
+
+
+async def _subscribe(services: Services, link: str, since: int | None) -> Subscription:
+    try:
         return await services.query_tasks.subscribe(link, since)
     except TaskError as exc:
         raise ApiError(exc.status, exc.message) from None
@@ -72,8 +91,8 @@ async def open_subscription(
 
 
 def _event_id(message: Message) -> int | None:
-    if isinstance(message, Initial) and not message.last:
-        return None  # a reconnect mid-way through the initial results must start over
+    if isinstance(message, Initial):
+        return message.cursor  # in write order: resuming mid-way loses nothing
     return message.seq
 
 
@@ -86,10 +105,10 @@ def _register(base: str) -> None:
         since = parse_since(request.query_params.get("since"), "since")
         if since is None:
             since = parse_since(request.headers.get("last-event-id"), "Last-Event-ID")
-        sub = await open_subscription(services, user, link, since)
+        sub, slot = await open_subscription(services, user, link, since, stream_token_hash(request))
         keepalive = services.settings.sse_keepalive
         return StreamingResponse(
-            _sse_body(services, link, sub, keepalive),
+            _sse_body(services, link, sub, keepalive, slot),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
@@ -99,24 +118,31 @@ def _register(base: str) -> None:
         services: Services = websocket.app.state.services
         await websocket.accept()
         try:
-            user = await _authenticate(websocket, services)
+            user = await websocket_user(websocket, services)
             since = parse_since(websocket.query_params.get("since"), "since")
-            sub = await open_subscription(services, user, f"{base}/{task_id}", since)
+            sub, slot = await open_subscription(
+                services, user, f"{base}/{task_id}", since, stream_token_hash(websocket)
+            )
         except ApiError as exc:
-            await _send_error(websocket, exc)
+            await close_websocket(websocket, exc)
             return
-        await _pump_websocket(websocket, services, f"{base}/{task_id}", sub)
+        try:
+            await _pump_websocket(websocket, services, f"{base}/{task_id}", sub, slot.ended)
+            if slot.ended_reason is not None:  # its token was revoked: 4401 and why
+                await close_websocket(websocket, ApiError(401, slot.ended_message))
+        finally:
+            slot.release()
 
     router.add_api_route(f"{base}/{{task_id}}/events", task_events, methods=["GET"])
     router.add_api_websocket_route(f"{base}/{{task_id}}/stream", task_stream)
 
 
 async def _sse_body(
-    services: Services, link: str, sub: Subscription, keepalive: float
+    services: Services, link: str, sub: Subscription, keepalive: float, slot: StreamSlot
 ) -> AsyncIterator[bytes]:
     try:
         yield b": fleetwatch query task stream\n\n"
-        async for message in with_keepalive(sub, keepalive):
+        async for message in with_keepalive(sub, keepalive, slot.ended):
             if message is None:
                 yield KEEPALIVE
                 continue
@@ -124,30 +150,11 @@ async def _sse_body(
             yield sse_event(data, _event_id(message))
             if isinstance(message, Resync | Closed):
                 return
+        if slot.ended_reason is not None:  # its token was revoked
+            yield sse_event(orjson.dumps({"type": "error", "error": slot.ended_message}), None)
     finally:
+        slot.release()
         await sub.aclose()
-
-
-async def _authenticate(websocket: WebSocket, services: Services) -> User:
-    token = bearer_token(websocket, allow_query=True)
-    if token is None:
-        # Browsers cannot set headers on a WebSocket: accept a first auth message.
-        try:
-            raw = await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT)
-            first = orjson.loads(raw)
-        except (TimeoutError, orjson.JSONDecodeError, WebSocketDisconnect):
-            first = None
-        if isinstance(first, dict) and first.get("type") == "auth":
-            data = first.get("data")
-            if isinstance(data, dict) and isinstance(data.get("token"), str):
-                token = data["token"]
-    return await resolve_token(services, token)
-
-
-async def _send_error(websocket: WebSocket, exc: ApiError) -> None:
-    with contextlib.suppress(Exception):
-        await websocket.send_text(orjson.dumps({"type": "error", **exc.body()}).decode())
-        await websocket.close(code=1008 if exc.status in (401, 403) else 1000)
 
 
 async def _send_all(
@@ -158,9 +165,14 @@ async def _send_all(
 
 
 async def _pump_websocket(
-    websocket: WebSocket, services: Services, link: str, sub: Subscription
+    websocket: WebSocket,
+    services: Services,
+    link: str,
+    sub: Subscription,
+    stop: asyncio.Future[Any],
 ) -> None:
-    """Send the subscription's messages until it ends or the client goes away."""
+    """Send the subscription's messages until it ends, the client goes away or `stop` is
+    done (the stream's token was revoked: the caller closes the socket)."""
 
     async def drain_incoming() -> None:
         # Reading lets us notice a client that closed; incoming messages are ignored.
@@ -174,9 +186,9 @@ async def _pump_websocket(
     try:
         while True:
             pending = asyncio.ensure_future(sub.__anext__())
-            await asyncio.wait({pending, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if not pending.done():
-                return  # the client went away while the stream was idle
+            await asyncio.wait({pending, reader, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not pending.done() or stop.done():
+                return  # the client went away while the stream was idle, or must stop
             try:
                 messages = [pending.result()]
             except StopAsyncIteration:

@@ -76,6 +76,8 @@ async def delete_team(team_id: int, user: CurrentUser, services: ServicesDep) ->
     await services.teams.delete(team_id)
     moved = services.hosts.forget_team(team_id)
     await services.hosts.transfer(list(moved), None)
+    await services.policies.team_deleted(team_id)
+    await services.policies.hosts_moved(moved)
     await services.secrets.refresh()  # the team's secrets went with it, on every node
     # Its members lose their role on it (a later team could get the same id on SQLite),
     # and their query tasks, scoped to the teams they had, stop.
@@ -93,7 +95,7 @@ async def team_secrets(team_id: int, user: CurrentUser, services: ServicesDep) -
     access = Access(user)
     _visible_team(access, services, team_id)
     access.require_on_team(team_id, "admin", "reading a team's enroll secrets")
-    return {"secrets": [s.to_json() for s in services.secrets.list(team_id)]}
+    return {"secrets": [s.to_json() for s in await services.secrets.list(team_id)]}
 
 
 @router.post("/teams/{team_id}/secrets", status_code=201)
@@ -134,6 +136,7 @@ async def transfer_hosts(
         access.require_host(host_id, state.team_id if state else None, state is not None)
         access.require_on_team(state.team_id if state else None, "maintainer", "moving hosts")
     await services.hosts.transfer(body.hosts, body.team_id)
+    await services.policies.hosts_moved(body.hosts)
     await services.activities.record(
         "transferred_hosts", user, {"team_id": body.team_id, "hosts": body.hosts}
     )

@@ -1,21 +1,27 @@
-"""Users CRUD (admin only; a user may read and change their own password).
+"""Users CRUD (admin only; a user may read themselves and change their own name, and their
+password given the current one as `old_password`).
 
 Changing a user's roles or deleting the user cancels their running query tasks, whose scope
-the old roles decided (see `query_tasks.py`).
+the old roles decided (see `query_tasks.py`). A new password (one's own or an admin's reset)
+cancels them too, webhooks included: a stolen session's tasks stop with it. Either revokes
+the user's tokens, which ends their open streams (`fleetwatch.fleet.stream_tokens`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
+from starlette.requests import Request
 
 from fleetwatch.api.auth import CurrentUser, require_admin
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
-from fleetwatch.fleet.users import TeamRole, Unset
-from fleetwatch.query.tasks import FACTORIES
+from fleetwatch.fleet.errors import AuthFailed
+from fleetwatch.fleet.users import TeamRole, Unset, User
+from fleetwatch.query.task_requests import FACTORIES
 from fleetwatch.services import Services
 
 router = APIRouter(prefix="/api/v1/fleet/users", tags=["users"])
@@ -30,13 +36,23 @@ class CreateUser(BaseModel):
     email: str = Field(max_length=255)
     password: str = Field(max_length=1024)
     name: str = Field("", max_length=255)
+    #: Default: observer for a user given no teams; none for a user given team roles (a
+    #: "team A observer" must not quietly see every team as a global observer).
     global_role: str | None = "observer"
     teams: list[TeamRoleBody] = Field(default_factory=list)
+
+    def role(self) -> str | None:
+        """The global role to create the user with."""
+        if "global_role" not in self.model_fields_set and self.teams:
+            return None
+        return self.global_role
 
 
 class ModifyUser(BaseModel):
     name: str | None = Field(None, max_length=255)
     password: str | None = Field(None, max_length=1024)
+    #: The current password, required to change one's own (not to reset another user's).
+    old_password: str | None = Field(None, max_length=1024)
     global_role: str | None = None
     teams: list[TeamRoleBody] | None = Field(None, max_length=10_000)
 
@@ -74,7 +90,7 @@ async def create_user(body: CreateUser, user: CurrentUser, services: ServicesDep
     created = await services.users.create(
         body.email,
         body.password,
-        body.global_role,
+        body.role(),
         name=body.name,
         teams=_team_roles(services, body.teams),
     )
@@ -93,15 +109,42 @@ async def get_user(user_id: int, user: CurrentUser, services: ServicesDep) -> di
     return {"user": (await services.users.get(user_id)).to_json()}
 
 
+async def _check_old_password(
+    request: Request, old_password: str | None, user: User, services: Services
+) -> None:
+    """400 unless `old_password` is the user's current password; guesses count against
+    the login limits, so a stolen session cannot try passwords faster than a login."""
+    if not old_password:
+        raise ApiError(
+            400, "old_password: send your current password to change it (as old_password)"
+        )
+    address = request.client.host if request.client else ""
+    wait = await services.login_limiter.check(user.email, address)
+    if wait > 0:
+        seconds = math.ceil(wait)
+        raise ApiError(429, f"too many wrong passwords; retry in {seconds} s", retry_after=seconds)
+    try:
+        await services.users.check_own_password(user.id, old_password)
+    except AuthFailed as exc:
+        raise ApiError(
+            400, "old_password is not your current password; send the one you log in with"
+        ) from exc
+    await services.login_limiter.reset(user.email, address)
+
+
 @router.patch("/{user_id}")
 async def modify_user(
-    user_id: int, body: ModifyUser, user: CurrentUser, services: ServicesDep
+    user_id: int, body: ModifyUser, request: Request, user: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
     """Admins change anything (`global_role`, `teams`: [{id, role}]); a user may change
-    their own name and password."""
-    changes = body.model_fields_set
+    their own name and password, the latter with `old_password`. A new password revokes
+    all the user's tokens, the one of this request included (log in again), ends their open
+    streams and cancels their running query tasks."""
+    changes = body.model_fields_set - {"old_password"}
     if user.id != user_id or changes & {"global_role", "teams"}:
         require_admin(user)
+    if body.password is not None and user.id == user_id:
+        await _check_old_password(request, body.old_password, user, services)
     role: str | None | Unset = body.global_role if "global_role" in changes else Unset.UNSET
     teams = _team_roles(services, body.teams) if body.teams is not None else None
     updated = await services.users.update(
@@ -109,6 +152,8 @@ async def modify_user(
     )
     if changes & {"global_role", "teams"}:
         await cancel_tasks(services, user_id, "the user's roles changed")
+    elif body.password is not None:
+        await cancel_tasks(services, user_id, "the user's password changed")
     await services.activities.record(
         "edited_user", user, {"user_id": user_id, "changed": sorted(changes)}
     )

@@ -1,1 +1,2 @@
-"""Moving parts shared between requests: host wake-ups (and, in a cluster, Redis fan-out)."""
+"""Between requests and nodes: host wake-ups, the local or Redis bus (broadcasts, leases,
+invalidations) and the change log's fan-out. May import index/, storage/ and `periodic`."""

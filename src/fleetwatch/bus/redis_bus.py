@@ -226,12 +226,12 @@ class RedisBus:
                     self._dispatch(str(message["channel"].decode()), bytes(message["data"]))
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
                 raise
             except (RedisError, OSError) as exc:
                 self._note_error(exc)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
                 await asyncio.sleep(RECONNECT_DELAY)
                 lost = True
 

@@ -1,48 +1,15 @@
-"""The `fleetwatch` command: serve, demo, simulate, query, watch, user, secret.
+"""The `fleetwatch` command: serve, demo, simulate, query, watch, policy, user, secret.
 
-Each sub-command lives in its own module and registers itself on `app`.
+Each sub-command lives in its own module and registers itself on `app` (`cli/root.py`).
+An adapter: may import `server`, `config`, the services below and sim/; only `__main__.py`
+imports it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from fleetwatch.cli.root import app
 
-import typer
-from typer.core import TyperGroup
-
-from fleetwatch import __version__
-
-
-class _SortedGroup(TyperGroup):
-    """Lists commands alphabetically, whatever order their modules were imported in."""
-
-    def list_commands(self, ctx: Any) -> list[str]:
-        return sorted(self.commands)
-
-
-app = typer.Typer(
-    name="fleetwatch",
-    cls=_SortedGroup,
-    help="Live and continuous queries for an osquery fleet.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"fleetwatch {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """Live and continuous queries for an osquery fleet."""
+__all__ = ["app", "main"]
 
 
 def _register() -> None:
@@ -50,6 +17,7 @@ def _register() -> None:
     from fleetwatch.cli import admin as _admin  # noqa: F401
     from fleetwatch.cli import config_cmd as _config_cmd  # noqa: F401
     from fleetwatch.cli import demo as _demo  # noqa: F401
+    from fleetwatch.cli import policy as _policy  # noqa: F401
     from fleetwatch.cli import query as _query  # noqa: F401
     from fleetwatch.cli import serve as _serve  # noqa: F401
     from fleetwatch.cli import simulate as _simulate  # noqa: F401

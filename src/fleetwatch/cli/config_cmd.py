@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
-from fleetwatch.cli import app
+from fleetwatch.cli.root import app
 from fleetwatch.cli.settings_options import settings_flags_with_sources
 from fleetwatch.config import Settings
 
@@ -48,6 +48,16 @@ def masked_value(name: str, value: Any) -> Any:
         return MASK
     if name in URL_FIELDS:
         return mask_url(str(value))
+    if name == "destinations":
+        # JSON, which --destinations and FLEETWATCH_DESTINATIONS take back; tokens masked
+        shown = {
+            key: {
+                k: MASK if k == "token" and v else mask_url(v) if k == "url" and v else v
+                for k, v in config.model_dump(mode="json").items()
+            }
+            for key, config in value.items()
+        }
+        return json.dumps(shown, sort_keys=True)
     if isinstance(value, Path):
         return str(value)
     return value

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from fleetwatch.cli import app
+from fleetwatch.cli.root import app
 from fleetwatch.cli.settings_options import build_settings
 from fleetwatch.config import Settings
 from fleetwatch.server import uvicorn_config
@@ -40,6 +40,12 @@ DEMO_QUERY = (
     "(SELECT count(*) FROM processes) AS processes, "
     "(SELECT count(*) FROM users WHERE uid >= 500) AS people FROM system_info s, os_version o"
 )
+#: The demo's policies (name, SQL): the simulated hosts' own tables make some pass, some fail.
+DEMO_POLICIES = (
+    ("No web server in the clear (port 80)", "SELECT 1 WHERE NOT EXISTS "
+     "(SELECT 1 FROM listening_ports WHERE port = 80)"),
+    ("Rebooted in the last 7 days", "SELECT 1 FROM uptime WHERE days < 7"),
+)  # fmt: skip
 CREDENTIALS_FILE = "demo-credentials.json"
 DataDirOpt = typer.Option(
     Path("./fleetwatch-demo"), "--data-dir", help="Where the demo's SQLite database lives."
@@ -196,6 +202,49 @@ async def live_query(client: httpx.AsyncClient, console: Console, timeout: float
     return answered
 
 
+async def demo_policies(
+    client: httpx.AsyncClient, console: Console, hosts: int, timeout: float
+) -> list[dict[str, Any]]:
+    """Create DEMO_POLICIES (or find them, on a second run) and show their counts once every
+    host answered (or the time is up)."""
+    existing = {
+        p["name"]: p
+        for p in (await client.get("/api/v1/fleet/policies")).json().get("policies", [])
+    }
+    ids = []
+    for name, sql in DEMO_POLICIES:
+        if name in existing:
+            ids.append(existing[name]["id"])
+            continue
+        reply = await client.post(
+            "/api/v1/fleet/policies", json={"name": name, "query": sql, "interval": 60}
+        )
+        if reply.status_code >= 300:
+            console.print(f"[yellow]policy not created: {reply.text}[/]")
+            return []
+        ids.append(reply.json()["policy"]["id"])
+    policies: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        policies = [(await client.get(f"/api/v1/fleet/policies/{i}")).json()["policy"] for i in ids]
+        if all(p["unknown_host_count"] == 0 for p in policies):
+            break
+        await asyncio.sleep(0.2)
+    table = Table(title="Policies (answered at check-in, counted live)", title_justify="left")
+    for column in ("id", "policy", "passing", "failing", "unknown"):
+        table.add_column(column)
+    for p in policies:
+        table.add_row(
+            str(p["id"]),
+            p["name"],
+            str(p["passing_host_count"]),
+            str(p["failing_host_count"]),
+            str(p["unknown_host_count"]),
+        )
+    console.print(table)
+    return policies
+
+
 def _add_result(table: Table, result: dict[str, Any]) -> None:
     rows = result.get("rows") or [{}]
     for row in rows[:1]:
@@ -254,8 +303,16 @@ async def run_demo(
             console.print(inventory_table(listed))
             answered = await live_query(client, console, timeout=30)
             console.print(f"{answered} of {hosts} hosts answered the live query.")
+            await demo_policies(client, console, hosts, timeout=30)
+        heading = (
+            f"[bold]fleetwatch ran[/] at {server.url} and stops now (--exit-after-demo; "
+            "leave it out to keep the server and hosts running)"
+            if exit_after
+            else f"[bold green]fleetwatch is running[/] at {server.url}"
+        )
         console.print(
-            f"\n[bold green]fleetwatch is running[/] at {server.url}\n"
+            f"\n{heading}\n"
+            f"  open the UI: {server.url}/ui\n"
             f"  admin: {creds.email} / {creds.password}\n"
             f"  enroll secret: {creds.enroll_secret}\n"
             "  run a live query:\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleetwatch.cli import app
+from fleetwatch.cli.root import app
 from fleetwatch.cli.settings_options import settings_flags
 from fleetwatch.config import Settings
 from fleetwatch.server import run_server

@@ -55,8 +55,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
     section = data.get("fleetwatch")
-    if isinstance(section, dict) and len(data) == 1:
-        data = section
+    if isinstance(section, dict) and all(k in ("fleetwatch", "destinations") for k in data):
+        # [fleetwatch] settings beside [destinations.NAME] tables
+        data = {**section, **{k: v for k, v in data.items() if k != "fleetwatch"}}
     values = {str(k).replace("-", "_"): v for k, v in data.items()}
     unknown = sorted(k for k in values if k not in Settings.model_fields)
     if unknown:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from fleetwatch.cli import app
+from fleetwatch.cli.root import app
 from fleetwatch.sim import (
     AgentFlags,
     Churn,

@@ -2,35 +2,58 @@
 
 The query is a QueryTask JSON file or the short form `--kind K --where FIELD OP VALUE ...`
 where OP is `=` (TERM; a value with `*` or `?` is a WILDCARD), `!=` (not equal), `~`
-(PREFIX), or `<`, `<=`, `>`, `>=` (a numeric range: the value must be a number). The
-initial results print as a table, then one line per change; `--json` prints every message
-as one JSON line instead. The stream is Server-Sent Events (or `--transport ws`); a broken
-connection or a resync resumes from the last sequence seen, so no change is skipped.
+(PREFIX: the value starts with), or `<`, `<=`, `>`, `>=` (a numeric range: the value must be
+a number; it matches numbers and numeric-looking strings, such as osquery's "93.5"). The task
+asks for CONTINUOUS_STOP_MATCH too, so a row that leaves the result set (deleted, expired or no
+longer matching) is reported and leaves the view. On a terminal the view is one table kept
+current in place; piped, the initial results print as a table, then one line per change;
+`--json` prints every message as one JSON line instead. The stream is Server-Sent Events (or
+`--transport ws`); a broken connection or a resync resumes from the last sequence seen, so no
+change is skipped. The task is deleted on any exit (Ctrl-C, SIGTERM, SIGHUP, a closed
+stream, an error) unless `--keep`.
+
+`--group-by FIELD` watches live group counts instead (GROUP_BY + COUNT + CONTINUOUS on FIELD):
+the view is a table of groups and their counts, largest first, kept current from each
+change's `groupCounts`; piped, one line per change with the groups it moved. A task file
+with GROUP_BY and COUNT shows the same table.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 from websockets.exceptions import WebSocketException
 
-from fleetwatch.cli import app
 from fleetwatch.cli.api_client import CaFileOpt, ServerOpt, TokenOpt, api_client, fail, request
+from fleetwatch.cli.root import app
 
 #: Lifetime given to the task the command creates; renewed while it runs.
 TASK_TTL_SECONDS = 600
 #: Columns shown in the initial table besides the link.
 MAX_COLUMNS = 8
+#: Changes listed under the live table on a terminal.
+RECENT_CHANGES = 5
+#: Signals that stop the command like Ctrl-C does (its task is deleted on the way out).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: Options every watch task has: without CONTINUOUS_STOP_MATCH a row that stops matching
+#: would never be reported and would stay in the view.
+LEAVE_OPTION = "CONTINUOUS_STOP_MATCH"
+#: The results field of group counts (GROUP_BY + COUNT).
+GROUP_COUNTS = "groupCounts"
 _WHERE = re.compile(r"^\s*([A-Za-z0-9_.$@-]+)\s*(!=|<=|>=|=|<|>|~)\s*(.*)$")
 _BUILTIN = {
     "documentSelfLink",
@@ -82,8 +105,11 @@ def where_clause(expression: str) -> dict[str, Any]:
     return {"occurance": "MUST_OCCUR", "term": {"propertyName": name, "range": rng}}
 
 
-def short_form_task(kind: str | None, where: list[str]) -> dict[str, Any]:
-    """The QueryTask of `--kind` and `--where` (CONTINUOUS, EXPAND_CONTENT)."""
+def short_form_task(
+    kind: str | None, where: list[str], group_by: str | None = None
+) -> dict[str, Any]:
+    """The QueryTask of `--kind` and `--where` (CONTINUOUS, EXPAND_CONTENT), or with
+    `--group-by` its live group counts (GROUP_BY, COUNT, CONTINUOUS)."""
     clauses: list[dict[str, Any]] = []
     if kind:
         clauses.append(
@@ -95,11 +121,20 @@ def short_form_task(kind: str | None, where: list[str]) -> dict[str, Any]:
     clauses.extend(where_clause(w) for w in where)
     if not clauses:
         raise ValueError("nothing to watch: give a QueryTask file, --kind or --where")
+    if group_by is not None:
+        return {
+            "taskInfo": {"isDirect": False},
+            "querySpec": {
+                "query": {"occurance": "MUST_OCCUR", "booleanClauses": clauses},
+                "options": ["CONTINUOUS", LEAVE_OPTION, "GROUP_BY", "COUNT"],
+                "groupByTerm": {"propertyName": group_by},
+            },
+        }
     return {
         "taskInfo": {"isDirect": False},
         "querySpec": {
             "query": {"occurance": "MUST_OCCUR", "booleanClauses": clauses},
-            "options": ["CONTINUOUS", "EXPAND_CONTENT"],
+            "options": ["CONTINUOUS", LEAVE_OPTION, "EXPAND_CONTENT"],
         },
     }
 
@@ -115,8 +150,11 @@ def _load_file(path: Path) -> dict[str, Any]:
         raise fail(f"{path}: expected a QueryTask JSON object", 2)
     spec = task.setdefault("querySpec", {})
     options = spec.setdefault("options", []) if isinstance(spec, dict) else None
-    if isinstance(options, list) and not {"CONTINUOUS", "CONTINUOUS_STOP_MATCH"} & set(options):
-        options.append("CONTINUOUS")
+    if isinstance(options, list):
+        if not {"CONTINUOUS", LEAVE_OPTION} & set(options):
+            options.append("CONTINUOUS")
+        if LEAVE_OPTION not in options:
+            options.append(LEAVE_OPTION)
     return task
 
 
@@ -126,37 +164,125 @@ def _value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def print_initial(console: Console, links: list[str], documents: dict[str, Any]) -> None:
-    """The initial results as a table of the most common fields."""
-    fields: Counter[str] = Counter()
-    for doc in documents.values():
-        fields.update(k for k in doc if k not in _BUILTIN)
-    columns = [name for name, _ in fields.most_common(MAX_COLUMNS)]
-    table = Table(title=f"{len(links)} matching", title_justify="left")
-    table.add_column("documentSelfLink", no_wrap=True)
-    for name in columns:
-        table.add_column(name)
-    for link in links:
-        doc = documents.get(link, {})
-        table.add_row(link, *(_value(doc.get(name, "")) for name in columns))
-    console.print(table)
+def leaves(message: dict[str, Any]) -> bool:
+    """Whether a change takes its document out of the result set: a delete (an expiry is
+    one, with reason "expired") or a document that no longer matches."""
+    return bool(message.get("stopMatch")) or message.get("documentUpdateAction") == "DELETE"
 
 
-def print_change(console: Console, message: dict[str, Any]) -> None:
-    """One change as a line: seq, what happened, link, fields."""
+def change_line(message: dict[str, Any]) -> Text:
+    """One change as a line: seq, what happened, link, fields (and why a row left); for
+    group counts, the groups it moved and their new counts."""
     results = message.get("results", {})
+    if GROUP_COUNTS in results:
+        moved = " ".join(f"{g}={n}" for g, n in results[GROUP_COUNTS].items())
+        return Text.assemble((f"{message.get('seq')} ", "dim"), ("COUNTS", "bold"), f" {moved}")
     links = results.get("documentLinks", [])
     link = links[0] if links else "?"
     doc = results.get("documents", {}).get(link, {})
-    what = "LEFT" if message.get("stopMatch") else message.get("documentUpdateAction", "?")
+    what = "LEFT" if message.get("stopMatch") else str(message.get("documentUpdateAction", "?"))
     fields = " ".join(f"{k}={_value(v)}" for k, v in doc.items() if k not in _BUILTIN)
-    extra = f" ({message['reason']})" if message.get("stopMatch") and message.get("reason") else ""
+    why = f" ({message['reason']})" if leaves(message) and message.get("reason") else ""
     count = f" count={results['documentCount']}" if "documentCount" in results else ""
-    console.print(
-        f"[dim]{message.get('seq')}[/dim] [bold]{what:<6}[/bold] {link} {fields}"
-        f"{count}{extra}".rstrip(),
-        highlight=False,
+    line = Text.assemble(
+        (f"{message.get('seq')} ", "dim"), (f"{what:<6}", "bold"), f" {link} {fields}{count}"
     )
+    line.rstrip()
+    line.append(why)
+    return line
+
+
+class ResultView:
+    """The task's current result set, kept in step with its messages."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, Any] = {}
+        self.count: int | None = None
+        #: Group counts (a GROUP_BY + COUNT task), else None.
+        self.groups: dict[str, int] | None = None
+        self.recent: deque[Text] = deque(maxlen=RECENT_CHANGES)
+
+    def _count_groups(self, counts: dict[str, Any]) -> None:
+        groups = self.groups if self.groups is not None else {}
+        for group, n in counts.items():
+            if int(n):
+                groups[group] = int(n)
+            else:
+                groups.pop(group, None)  # emptied
+        self.groups = groups
+
+    def add_initial(self, results: dict[str, Any]) -> None:
+        """A chunk of the initial results."""
+        if GROUP_COUNTS in results:
+            self._count_groups(results[GROUP_COUNTS])
+        documents = results.get("documents", {})
+        for link in results.get("documentLinks", []):
+            self.documents[link] = documents.get(link, {})
+        if "documentCount" in results:
+            self.count = int(results["documentCount"])
+
+    def apply(self, message: dict[str, Any]) -> None:
+        """A change: the row is added, updated, or removed when it left the results (for
+        group counts: the groups it moved take their new counts)."""
+        results = message.get("results", {})
+        if GROUP_COUNTS in results:
+            self._count_groups(results[GROUP_COUNTS])
+            if "documentCount" in results:
+                self.count = int(results["documentCount"])
+            self.recent.append(change_line(message))
+            return
+        for link in results.get("documentLinks", []):
+            if leaves(message):
+                self.documents.pop(link, None)
+            else:
+                self.documents[link] = results.get("documents", {}).get(link, {})
+        if "documentCount" in results:
+            self.count = int(results["documentCount"])
+        self.recent.append(change_line(message))
+
+    def group_table(self, status: str = "") -> Table:
+        """The group counts, largest first."""
+        groups = self.groups or {}
+        total = sum(groups.values()) if self.count is None else self.count
+        title = f"{total} matching in {len(groups)} groups" + (f" · {status}" if status else "")
+        # as wide as its title: two narrow columns would wrap it
+        table = Table(title=title, title_justify="left", min_width=len(title))
+        table.add_column("group", no_wrap=True)
+        table.add_column("count", justify="right")
+        for group, n in sorted(groups.items(), key=lambda item: (-item[1], item[0])):
+            table.add_row(Text(group), Text(str(n)))
+        return table
+
+    def table(self, status: str = "") -> Table:
+        """The current results as a table of the most common fields (or the groups')."""
+        if self.groups is not None:
+            return self.group_table(status)
+        fields: Counter[str] = Counter()
+        for doc in self.documents.values():
+            fields.update(k for k in doc if k not in _BUILTIN)
+        columns = [name for name, _ in fields.most_common(MAX_COLUMNS)]
+        count = len(self.documents) if self.count is None else self.count
+        title = f"{count} matching" + (f" · {status}" if status else "")
+        table = Table(title=title, title_justify="left")
+        table.add_column("documentSelfLink", no_wrap=True)
+        for name in columns:
+            table.add_column(name)
+        for link, doc in self.documents.items():
+            table.add_row(Text(link), *(Text(_value(doc.get(name, ""))) for name in columns))
+        return table
+
+    def screen(self, status: str) -> RenderableType:
+        """What a terminal shows: the table, then the latest changes."""
+        return Group(self.table(status), *self.recent)
+
+
+class _Stop(BaseException):
+    """A stop signal arrived (SIGTERM, SIGHUP): leave like Ctrl-C does (a BaseException, as
+    KeyboardInterrupt is, so no `except Exception` on the way swallows it)."""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
 
 
 def _sse(client: httpx.Client, link: str, since: int | None) -> Iterator[dict[str, Any] | None]:
@@ -202,7 +328,18 @@ def watch(
     task_file: Path | None = typer.Argument(None, help="A QueryTask JSON file to run."),
     kind: str | None = typer.Option(None, "--kind", help="documentKind to watch, e.g. fleet:host"),
     where: list[str] | None = typer.Option(
-        None, "--where", help="FIELD OP VALUE, repeatable; OP: = != ~ < <= > >="
+        None,
+        "--where",
+        help="FIELD OP VALUE, repeatable (all must hold). OP: = equal (* and ? in the value are "
+        "wildcards), != not equal, ~ prefix (the value starts with: path~/usr/local), "
+        "< <= > >= a numeric range (it also matches numeric-looking strings, such as "
+        'osquery\'s "93.5": cpu>90)',
+    ),
+    group_by: str | None = typer.Option(
+        None,
+        "--group-by",
+        help="Show live group counts by this field instead of the rows (GROUP_BY + COUNT), "
+        "e.g. --kind fleet:host --group-by osquery_version",
     ),
     json_lines: bool = typer.Option(False, "--json", help="Print each message as a JSON line."),
     transport: str = typer.Option("sse", "--transport", help="sse or ws."),
@@ -214,34 +351,76 @@ def watch(
     token: str | None = TokenOpt,
     ca_file: str | None = CaFileOpt,
 ) -> None:
-    """Run a continuous query: print the current results, then every change as it happens."""
+    """Run a continuous query: show the current results, then every change as it happens.
+
+    On a terminal the results are one table kept current: a row that leaves the result set
+    (deleted, expired, or no longer matching) disappears, and the latest changes show below.
+    Piped, the initial results print as a table, then one line per change (LEFT or DELETE
+    with the reason for a row that left). With --group-by the table holds live group counts
+    (group, count), kept current the same way. Ctrl-C, SIGTERM or SIGHUP stops it; on any
+    exit the task it created is deleted, unless --keep.
+    """
     if transport not in ("sse", "ws"):
         raise fail("--transport must be sse or ws", 2)
     if task_file is not None:
-        if kind or where:
-            raise fail("give either a QueryTask file or --kind/--where, not both", 2)
+        if kind or where or group_by:
+            raise fail("give either a QueryTask file or --kind/--where/--group-by, not both", 2)
         body = _load_file(task_file)
     else:
         try:
-            body = short_form_task(kind, where or [])
+            body = short_form_task(kind, where or [], group_by)
         except ValueError as exc:
             raise fail(str(exc), 2) from exc
     body["documentExpirationTimeMicros"] = time.time_ns() // 1000 + TASK_TTL_SECONDS * 1_000_000
     client = api_client(server, token, ca_file)
-    task = request(client, "POST", "/core/local-query-tasks", json=body)
-    link = str(task["documentSelfLink"])
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS[1:]:
+        signal.signal(signum, _stop)
+    link: str | None = None
+    try:
+        task = request(client, "POST", "/core/local-query-tasks", json=body)
+        link = str(task["documentSelfLink"])
+        keep = _follow(client, link, transport, json_lines, max_changes) or keep
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        # a second signal must not cut the cleanup short
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        try:
+            if link is not None and not keep:
+                try:
+                    client.delete(link, timeout=10)
+                except httpx.HTTPError:
+                    pass
+            client.close()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _follow(
+    client: httpx.Client, link: str, transport: str, json_lines: bool, max_changes: int | None
+) -> bool:
+    """Stream the task's messages until done; True when the task is already gone."""
     out = Console()
     err = Console(stderr=True)
     stream = _sse if transport == "sse" else _ws
+    live: Live | None = None
+    if out.is_terminal and not json_lines:
+        live = Live(console=out, auto_refresh=False, vertical_overflow="ellipsis")
     since: int | None = None
-    initial: tuple[list[str], dict[str, Any]] = ([], {})
+    view = ResultView()
     changes = 0
+    status = "loading…"
     renew_at = time.monotonic() + TASK_TTL_SECONDS / 2
     try:
+        if live is not None:
+            live.start()
         while True:
             resume = False
             if since is None:  # (re)connecting before the initial results completed
-                initial = ([], {})
+                view = ResultView()
             try:
                 for message in stream(client, link, since):
                     if time.monotonic() > renew_at:
@@ -256,40 +435,40 @@ def watch(
                     if json_lines:
                         out.print_json(json.dumps(message), indent=None)
                     if kind_of == "initial":
-                        results = message.get("results", {})
-                        initial[0].extend(results.get("documentLinks", []))
-                        initial[1].update(results.get("documents", {}))
+                        view.add_initial(message.get("results", {}))
                         if message.get("last"):
                             since = int(message["seq"])
-                            if not json_lines:
-                                print_initial(out, *initial)
+                            if live is None and not json_lines:
+                                out.print(view.table())
+                    elif kind_of == "current":
+                        # caught up: what was shown is everything up to seq; live from here
+                        since = int(message["seq"])
+                        status = f"live (caught up to {since})"
+                        if live is None and not json_lines:
+                            err.print(f"[dim]{status}[/dim]")
                     elif kind_of == "change":
                         since = int(message["seq"])
-                        if not json_lines:
-                            print_change(out, message)
+                        view.apply(message)
+                        if live is None and not json_lines:
+                            out.print(view.recent[-1], highlight=False)
                         changes += 1
-                        if max_changes is not None and changes >= max_changes:
-                            return
                     elif kind_of == "resync":
                         since = int(message["seq"])
                         resume = True
                         break
                     elif kind_of == "closed":
                         err.print(f"fleetwatch: the task ended: {message.get('reason')}")
-                        keep = True  # nothing left to delete
-                        return
+                        return True  # nothing left to delete
+                    if live is not None:
+                        live.update(view.screen(status), refresh=True)
+                    if max_changes is not None and changes >= max_changes:
+                        return False
             except (httpx.TransportError, OSError, WebSocketException) as exc:
                 err.print(f"fleetwatch: connection lost ({exc}); resuming after {since}")
                 time.sleep(1)
                 resume = True
             if not resume:
                 raise fail("the server closed the stream")
-    except KeyboardInterrupt:
-        pass
     finally:
-        if not keep:
-            try:
-                client.delete(link)
-            except httpx.HTTPError:
-                pass
-        client.close()
+        if live is not None:
+            live.stop()

@@ -5,15 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import func, select
-
 from fleetwatch.fleet.errors import Invalid
-from fleetwatch.fleet.hosts import iso
+from fleetwatch.fleet.host_state import iso
 from fleetwatch.fleet.users import User
 from fleetwatch.index import Action, DocumentIndex, Write
-from fleetwatch.index.store import document_from_row
+from fleetwatch.query.listing import Listing, Order, read_page
 from fleetwatch.storage.counters import next_id
-from fleetwatch.storage.schema import documents
 
 ACTIVITY_KIND = "fleet:activity"
 MAX_PER_PAGE = 1000
@@ -44,26 +41,13 @@ class ActivityService:
     async def list(self, page: int = 0, per_page: int = 100) -> tuple[list[dict[str, Any]], int]:
         if per_page < 1 or per_page > MAX_PER_PAGE or page < 0:
             raise Invalid(f"page starts at 0 and per_page is 1 to {MAX_PER_PAGE}")
-        where = (documents.c.kind == ACTIVITY_KIND) & documents.c.deleted.is_(False)
-        async with self.index.db.connect() as conn:
-            total = int(
-                (
-                    await conn.execute(select(func.count()).select_from(documents).where(where))
-                ).scalar_one()
-            )
-            rows = await conn.execute(
-                select(documents)
-                .where(where)
-                .order_by(documents.c.update_time_micros.desc(), documents.c.self_link.desc())
-                .limit(per_page)
-                .offset(page * per_page)
-            )
-            items = [
-                {
-                    k: v
-                    for k, v in document_from_row(r._mapping).body.items()
-                    if not k.startswith("document")
-                }
-                for r in rows
-            ]
+        listing = Listing(kind=ACTIVITY_KIND, order=Order.NEWEST_LINK_DESC)
+        found = await read_page(
+            self.index.db, listing, limit=per_page, offset=page * per_page, count=True
+        )
+        assert found.total is not None
+        items = [
+            {k: v for k, v in body.items() if not k.startswith("document")} for body in found.bodies
+        ]
+        total = found.total
         return items, total

@@ -1,8 +1,11 @@
 """The osquery configuration served to agents: options, schedule, packs, decorators.
 
 Operators set it through the API; it is validated here, because osquery rejects a config
-over 1 MiB and silently ignores what it cannot parse. The options fleetwatch relies on
-(distributed_interval, logger_tls_period) are filled in unless the operator sets them.
+over 1 MiB and silently ignores what it cannot parse. Every SQL in it (scheduled and pack
+queries, pack discovery, decorators) is checked as live query SQL is: one read statement
+SQLite can parse; an error names the query's path and the line and column in its SQL.
+The options fleetwatch relies on (distributed_interval, logger_tls_period) are filled in
+unless the operator sets them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sqlalchemy import select
 from fleetwatch.bus.bus import Invalidations
 from fleetwatch.config import Settings
 from fleetwatch.fleet.errors import Invalid
+from fleetwatch.sql_check import InvalidSql, check_live_sql, off_loop
 from fleetwatch.storage import Database
 from fleetwatch.storage.schema import app_settings
 
@@ -115,7 +119,7 @@ class AgentConfigService:
 
     async def replace(self, config: Any) -> dict[str, Any]:
         """Validate and store a new config; returns what agents will receive."""
-        validate_config(config)
+        await off_loop(validate_config, config)
         rendered = render_config(config, self.settings)
         size = len(orjson.dumps(rendered))
         if size > MAX_CONFIG_BYTES:
@@ -164,6 +168,7 @@ def _check_query(path: str, query: Any) -> None:
     sql = query.get("query")
     if not isinstance(sql, str) or not sql.strip():
         raise _fail(f"{path}.query", "must be a non-empty SQL string")
+    _check_sql(f"{path}.query", sql)
     interval = query.get("interval")
     if isinstance(interval, bool) or not isinstance(interval, int):
         raise _fail(f"{path}.interval", "must be an integer number of seconds")
@@ -182,9 +187,20 @@ def _check_query(path: str, query: Any) -> None:
             raise _fail(f"{path}.{text}", "must be a string")
 
 
+def _check_sql(path: str, sql: str) -> None:
+    """The checks of live query SQL: osquery runs these on every host too, and refuses
+    a statement SQLite cannot parse only there, in its own log."""
+    try:
+        check_live_sql(sql)
+    except InvalidSql as exc:
+        raise _fail(path, str(exc)) from None
+
+
 def _check_sql_list(path: str, value: Any) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise _fail(path, "must be a list of SQL strings")
+    for i, sql in enumerate(value):
+        _check_sql(f"{path}[{i}]", sql)
 
 
 def validate_config(config: Any) -> None:

@@ -23,3 +23,7 @@ class AuthFailed(FleetError):
 
 class Forbidden(FleetError):
     """The caller may not do this (or an administrator switched it off)."""
+
+
+class TooMany(FleetError):
+    """The caller holds as many of these as a per-user limit allows (answered 429)."""

@@ -1,118 +1,68 @@
-"""Enrolled hosts: enrollment, node keys, check-in bookkeeping, inventory and status.
+"""Enrolled hosts: the service holding them in memory, node keys, check-in bookkeeping,
+status, the seen-time flush and the reads of the user API.
 
 The check-in path never touches the database: node key to host is a dict lookup, and
 `seen_time` is kept in memory and flushed in batches. Each host is mirrored in the document
 index as `fleet:host` at `/fleet/hosts/{id}` (inventory, status, team, labels), so continuous
 queries can watch hosts come, change, go offline and leave.
 
-On a cluster every node keeps the same memory coherent (see `HostService.find`,
-`_on_changes` and `refresh_seen`): a node key enrolled elsewhere is looked up once, the
-`fleet:host` changes of the shared change log bring enrolments, deletions and transfers, and
-other nodes' check-ins come from the hosts table. Status transitions are written by the
-holder of the `host-status` lease only.
+On a cluster every node keeps the same memory coherent (see `HostService.find` and
+`fleetwatch.fleet.host_coherence`). Status transitions are written by the holder of the
+`host-status` lease only. The host's state model is in `host_state`, its inventory columns
+in `host_inventory`, the rows an enrollment writes in `host_enrollment`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import hashlib
 import logging
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import and_, delete, func, or_, select, update
 
 from fleetwatch.bus.bus import Bus, LocalBus
 from fleetwatch.config import Settings
 from fleetwatch.fleet.errors import Invalid, NotFound
 from fleetwatch.fleet.group_commit import GroupCommit
-from fleetwatch.index import Action, Change, DocumentIndex, Write
+from fleetwatch.fleet.host_coherence import HostCoherence
+from fleetwatch.fleet.host_enrollment import Enrollment, distinct_identities, write_enrollments
+from fleetwatch.fleet.host_inventory import (
+    INVENTORY_COLUMNS,
+    InventoryUpdate,
+    column_value,
+    host_document,
+    int_value,
+    inventory_from_details,
+    merged_inventory,
+)
+from fleetwatch.fleet.host_seen import write_seen_times
+from fleetwatch.fleet.host_state import (
+    HOST_KIND,
+    ONLINE_BUFFER_S,
+    HostState,
+    hash_node_key,
+    host_link,
+    iso,
+    state_from_row,
+)
+from fleetwatch.index import Action, DocumentIndex, Write
 from fleetwatch.periodic import Periodic
 from fleetwatch.storage import Database
-from fleetwatch.storage.schema import JsonDoc, hosts
+from fleetwatch.storage.schema import hosts
 
 log = logging.getLogger(__name__)
 
-HOST_KIND = "fleet:host"
-#: Fleet's rule: a host is online while seen_time + its check-in interval + 60 s is ahead.
-ONLINE_BUFFER_S = 60.0
-#: Inventory columns kept in the hosts table (besides the free-form `inventory` JSON).
-INVENTORY_COLUMNS = (
-    "hostname",
-    "computer_name",
-    "uuid",
-    "platform",
-    "platform_like",
-    "os_name",
-    "os_version",
-    "osquery_version",
-    "cpu_type",
-    "cpu_brand",
-    "cpu_logical_cores",
-    "physical_memory",
-    "hardware_vendor",
-    "hardware_model",
-    "hardware_serial",
-)
-_INT_COLUMNS = {"cpu_logical_cores", "physical_memory"}
-MAX_PER_PAGE = 1000
 #: Enrollments and inventory updates written per transaction, at most (see GroupCommit).
 MAX_WRITE_BATCH = 250
-#: Unknown node keys remembered after a database miss (a miss is final: see `find`).
-MAX_UNKNOWN_KEYS = 10_000
-#: Deleted host ids remembered against stale row reads (see `_upsert`).
-MAX_DELETED_REMEMBERED = 100_000
-#: Extra look-back of the seen-time refresh, beyond the flush interval (commit latency).
-SEEN_REFRESH_MARGIN_S = 5.0
+MAX_PER_PAGE = 1000
 
 
-def hash_node_key(node_key: str) -> str:
-    """Node keys are 256-bit random values; their SHA-256 is what we store and look up."""
-    return hashlib.sha256(node_key.encode()).hexdigest()
-
-
-def host_link(host_id: int) -> str:
-    return f"/fleet/hosts/{host_id}"
-
-
-def iso(ts: float | None) -> str | None:
-    """An RFC 3339 UTC timestamp, as Fleet's API shows times."""
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass
-class HostState:
-    """What the check-in path needs to know about a host, kept in memory."""
-
-    id: int
-    node_key_hash: str
-    host_identifier: str
-    uuid: str
-    hostname: str
-    platform: str
-    team_id: int | None
-    enrolled_at: float
-    seen_time: float | None
-    detail_updated_at: float | None
-    distributed_interval: int
-    config_tls_refresh: int
-    #: When detail queries are next due (0: now). Jittered so hosts spread out.
-    detail_due_at: float = 0.0
-    #: The status last written to the host's document, to report transitions once.
-    reported_status: str = "offline"
-    labels: list[dict[str, Any]] = field(default_factory=list)
-
-
-class HostService:
+class HostService(HostCoherence):
     """Enrolls hosts and answers everything about them."""
 
     def __init__(
@@ -139,10 +89,10 @@ class HostService:
         self._lock = asyncio.Lock()
         # Enrollments and detail-query inventory arrive in bursts (a fleet starting, a
         # refresh wave): each burst is written in one transaction and one index write.
-        self._enrollments: GroupCommit[_Enrollment, HostState] = GroupCommit(
+        self._enrollments: GroupCommit[Enrollment, HostState] = GroupCommit(
             self._enroll_batch, max_batch=MAX_WRITE_BATCH, name="fleetwatch-enroll"
         )
-        self._inventories: GroupCommit[_Inventory, None] = GroupCommit(
+        self._inventories: GroupCommit[InventoryUpdate, None] = GroupCommit(
             self._inventory_batch, max_batch=MAX_WRITE_BATCH, name="fleetwatch-inventory"
         )
         # --- cluster coherence (unused on a single node) ---
@@ -166,7 +116,7 @@ class HostService:
             rows = await conn.execute(select(hosts))
             for r in rows:
                 m = r._mapping
-                state = _state_from_row(m)
+                state = state_from_row(m)
                 state.detail_due_at = self._next_detail_due(state)
                 state.reported_status = self.status(state)
                 self._by_key[state.node_key_hash] = state
@@ -198,28 +148,6 @@ class HostService:
         if not node_key:
             return None
         return self._by_key.get(hash_node_key(node_key))
-
-    async def find(self, node_key: str) -> HostState | None:
-        """`by_node_key`, and on a cluster the hosts table when memory does not know the key
-        (a host enrolled or re-enrolled on another node). No SQL for a known key; a key the
-        table does not know is remembered as unknown (keys are random and only handed out
-        after their commit, so a miss never turns into a hit)."""
-        host = self.by_node_key(node_key)
-        if host is not None or not node_key or not self.bus.clustered:
-            return host
-        key_hash = hash_node_key(node_key)
-        if key_hash in self._unknown_keys:
-            return None
-        async with self.db.connect() as conn:
-            row = (
-                await conn.execute(select(hosts).where(hosts.c.node_key_hash == key_hash))
-            ).first()
-        state = self._upsert(row._mapping) if row is not None else None
-        if state is None:
-            self._unknown_keys[key_hash] = None
-            while len(self._unknown_keys) > MAX_UNKNOWN_KEYS:
-                self._unknown_keys.popitem(last=False)
-        return state
 
     def by_id(self, host_id: int) -> HostState | None:
         return self._by_id.get(host_id)
@@ -267,12 +195,17 @@ class HostService:
     ) -> tuple[HostState, str]:
         """Enroll a host (or re-enroll a known one) and return it with its new node key.
 
-        A host that enrolls again with the same host_identifier or hardware UUID keeps its id
-        and gets a new node key; the old key stops working.
+        A host that enrolls again with the same host_identifier or hardware UUID, with a
+        secret of its own team (or a global one when it has no team), keeps its id and gets a
+        new node key; the old key stops working. A re-enroll never changes a host's team: with
+        another team's secret, the same identifier or UUID becomes a new host of that team,
+        and the existing host, its node key and its logs stay as they were (so a team's
+        secret cannot take over, lock out or read another team's host; moving a host is
+        `POST /api/v1/fleet/hosts/transfer`).
         """
         inventory = inventory_from_details(host_details, platform_type)
         node_key = secrets.token_urlsafe(32)
-        request = _Enrollment(
+        request = Enrollment(
             host_identifier=host_identifier,
             uuid=str(inventory.get("uuid") or ""),
             team_id=team_id,
@@ -282,13 +215,18 @@ class HostService:
         state = await self._enrollments.submit(request)
         return state, node_key
 
-    async def _enroll_batch(self, requests: Sequence[_Enrollment]) -> list[HostState]:
+    async def _enroll_batch(self, requests: Sequence[Enrollment]) -> list[HostState]:
         """Enroll a batch: one transaction, then one index write of the hosts' documents."""
         now = time.time()
         rows: dict[int, Any] = {}
         async with self._lock, self.db.transaction() as conn:
-            for part in _distinct_identities(requests):
-                found = await self._enroll_part(conn, [requests[i] for i in part], now)
+            for part in distinct_identities(requests):
+                found = await write_enrollments(
+                    conn,
+                    [requests[i] for i in part],
+                    now,
+                    self.settings.distributed_interval,
+                )
                 rows.update(zip(part, found, strict=True))
         states: list[HostState] = []
         writes: list[Write] = []
@@ -303,8 +241,8 @@ class HostService:
                 node_key_hash=request.key_hash,
                 host_identifier=request.host_identifier,
                 uuid=request.uuid,
-                hostname=str(request.inventory.get("hostname") or request.host_identifier),
-                platform=str(request.inventory.get("platform") or ""),
+                hostname=str(row["hostname"] or request.host_identifier),
+                platform=str(row["platform"] or ""),
                 team_id=request.team_id,
                 enrolled_at=prior.enrolled_at if prior else float(row["enrolled_at"]),
                 seen_time=now,
@@ -323,75 +261,6 @@ class HostService:
         await self._mirror(writes)
         return states
 
-    async def _enroll_part(
-        self, conn: AsyncConnection, requests: Sequence[_Enrollment], now: float
-    ) -> list[Any]:
-        """Insert or update the rows of enrollments with distinct identities; their rows."""
-        identifiers = sorted({r.host_identifier for r in requests})
-        uuids = sorted({r.uuid for r in requests if r.uuid})
-        match = [hosts.c.host_identifier.in_(identifiers)]
-        if uuids:
-            match.append(hosts.c.uuid.in_(uuids))
-        by_identifier: dict[str, int] = {}
-        by_uuid: dict[str, int] = {}
-        for r in await conn.execute(
-            select(hosts.c.id, hosts.c.host_identifier, hosts.c.uuid).where(or_(*match))
-        ):
-            by_identifier.setdefault(r.host_identifier, int(r.id))
-            if r.uuid:
-                by_uuid.setdefault(r.uuid, int(r.id))
-        out: list[Any] = [None] * len(requests)
-        inserts: list[tuple[int, dict[str, Any]]] = []
-        for i, request in enumerate(requests):
-            columns = {k: request.inventory[k] for k in INVENTORY_COLUMNS if k in request.inventory}
-            host_id = by_identifier.get(request.host_identifier)
-            if host_id is None and request.uuid:
-                host_id = by_uuid.get(request.uuid)
-            if host_id is not None:
-                # A host enrolling again keeps its id; its old key stops working.
-                result = await conn.execute(
-                    update(hosts)
-                    .where(hosts.c.id == host_id)
-                    .values(
-                        node_key_hash=request.key_hash,
-                        host_identifier=request.host_identifier,
-                        team_id=request.team_id,
-                        seen_time=now,
-                        detail_updated_at=None,
-                        inventory=request.inventory,
-                        **columns,
-                    )
-                    .returning(*hosts.c)
-                )
-                out[i] = result.one()._mapping
-            else:
-                inserts.append(
-                    (
-                        i,
-                        {
-                            "node_key_hash": request.key_hash,
-                            "host_identifier": request.host_identifier,
-                            "team_id": request.team_id,
-                            "enrolled_at": now,
-                            "seen_time": now,
-                            "detail_updated_at": None,
-                            "label_updated_at": None,
-                            "distributed_interval": self.settings.distributed_interval,
-                            "config_tls_refresh": 0,
-                            "inventory": request.inventory,
-                            **{k: columns.get(k, _COLUMN_DEFAULTS[k]) for k in INVENTORY_COLUMNS},
-                        },
-                    )
-                )
-        if inserts:
-            result = await conn.execute(
-                insert(hosts).returning(*hosts.c, sort_by_parameter_order=True),
-                [values for _, values in inserts],
-            )
-            for (i, _), row in zip(inserts, result.all(), strict=True):
-                out[i] = row._mapping
-        return out
-
     async def _mirror(self, writes: Sequence[Write]) -> None:
         for outcome in await self.index.apply(writes):
             if isinstance(outcome, Exception):
@@ -404,27 +273,27 @@ class HostService:
         now = time.time()
         host.detail_updated_at = now
         host.detail_due_at = self._next_detail_due(host)
-        await self._inventories.submit(_Inventory(host, dict(fields), now))
+        await self._inventories.submit(InventoryUpdate(host, dict(fields), now))
 
-    async def _inventory_batch(self, updates: Sequence[_Inventory]) -> list[None]:
+    async def _inventory_batch(self, updates: Sequence[InventoryUpdate]) -> list[None]:
         """Inventory updates in one transaction (the JSON merged in SQL, the row returned
         for the document: no read back), then one index write."""
-        changed: list[tuple[_Inventory, Any]] = []
+        changed: list[tuple[InventoryUpdate, Any]] = []
         async with self.db.transaction() as conn:
             # Rows in id order, as the seen-time flush takes them (no lock-order deadlock).
             for item in sorted(updates, key=lambda u: u.host.id):
                 columns: dict[str, Any] = {
-                    key: _column_value(key, item.fields[key])
+                    key: column_value(key, item.fields[key])
                     for key in INVENTORY_COLUMNS
                     if key in item.fields
                 }
                 if "distributed_interval" in item.fields:
-                    columns["distributed_interval"] = _int(item.fields["distributed_interval"])
+                    columns["distributed_interval"] = int_value(item.fields["distributed_interval"])
                 result = await conn.execute(
                     update(hosts)
                     .where(hosts.c.id == item.host.id)
                     .values(
-                        inventory=_merged(self.db.dialect, item.fields),
+                        inventory=merged_inventory(self.db.dialect, item.fields),
                         detail_updated_at=item.at,
                         **columns,
                     )
@@ -458,18 +327,8 @@ class HostService:
             if (h := self._by_id.get(hid)) is not None
         ]
         if params:
-            seen: Any = bindparam("seen", type_=hosts.c.seen_time.type)
-            # Never move seen_time back: another node may have written a later check-in.
-            newer = case(
-                (or_(hosts.c.seen_time.is_(None), hosts.c.seen_time < seen), seen),
-                else_=hosts.c.seen_time,
-            )
             try:
-                async with self.db.transaction() as conn:
-                    await conn.execute(
-                        update(hosts).where(hosts.c.id == bindparam("hid")).values(seen_time=newer),
-                        params,
-                    )
+                await write_seen_times(self.db, params)
             except BaseException:
                 self._dirty_seen |= dirty  # nothing is lost: retried next round
                 raise
@@ -616,337 +475,10 @@ class HostService:
             self._by_id[host_id].team_id = None
         return moved
 
-    # --- cluster coherence -------------------------------------------------------------
-
-    def _forget(self, host_id: int) -> None:
-        state = self._by_id.pop(host_id, None)
-        if state is not None:
-            self._by_key.pop(state.node_key_hash, None)
-        self._dirty_seen.discard(host_id)
-
-    def _upsert(self, row: Any) -> HostState | None:
-        """Bring memory in line with a hosts row read from the table (None if deleted)."""
-        host_id = int(row["id"])
-        if host_id in self._deleted:
-            return None  # the row was read before a deletion this node already applied
-        fresh = _state_from_row(row)
-        state = self._by_id.get(host_id)
-        if state is None:
-            state = fresh
-            state.detail_due_at = self._next_detail_due(state)
-            state.reported_status = self.status(state)
-            self._by_id[host_id] = state
-            if self.on_loaded is not None:
-                self.on_loaded(state)
-        else:
-            if state.node_key_hash != fresh.node_key_hash:
-                # Re-enrolled elsewhere: the old key must stop working here too.
-                self._by_key.pop(state.node_key_hash, None)
-                state.node_key_hash = fresh.node_key_hash
-            if fresh.detail_updated_at != state.detail_updated_at:
-                state.detail_updated_at = fresh.detail_updated_at
-                state.detail_due_at = self._next_detail_due(state)
-            for name in (
-                "host_identifier",
-                "uuid",
-                "hostname",
-                "platform",
-                "team_id",
-                "distributed_interval",
-                "config_tls_refresh",
-            ):
-                setattr(state, name, getattr(fresh, name))
-            if fresh.seen_time is not None and (state.seen_time or 0.0) < fresh.seen_time:
-                state.seen_time = fresh.seen_time
-        self._by_key[state.node_key_hash] = state
-        return state
-
-    def _on_changes(self, batch: Sequence[Change]) -> None:
-        """Follow `fleet:host` changes of every node (a cluster only)."""
-        for change in batch:
-            if change.kind != HOST_KIND or not change.self_link.startswith("/fleet/hosts/"):
-                continue
-            suffix = change.self_link.rsplit("/", 1)[1]
-            if not suffix.isdigit():
-                continue
-            host_id = int(suffix)
-            if change.action is Action.DELETE:
-                self._deleted[host_id] = None
-                # Only reads in flight at the deletion need the guard: keep the latest ones.
-                while len(self._deleted) > MAX_DELETED_REMEMBERED:
-                    self._deleted.popitem(last=False)
-                self._forget(host_id)
-            elif change.action is Action.PATCH and (state := self._by_id.get(host_id)):
-                # Status transitions (from the lease holder) and label membership.
-                status = change.body.get("status")
-                if status in ("online", "offline"):
-                    state.reported_status = status
-                labels = change.body.get("labels")
-                if isinstance(labels, list):
-                    state.labels = labels
-            elif not _is_current(self._by_id.get(host_id), change.body):
-                # Enrolled, re-enrolled, inventory or team changed elsewhere: read the row.
-                self._stale.add(host_id)
-                self._stale_event.set()
-
-    async def reload(self, host_ids: set[int]) -> None:
-        """Re-read these hosts' rows; hosts whose row is gone are forgotten."""
-        ids = sorted(host_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            async with self.db.connect() as conn:
-                rows = {
-                    int(r.id): r._mapping
-                    for r in await conn.execute(select(hosts).where(hosts.c.id.in_(chunk)))
-                }
-            for host_id in chunk:
-                row = rows.get(host_id)
-                if row is None:
-                    self._forget(host_id)
-                else:
-                    self._upsert(row)
-
-    def _seen_lookback(self) -> float:
-        # A check-in reaches the table up to one flush interval after it happened.
-        return self.settings.seen_flush_interval + SEEN_REFRESH_MARGIN_S
-
-    async def refresh_seen(self) -> int:
-        """Take other nodes' check-ins from the hosts table: only rows whose seen_time moved
-        since the last refresh. Returns how many hosts got a later seen_time."""
-        started = time.time()
-        async with self.db.connect() as conn:
-            rows = list(
-                await conn.execute(
-                    select(hosts.c.id, hosts.c.seen_time, hosts.c.node_key_hash).where(
-                        hosts.c.seen_time > self._seen_since
-                    )
-                )
-            )
-        moved = 0
-        for row in rows:
-            host_id, seen = int(row.id), float(row.seen_time)
-            state = self._by_id.get(host_id)
-            if state is None or state.node_key_hash != row.node_key_hash:
-                # A host this node has not heard of yet, or re-enrolled elsewhere (that
-                # change may not have arrived yet; once this seen_time is taken, it would
-                # look like this node's own write): read the whole row.
-                if host_id not in self._deleted:
-                    self._stale.add(host_id)
-            elif (state.seen_time or 0.0) < seen:
-                state.seen_time = seen
-                moved += 1
-        self._seen_since = started - self._seen_lookback()
-        return moved
-
-    async def refresh(self, *, seen: bool = True) -> None:
-        """One round of the cluster refresher: other nodes' check-ins (when `seen`), then
-        the rows other nodes changed."""
-        if seen:
-            await self.refresh_seen()
-        self._stale_event.clear()
-        stale, self._stale = self._stale, set()
-        if stale:
-            try:
-                await self.reload(stale)
-            except Exception:
-                self._stale |= stale  # retried next round
-                raise
-
-    async def _refresh_loop(self) -> None:
-        # Every 5 flush intervals (10 s by default): online status has a 60 s buffer.
-        period = self.settings.seen_flush_interval * 5
-        next_seen = time.monotonic() + period
-        while True:
-            try:
-                await asyncio.wait_for(
-                    self._stale_event.wait(), max(0.0, next_seen - time.monotonic())
-                )
-            except TimeoutError:
-                pass
-            try:
-                seen = time.monotonic() >= next_seen
-                if seen:
-                    next_seen = time.monotonic() + period
-                await self.refresh(seen=seen)
-            except Exception as exc:  # the database is unreachable: the next round retries
-                log.warning("refreshing hosts from the table failed: %s", exc)
-                await asyncio.sleep(min(period, 1.0))
-
     def _to_json(self, row: Any) -> dict[str, Any]:
         state = self._by_id.get(int(row["id"]))
-        seen = state.seen_time if state is not None else row["seen_time"]
-        inventory = dict(row["inventory"] or {})
-        out: dict[str, Any] = {
-            "id": int(row["id"]),
-            "hostname": row["hostname"],
-            "display_name": row["computer_name"] or row["hostname"],
-            "uuid": row["uuid"],
-            "platform": row["platform"],
-            "status": self.status(state) if state is not None else "offline",
-            "team_id": row["team_id"],
-            "labels": list(state.labels) if state is not None else [],
-            "seen_time": iso(seen),
-            "enrolled_at": iso(row["enrolled_at"]),
-            "detail_updated_at": iso(row["detail_updated_at"]),
-            "host_identifier": row["host_identifier"],
-        }
-        for key in INVENTORY_COLUMNS:
-            out.setdefault(key, row[key])
-        out["memory"] = row["physical_memory"]
-        for key in ("primary_ip", "primary_mac", "uptime", "kernel_version", "build"):
-            if key in inventory:
-                out[key] = inventory[key]
-        out["inventory"] = inventory
-        return out
+        return host_document(row, state, self.status(state) if state is not None else "offline")
 
     async def _index_host(self, host_id: int) -> None:
         body = await self.get(host_id)
         await self.index.write(Write(Action.PUT, host_link(host_id), HOST_KIND, body))
-
-
-def _is_current(state: HostState | None, body: Mapping[str, Any]) -> bool:
-    """Whether a host document shows exactly what memory holds: this node's own write
-    (its times match to the microsecond), so there is no row to re-read. Any doubt (a
-    re-enrolment elsewhere has another seen_time) answers False."""
-    return (
-        state is not None
-        and body.get("seen_time") == iso(state.seen_time)
-        and body.get("detail_updated_at") == iso(state.detail_updated_at)
-        and body.get("team_id") == state.team_id
-        and body.get("hostname") == state.hostname
-        and body.get("host_identifier") == state.host_identifier
-    )
-
-
-def _state_from_row(m: Any) -> HostState:
-    return HostState(
-        id=int(m["id"]),
-        node_key_hash=m["node_key_hash"],
-        host_identifier=m["host_identifier"],
-        uuid=m["uuid"],
-        hostname=m["hostname"],
-        platform=m["platform"],
-        team_id=m["team_id"],
-        enrolled_at=float(m["enrolled_at"]),
-        seen_time=m["seen_time"],
-        detail_updated_at=m["detail_updated_at"],
-        distributed_interval=int(m["distributed_interval"]),
-        config_tls_refresh=int(m["config_tls_refresh"]),
-    )
-
-
-@dataclass
-class _Enrollment:
-    host_identifier: str
-    uuid: str
-    team_id: int | None
-    inventory: dict[str, Any]
-    key_hash: str
-
-
-@dataclass
-class _Inventory:
-    host: HostState
-    fields: dict[str, Any]
-    at: float
-
-
-_COLUMN_DEFAULTS: dict[str, Any] = {k: 0 if k in _INT_COLUMNS else "" for k in INVENTORY_COLUMNS}
-
-
-def _distinct_identities(requests: Sequence[_Enrollment]) -> list[list[int]]:
-    """Split a batch (by position) into parts in which no two enrollments share a
-    host_identifier or uuid, in order: a repeat is written after the first one's row."""
-    parts: list[list[int]] = []
-    seen: list[set[str]] = []
-    for i, request in enumerate(requests):
-        keys = {"i:" + request.host_identifier}
-        if request.uuid:
-            keys.add("u:" + request.uuid)
-        # after the last part holding any of these keys
-        at = max((n + 1 for n, used in enumerate(seen) if used & keys), default=0)
-        if at == len(parts):
-            parts.append([])
-            seen.append(set())
-        parts[at].append(i)
-        seen[at] |= keys
-    return parts
-
-
-def _merged(dialect: str, fields: Mapping[str, Any]) -> Any:
-    """The hosts.inventory JSON with `fields` merged over it (top level), in SQL."""
-    value = bindparam(None, dict(fields), type_=JsonDoc)
-    if dialect == "postgresql":
-        return hosts.c.inventory.op("||", return_type=JsonDoc)(value)
-    return func.json_patch(hosts.c.inventory, value, type_=JsonDoc)
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(str(value).strip() or 0)
-    except ValueError:
-        return 0
-
-
-def _column_value(key: str, value: Any) -> Any:
-    if key in _INT_COLUMNS:
-        return _int(value)
-    return str(value if value is not None else "")[:255]
-
-
-#: platform_type bitmask (osquery): POSIX=1, WINDOWS=2, BSD=4, LINUX=8, OSX=16, FREEBSD=32.
-def platform_from_mask(platform_type: str) -> str:
-    mask = _int(platform_type)
-    if mask & 0x10:
-        return "darwin"
-    if mask & 0x02:
-        return "windows"
-    if mask & 0x20:
-        return "freebsd"
-    if mask & 0x08:
-        return "linux"
-    return ""
-
-
-def inventory_from_details(details: Mapping[str, Any], platform_type: str) -> dict[str, Any]:
-    """Inventory fields from enroll `host_details` (every value a string, as osquery sends)."""
-
-    def sub(name: str) -> Mapping[str, Any]:
-        value = details.get(name)
-        return value if isinstance(value, Mapping) else {}
-
-    system = sub("system_info")
-    os_version = sub("os_version")
-    osquery = sub("osquery_info")
-    platform = str(os_version.get("platform") or "") or platform_from_mask(platform_type)
-    inventory: dict[str, Any] = {
-        "hostname": str(system.get("hostname") or ""),
-        "computer_name": str(system.get("computer_name") or ""),
-        "uuid": str(system.get("uuid") or ""),
-        "platform": platform,
-        "platform_like": str(os_version.get("platform_like") or ""),
-        "os_name": str(os_version.get("name") or ""),
-        "os_version": os_version_string(os_version),
-        "osquery_version": str(osquery.get("version") or ""),
-        "cpu_type": str(system.get("cpu_type") or ""),
-        "cpu_brand": str(system.get("cpu_brand") or ""),
-        "cpu_logical_cores": _int(system.get("cpu_logical_cores")),
-        "physical_memory": _int(system.get("physical_memory")),
-        "hardware_vendor": str(system.get("hardware_vendor") or ""),
-        "hardware_model": str(system.get("hardware_model") or ""),
-        "hardware_serial": str(system.get("hardware_serial") or ""),
-    }
-    for key, value in inventory.items():
-        if isinstance(value, str):
-            inventory[key] = value[:255]
-    return inventory
-
-
-def os_version_string(os_version: Mapping[str, Any]) -> str:
-    """'Ubuntu 22.04.4 LTS'-style name and version, as Fleet shows it."""
-    name = str(os_version.get("name") or "")
-    version = str(os_version.get("version") or "")
-    if not version:
-        parts = [str(os_version.get(k) or "") for k in ("major", "minor", "patch")]
-        version = ".".join(p for p in parts if p)
-    return f"{name} {version}".strip()

@@ -26,12 +26,13 @@ import orjson
 from sqlalchemy import delete, insert, select, update
 
 from fleetwatch.config import Settings
+from fleetwatch.dispatch.distributed import DistributedResult
 from fleetwatch.fleet.errors import Conflict, Invalid, NotFound
-from fleetwatch.fleet.hosts import HOST_KIND, HostService, HostState, host_link, iso
+from fleetwatch.fleet.host_state import HOST_KIND, HostState, host_link, iso
+from fleetwatch.fleet.hosts import HostService
+from fleetwatch.fleet.targets import LabelInfo
 from fleetwatch.index import Action, Change, DocumentIndex, Write
-from fleetwatch.live.sql_check import InvalidSql, check_live_sql
-from fleetwatch.live.targets import LabelInfo
-from fleetwatch.osquery.distributed import DistributedResult
+from fleetwatch.sql_check import InvalidSql, check_live_sql_off_loop
 from fleetwatch.storage import Database
 from fleetwatch.storage.schema import label_membership, labels
 
@@ -315,7 +316,9 @@ class LabelService:
             Write(Action.PUT, f"/fleet/labels/{label.id}", LABEL_KIND, self.to_json(label))
         )
 
-    def _validate(self, name: Any, query: Any, platform: Any, manual: bool, own: int | None) -> str:
+    async def _validate(
+        self, name: Any, query: Any, platform: Any, manual: bool, own: int | None
+    ) -> str:
         if not isinstance(name, str) or not name.strip():
             raise Invalid("name must be a non-empty string")
         if len(name) > 255:
@@ -329,7 +332,7 @@ class LabelService:
                 raise Invalid("a manual label has hosts, not a query")
             return ""
         try:
-            return check_live_sql(query)
+            return await check_live_sql_off_loop(query)
         except InvalidSql as exc:
             raise Invalid(f"query: {exc}") from exc
 
@@ -337,7 +340,9 @@ class LabelService:
         """Create a dynamic label (`query`) or a manual one (`hosts`: ids)."""
         manual = fields.get("hosts") is not None
         platform = fields.get("platform") or ""
-        query = self._validate(fields.get("name"), fields.get("query"), platform, manual, None)
+        query = await self._validate(
+            fields.get("name"), fields.get("query"), platform, manual, None
+        )
         description = str(fields.get("description") or "")
         label = await self._insert(
             str(fields["name"]).strip(),
@@ -365,7 +370,7 @@ class LabelService:
         name = fields.get("name", label.name)
         description = fields.get("description", label.description)
         query = fields.get("query", label.query)
-        query = self._validate(
+        query = await self._validate(
             name, query if not manual else None, label.platform, manual, label.id
         )
         values: dict[str, Any] = {

@@ -10,17 +10,16 @@ refused: refusing would make osquery resend the same batch forever.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, select
 
 from fleetwatch.fleet.errors import Invalid
-from fleetwatch.fleet.hosts import HostState
+from fleetwatch.fleet.host_state import HostState
 from fleetwatch.index import Action, DocumentIndex, Write
-from fleetwatch.index.store import document_from_row
-from fleetwatch.storage.schema import documents
+from fleetwatch.query.listing import Listing, Order, read_page
+from fleetwatch.query.scope import all_of, any_of, term
 
 LOG_KIND = "fleet:log"
 LOG_TYPES = ("result", "status")
@@ -93,50 +92,40 @@ class ResultLogService:
         *,
         log_type: str | None = None,
         name: str | None = None,
+        team_ids: Collection[int] | None = None,
         page: int = 0,
         per_page: int = 100,
     ) -> tuple[list[dict[str, Any]], int]:
-        """A page of a host's stored log rows, newest first, and the total count."""
+        """A page of a host's stored log rows, newest first, and the total count.
+
+        With `team_ids` (a team user's teams), only rows stored while the host was in one of
+        them: a host that changed teams keeps its earlier rows from its new team.
+        """
         if per_page < 1 or per_page > MAX_PER_PAGE:
             raise Invalid(f"per_page must be between 1 and {MAX_PER_PAGE}")
         if page < 0:
             raise Invalid("page starts at 0")
         if log_type is not None and log_type not in LOG_TYPES:
             raise Invalid("type must be 'result' or 'status'")
-        prefix = log_prefix(host_id)
-        # A range on the primary key (prefix .. prefix + max char) uses its index.
-        conds = [
-            documents.c.self_link >= prefix,
-            documents.c.self_link < prefix + "\uffff",
-            documents.c.deleted.is_(False),
-        ]
-        db = self.index.db
-        body_type, body_name = _json_text(db.dialect, "log_type"), _json_text(db.dialect, "name")
+        if team_ids is not None and not team_ids:
+            return [], 0  # a team user of no team sees no rows
+        terms = []
         if log_type is not None:
-            conds.append(body_type == log_type)
+            terms.append(term("log_type", log_type))
         if name is not None:
-            conds.append(body_name == name)
-        where = and_(*conds)
-        async with db.connect() as conn:
-            total = int(
-                (
-                    await conn.execute(select(func.count()).select_from(documents).where(where))
-                ).scalar_one()
-            )
-            rows = await conn.execute(
-                select(documents)
-                .where(where)
-                .order_by(documents.c.update_time_micros.desc(), documents.c.self_link)
-                .limit(per_page)
-                .offset(page * per_page)
-            )
-            return [document_from_row(r._mapping).body for r in rows], total
-
-
-def _json_text(dialect: str, key: str) -> Any:
-    if dialect == "postgresql":
-        return documents.c.body.op("->>")(key)
-    return func.json_extract(documents.c.body, f"$.{key}")
+            terms.append(term("name", name))
+        if team_ids is not None:
+            terms.append(any_of(*(term("team_id", t) for t in sorted(team_ids))))
+        listing = Listing(
+            link_prefix=log_prefix(host_id),
+            where=all_of(*terms) if terms else None,
+            order=Order.NEWEST,
+        )
+        found = await read_page(
+            self.index.db, listing, limit=per_page, offset=page * per_page, count=True
+        )
+        assert found.total is not None
+        return found.bodies, found.total
 
 
 def _base(item: Mapping[str, Any]) -> dict[str, Any]:

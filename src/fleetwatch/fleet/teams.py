@@ -15,8 +15,9 @@ from sqlalchemy import delete, insert, select, update
 
 from fleetwatch.fleet.agent_config import validate_config
 from fleetwatch.fleet.errors import Conflict, Invalid, NotFound
-from fleetwatch.fleet.hosts import iso
+from fleetwatch.fleet.host_state import iso
 from fleetwatch.index import Action, Change, DocumentIndex, Write
+from fleetwatch.sql_check import off_loop
 from fleetwatch.storage import Database
 from fleetwatch.storage.schema import teams
 
@@ -85,19 +86,19 @@ class TeamService:
             raise NotFound(f"no team with id {team_id}")
         return dict(team)
 
-    def _check(self, name: Any, config: Any, own: int | None) -> None:
+    async def _check(self, name: Any, config: Any, own: int | None) -> None:
         if not isinstance(name, str) or not name.strip() or len(name) > 255:
             raise Invalid("name must be a non-empty string of at most 255 characters")
         if any(t["name"] == name.strip() and t["id"] != own for t in self._teams.values()):
             raise Conflict(f"a team named {name.strip()!r} already exists")
         if config is not None:
             try:
-                validate_config(config)
+                await off_loop(validate_config, config)
             except Invalid as exc:
                 raise Invalid(f"config: {exc}") from exc
 
     async def create(self, fields: dict[str, Any]) -> dict[str, Any]:
-        self._check(fields.get("name"), fields.get("config"), None)
+        await self._check(fields.get("name"), fields.get("config"), None)
         row = {
             "name": str(fields["name"]).strip(),
             "description": str(fields.get("description") or ""),
@@ -116,7 +117,7 @@ class TeamService:
         current = self.get(team_id)
         name = fields.get("name", current["name"])
         config = fields.get("config", current["config"])
-        self._check(name, config, team_id)
+        await self._check(name, config, team_id)
         values = {
             "name": str(name).strip(),
             "description": str(fields.get("description", current["description"]) or ""),

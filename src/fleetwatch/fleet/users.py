@@ -1,4 +1,14 @@
-"""Users, password hashing (argon2) and API tokens (random, stored as SHA-256)."""
+"""Users, password hashing (argon2) and API tokens (random, stored as SHA-256).
+
+Tokens are of two kinds: `session` tokens from logging in, which expire after
+`session_idle_timeout` seconds without use, and named `api` tokens for scripts, which last
+until revoked. Both live in the database, so every node of a cluster sees the same state;
+a token's last use is written back at most once per `touch_interval` (not on every request).
+Setting a new password revokes every token of the user, on every node. Every revocation
+(logout, a token deleted, a new password, the user deleted, a session found idle) is also
+passed to `on_revoke`, so that streams opened with those tokens end
+(`fleetwatch.fleet.stream_tokens`).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +17,28 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, insert, select, update
 
 from fleetwatch.fleet.errors import AuthFailed, Conflict, Invalid, NotFound
+from fleetwatch.fleet.passwords import check_password
 from fleetwatch.storage import Database
 from fleetwatch.storage.schema import api_tokens, users
 
 ROLES = ("admin", "maintainer", "observer")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-MIN_PASSWORD = 8
-_hasher = PasswordHasher()
+#: Default idle lifetime of a login session (seconds), as the setting's default.
+SESSION_IDLE_TIMEOUT = 24 * 3600.0
+#: A token's last-use stamp is written at most this often (seconds): idle expiry is exact
+#: to within this, and a busy token costs one write a minute, not one per request.
+TOUCH_INTERVAL = 60.0
+TokenKind = Literal["session", "api"]
 
 
 class Unset(Enum):
@@ -65,6 +81,16 @@ class User:
         }
 
 
+@dataclass(frozen=True)
+class Revocation:
+    """Tokens that stopped being valid: all of `user_id`'s, or those whose stored hash
+    starts with `token_prefix` (of `user_id` when given too)."""
+
+    reason: str
+    user_id: int | None = None
+    token_prefix: str | None = None
+
+
 def hash_token(token: str) -> str:
     """Tokens are 256-bit random values, so a plain SHA-256 is a safe stored form."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -73,8 +99,8 @@ def hash_token(token: str) -> str:
 def _validate(email: str, password: str | None, role: str | None) -> None:
     if not _EMAIL.match(email):
         raise Invalid(f"email {email!r} is not an email address")
-    if password is not None and len(password) < MIN_PASSWORD:
-        raise Invalid(f"password must be at least {MIN_PASSWORD} characters")
+    if password is not None:
+        check_password(password)
     if role is not None and role not in ROLES:
         raise Invalid(f"global_role must be one of {', '.join(ROLES)} or null")
 
@@ -108,8 +134,33 @@ def _user(row: Any) -> User:
 class UserService:
     """Creates users, checks passwords and issues and resolves bearer tokens."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        session_idle_timeout: float = SESSION_IDLE_TIMEOUT,
+        hasher: PasswordHasher | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.db = db
+        self.session_idle_timeout = session_idle_timeout
+        # A short timeout (tests, strict deployments) needs finer stamps to stay exact.
+        self.touch_interval = min(TOUCH_INTERVAL, session_idle_timeout / 10)
+        self.hasher = hasher or PasswordHasher()
+        self.clock = clock
+        self._dummy_hash: str | None = None
+        #: Told of every revocation, after its commit.
+        self.on_revoke: Callable[[Revocation], None] = lambda _revocation: None
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def _dummy(self) -> str:
+        """A hash of a random password with the hasher's parameters, verified against for
+        unknown emails so that they take as long as a wrong password (no user enumeration)."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self._hash(secrets.token_urlsafe(16))
+        return self._dummy_hash
 
     async def create(
         self,
@@ -124,7 +175,7 @@ class UserService:
         email = email.strip().lower()
         _validate(email, password, global_role)
         _validate_teams(teams or [])
-        password_hash = await asyncio.to_thread(_hasher.hash, password)
+        password_hash = await self._hash(password)
         row = {
             "email": email,
             "name": name,
@@ -149,6 +200,10 @@ class UserService:
         """Create the first admin from settings, only when the database has no user yet."""
         if not email or not password or await self.count() > 0:
             return None
+        try:
+            check_password(password, "admin_password (FLEETWATCH_ADMIN_PASSWORD)")
+        except Invalid as exc:
+            raise Invalid(f"cannot create the first admin: {exc}") from exc
         return await self.create(email, password, "admin")
 
     async def get(self, user_id: int) -> User:
@@ -173,7 +228,7 @@ class UserService:
         teams: list[TeamRole] | None = None,
     ) -> User:
         """Change a user's name, password, global role or team roles; a new password
-        revokes their tokens."""
+        revokes all their tokens (sessions and API tokens, on every node)."""
         current = await self.get(user_id)
         values: dict[str, Any] = {}
         if teams is not None:
@@ -183,7 +238,7 @@ class UserService:
             values["name"] = name
         if password is not None:
             _validate(current.email, password, None)
-            values["password_hash"] = await asyncio.to_thread(_hasher.hash, password)
+            values["password_hash"] = await self._hash(password)
         if not isinstance(global_role, Unset):
             _validate(current.email, None, global_role)
             values["global_role"] = global_role
@@ -192,6 +247,8 @@ class UserService:
                 await conn.execute(update(users).where(users.c.id == user_id).values(**values))
                 if password is not None:
                     await conn.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id))
+            if password is not None:
+                self.on_revoke(Revocation("the user's password changed", user_id=user_id))
         return await self.get(user_id)
 
     async def delete(self, user_id: int) -> None:
@@ -201,6 +258,7 @@ class UserService:
             result = await conn.execute(delete(users).where(users.c.id == user_id))
         if result.rowcount == 0:
             raise NotFound(f"no user with id {user_id}")
+        self.on_revoke(Revocation("the user was deleted", user_id=user_id))
 
     async def authenticate(self, email: str, password: str) -> User:
         """The user with these credentials; AuthFailed (same message either way) if wrong."""
@@ -208,19 +266,37 @@ class UserService:
             row = (
                 await conn.execute(select(users).where(users.c.email == email.strip().lower()))
             ).first()
-        stored = row._mapping["password_hash"] if row is not None else None
+        # An unknown email is verified against a dummy hash: the same argon2 work as a
+        # wrong password, so the answer time does not tell which accounts exist.
+        stored = row._mapping["password_hash"] if row is not None else await self._dummy()
         try:
-            if stored is None:
-                raise VerificationError("unknown user")
-            await asyncio.to_thread(_hasher.verify, stored, password)
+            await asyncio.to_thread(self.hasher.verify, stored, password)
         except (VerificationError, InvalidHashError) as exc:
             raise AuthFailed("wrong email or password") from exc
-        assert row is not None
+        if row is None:  # cannot happen: nobody knows the dummy's password
+            raise AuthFailed("wrong email or password")
         return _user(row._mapping)
 
-    async def issue_token(self, user_id: int, name: str = "session") -> str:
-        """A new bearer token for the user (shown once; only its hash is stored)."""
+    async def check_own_password(self, user_id: int, password: str) -> None:
+        """AuthFailed unless `password` is the user's current one."""
+        async with self.db.connect() as conn:
+            stored = (
+                await conn.execute(select(users.c.password_hash).where(users.c.id == user_id))
+            ).scalar_one_or_none()
+        if stored is None:
+            raise NotFound(f"no user with id {user_id}")
+        try:
+            await asyncio.to_thread(self.hasher.verify, stored, password)
+        except (VerificationError, InvalidHashError) as exc:
+            raise AuthFailed("old_password is not your current password") from exc
+
+    async def issue_token(
+        self, user_id: int, name: str = "session", kind: TokenKind = "session"
+    ) -> str:
+        """A new bearer token for the user (shown once; only its hash is stored). A
+        `session` token expires when idle; an `api` token lasts until revoked."""
         token = secrets.token_urlsafe(32)
+        now = self.clock()
         async with self.db.transaction() as conn:
             await conn.execute(
                 insert(api_tokens),
@@ -229,17 +305,20 @@ class UserService:
                         "token_hash": hash_token(token),
                         "user_id": user_id,
                         "name": name,
-                        "created_at": time.time(),
+                        "kind": kind,
+                        "created_at": now,
+                        "last_used_at": now,
                     }
                 ],
             )
         return token
 
     async def revoke_token(self, token: str) -> None:
+        """Revoke one token (logout)."""
+        token_hash = hash_token(token)
         async with self.db.transaction() as conn:
-            await conn.execute(
-                delete(api_tokens).where(api_tokens.c.token_hash == hash_token(token))
-            )
+            await conn.execute(delete(api_tokens).where(api_tokens.c.token_hash == token_hash))
+        self.on_revoke(Revocation("the token was revoked (logged out)", token_prefix=token_hash))
 
     async def list_tokens(self, user_id: int) -> list[dict[str, Any]]:
         """The user's tokens: an id (a prefix of the stored hash), name and creation time."""
@@ -250,7 +329,13 @@ class UserService:
                 .order_by(api_tokens.c.created_at)
             )
             return [
-                {"id": r.token_hash[:16], "name": r.name, "created_at": float(r.created_at)}
+                {
+                    "id": r.token_hash[:16],
+                    "name": r.name,
+                    "kind": r.kind,
+                    "created_at": float(r.created_at),
+                    "last_used_at": float(r.last_used_at),
+                }
                 for r in rows
             ]
 
@@ -267,17 +352,55 @@ class UserService:
             )
         if result.rowcount == 0:
             raise NotFound(f"no token with id {token_id}")
+        self.on_revoke(Revocation("the token was revoked", user_id=user_id, token_prefix=token_id))
+
+    async def valid_token_hashes(self, token_hashes: Collection[str]) -> set[str]:
+        """Those of `token_hashes` that still authenticate: not revoked and, for a login
+        session, not idle for longer than `session_idle_timeout` (read only: nothing is
+        touched or deleted)."""
+        wanted = list(token_hashes)
+        valid: set[str] = set()
+        now = self.clock()
+        async with self.db.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                rows = await conn.execute(
+                    select(
+                        api_tokens.c.token_hash, api_tokens.c.kind, api_tokens.c.last_used_at
+                    ).where(api_tokens.c.token_hash.in_(wanted[i : i + 500]))
+                )
+                for row in rows:
+                    idle = now - float(row.last_used_at)
+                    if row.kind != "session" or idle <= self.session_idle_timeout:
+                        valid.add(str(row.token_hash))
+        return valid
 
     async def user_for_token(self, token: str) -> User:
-        """The user a bearer token belongs to; AuthFailed if unknown or revoked."""
+        """The user a bearer token belongs to; AuthFailed if unknown, revoked or (a login
+        session) idle for longer than `session_idle_timeout`."""
+        token_hash = hash_token(token)
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(
-                    select(users)
+                    select(users, api_tokens.c.kind, api_tokens.c.last_used_at)
                     .join(api_tokens, api_tokens.c.user_id == users.c.id)
-                    .where(api_tokens.c.token_hash == hash_token(token))
+                    .where(api_tokens.c.token_hash == token_hash)
                 )
             ).first()
         if row is None:
             raise AuthFailed("the token is unknown or revoked; log in again")
+        now = self.clock()
+        idle = now - float(row.last_used_at)
+        if row.kind == "session" and idle > self.session_idle_timeout:
+            async with self.db.transaction() as conn:
+                await conn.execute(delete(api_tokens).where(api_tokens.c.token_hash == token_hash))
+            expired = f"the session expired after {self.session_idle_timeout:g} s without use"
+            self.on_revoke(Revocation(expired, token_prefix=token_hash))
+            raise AuthFailed(f"{expired}; log in again")
+        if idle >= self.touch_interval:
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    update(api_tokens)
+                    .where(api_tokens.c.token_hash == token_hash)
+                    .values(last_used_at=now)
+                )
         return _user(row._mapping)

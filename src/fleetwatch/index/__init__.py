@@ -1,4 +1,5 @@
-"""The document index and its ordered change log. Knows nothing of osquery or fleet."""
+"""The document index and its ordered change log, expiry and retention. May import storage/
+and `periodic` only: it knows nothing of osquery or the fleet."""
 
 from fleetwatch.index.document import Action, Change, Document, JsonObject, Write, now_micros
 from fleetwatch.index.errors import (

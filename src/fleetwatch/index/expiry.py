@@ -4,6 +4,11 @@ Each expired document is deleted through the DocumentIndex as an ordinary DELETE
 (the last state, `documentUpdateAction` DELETE), so continuous queries and subscribers see
 the expiry like any delete. The delete is conditional on the version the sweep read: a
 document updated meanwhile (e.g. its expiry extended) is left alone and re-checked.
+
+An expiry is still told apart from a delete, by the change itself (so also when read back
+from the log): `is_expiry` is true for a DELETE whose last state has an expiration time at
+or before the change's own time. A client's DELETE of a document already past its expiry,
+not yet swept, therefore counts as its expiry too.
 """
 
 from __future__ import annotations
@@ -22,6 +27,14 @@ log = logging.getLogger(__name__)
 
 #: Documents deleted per transaction by one sweep step.
 _BATCH = 500
+
+
+def is_expiry(change: Change) -> bool:
+    """Whether `change` deleted a document because its expiration time had passed."""
+    if change.action is not Action.DELETE:
+        return False
+    expiration = change.body.get(EXPIRATION)
+    return isinstance(expiration, int) and 0 < expiration <= change.time_micros
 
 
 class ExpirySweeper:

@@ -41,7 +41,7 @@ from fleetwatch.index.errors import (
     InvalidWrite,
     VersionConflict,
 )
-from fleetwatch.storage.database import Database
+from fleetwatch.storage.database import Database, JsonText
 from fleetwatch.storage.schema import changes, documents
 
 ChangeListener = Callable[[Sequence[Change]], None]
@@ -232,6 +232,17 @@ class DocumentIndex:
             return None
         return found[0]
 
+    async def get_many(self, self_links: Sequence[str]) -> dict[str, Document]:
+        """The latest live version of each of these documents that exists, by link (one
+        read per 500 links: callers page through a large set in bounded chunks)."""
+        found: dict[str, Document] = {}
+        async with self.db.connect() as conn:
+            for i in range(0, len(self_links), 500):
+                for doc in await _load(conn, self_links[i : i + 500]):
+                    if not doc.deleted:
+                        found[doc.self_link] = doc
+        return found
+
     async def read_changes(self, after_seq: int, limit: int = 1000) -> list[Change]:
         """Changes with a sequence above `after_seq`, oldest first."""
         async with self.db.connect() as conn:
@@ -268,8 +279,10 @@ def _commit_writes(conn: Connection, writes: Sequence[Write]) -> list[Outcome]:
             current[loaded.self_link] = loaded
     stored = set(current)  # links with a row (deleted ones too): updates, not inserts
     outcomes: list[Outcome] = []
+    # Each body is serialized once (JsonText) for its change row and its document row.
     rows: list[dict[str, Any]] = []
-    staged: list[tuple[int, Document]] = []
+    staged: list[tuple[int, Document, JsonObject | None]] = []
+    final: dict[str, tuple[Document, JsonText]] = {}
     for write in writes:
         try:
             doc = _next_version(write, current.get(write.self_link))
@@ -280,8 +293,17 @@ def _commit_writes(conn: Connection, writes: Sequence[Write]) -> list[Outcome]:
             outcomes.append(None)
             continue
         outcomes.append(None)  # replaced by the Change once its seq is known
-        staged.append((len(outcomes) - 1, doc))
         prev = current.get(write.self_link)
+        prev_body = None if prev is None or prev.deleted else prev.body
+        staged.append((len(outcomes) - 1, doc, prev_body))
+        text = JsonText(doc.body)
+        earlier = final.get(write.self_link)  # written before in this transaction
+        if prev_body is None:
+            prev_text = None
+        elif earlier is not None and earlier[0] is prev:
+            prev_text = earlier[1]
+        else:
+            prev_text = JsonText(prev_body)
         rows.append(
             {
                 "self_link": doc.self_link,
@@ -289,24 +311,24 @@ def _commit_writes(conn: Connection, writes: Sequence[Write]) -> list[Outcome]:
                 "version": doc.version,
                 "action": doc.update_action.value,
                 "time_micros": doc.update_time_micros,
-                "body": doc.body,
-                "prev_body": None if prev is None or prev.deleted else prev.body,
+                "body": text,
+                "prev_body": prev_text,
             }
         )
         current[write.self_link] = doc
+        final[write.self_link] = (doc, text)
     if not staged:
         return outcomes
     # Persist the final state of every touched document once; one statement per
     # kind of write, not one per document (each statement is a round trip).
-    final: dict[str, Document] = {doc.self_link: doc for _, doc in staged}
-    inserts = [_doc_row(d) for link, d in final.items() if link not in stored]
+    inserts = [_doc_row(d, t) for link, (d, t) in final.items() if link not in stored]
     if inserts:
         conn.execute(insert(documents), inserts)
-    updates = [_doc_update_row(d) for link, d in final.items() if link in stored]
+    updates = [_doc_update_row(d, t) for link, (d, t) in final.items() if link in stored]
     if updates:
         conn.execute(_UPDATE_DOCUMENT, updates)
     seqs = _append_changes(conn, rows, dialect)
-    for (index, doc), seq, row in zip(staged, seqs, rows, strict=True):
+    for (index, doc, prev_body), seq in zip(staged, seqs, strict=True):
         outcomes[index] = Change(
             seq=seq,
             self_link=doc.self_link,
@@ -315,7 +337,7 @@ def _commit_writes(conn: Connection, writes: Sequence[Write]) -> list[Outcome]:
             action=doc.update_action,
             time_micros=doc.update_time_micros,
             body=doc.body,
-            prev_body=row["prev_body"],
+            prev_body=prev_body,
         )
     return outcomes
 
@@ -386,7 +408,7 @@ def _next_version(write: Write, prev: Document | None) -> Document | None:
     )
 
 
-def _doc_row(doc: Document) -> dict[str, Any]:
+def _doc_row(doc: Document, body: JsonText) -> dict[str, Any]:
     return {
         "self_link": doc.self_link,
         "kind": doc.kind,
@@ -395,7 +417,7 @@ def _doc_row(doc: Document) -> dict[str, Any]:
         "update_action": doc.update_action.value,
         "expiration_micros": doc.expiration_micros,
         "deleted": doc.deleted,
-        "body": doc.body,
+        "body": body,
     }
 
 
@@ -414,8 +436,8 @@ def _load_sync(conn: Connection, links: Sequence[str]) -> list[Document]:
 _UPDATE_DOCUMENT = update(documents).where(documents.c.self_link == bindparam("match_link"))
 
 
-def _doc_update_row(doc: Document) -> dict[str, Any]:
-    row = _doc_row(doc)
+def _doc_update_row(doc: Document, body: JsonText) -> dict[str, Any]:
+    row = _doc_row(doc, body)
     row["match_link"] = row.pop("self_link")
     return row
 

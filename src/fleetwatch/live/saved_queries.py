@@ -5,15 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
-
 from fleetwatch.fleet.errors import Conflict, Invalid, NotFound
-from fleetwatch.fleet.hosts import iso
+from fleetwatch.fleet.host_state import iso
 from fleetwatch.index import Action, DocumentIndex, Write
-from fleetwatch.index.store import document_from_row
-from fleetwatch.live.sql_check import InvalidSql, check_live_sql
+from fleetwatch.live.campaign_destinations import Names, check_destinations
+from fleetwatch.query.listing import Listing, read_page
+from fleetwatch.sql_check import InvalidSql, check_live_sql_off_loop
 from fleetwatch.storage.counters import next_id
-from fleetwatch.storage.schema import documents
 
 QUERY_KIND = "fleet:query"
 PLATFORMS = ("", "darwin", "windows", "linux", "chrome")
@@ -28,19 +26,19 @@ def _view(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class SavedQueryService:
-    """CRUD of saved queries; the SQL is validated like a live query's."""
+    """CRUD of saved queries; the SQL is validated like a live query's.
+
+    A saved query's `destinations` are where its runs send their result rows (unless the
+    run names its own; live/campaign_destinations.py)."""
 
     def __init__(self, index: DocumentIndex) -> None:
         self.index = index
+        #: The destination names it may list (the app sets them from the settings).
+        self.destination_names: Names = tuple
 
     async def list(self) -> list[dict[str, Any]]:
-        async with self.index.db.connect() as conn:
-            rows = await conn.execute(
-                select(documents)
-                .where(documents.c.kind == QUERY_KIND, documents.c.deleted.is_(False))
-                .order_by(documents.c.self_link)
-            )
-            items = [_view(document_from_row(r._mapping).body) for r in rows]
+        found = await read_page(self.index.db, Listing(kind=QUERY_KIND))
+        items = [_view(body) for body in found.bodies]
         return sorted(items, key=lambda q: int(q["id"]))
 
     async def get(self, query_id: int) -> dict[str, Any]:
@@ -54,7 +52,7 @@ class SavedQueryService:
         if not isinstance(name, str) or not name.strip():
             raise Invalid("name must be a non-empty string")
         try:
-            fields["query"] = check_live_sql(fields.get("query"))
+            fields["query"] = await check_live_sql_off_loop(fields.get("query"))
         except InvalidSql as exc:
             raise Invalid(f"query: {exc}") from exc
         if fields.get("platform", "") not in PLATFORMS:
@@ -63,6 +61,9 @@ class SavedQueryService:
             if other["name"] == name.strip() and other["id"] != own_id:
                 raise Conflict(f"a saved query named {name.strip()!r} already exists")
         fields["name"] = name.strip()
+        fields["destinations"] = list(
+            check_destinations(fields.get("destinations"), self.destination_names())
+        )
 
     async def create(self, fields: dict[str, Any], author_id: int | None) -> dict[str, Any]:
         body = {
@@ -72,6 +73,7 @@ class SavedQueryService:
             "observer_can_run": bool(fields.get("observer_can_run", False)),
             "platform": fields.get("platform") or "",
             "author_id": author_id,
+            "destinations": fields.get("destinations"),
         }
         await self._check(body, None)
         query_id = await next_id(self.index.db, "saved_query")

@@ -4,22 +4,35 @@ Results come from the one subscription mechanism: a continuous query on `documen
 fleet:result AND campaignLink = /fleet/campaigns/N` (initial results read in one snapshot,
 then every new result, no gap and no duplicate). Totals and status come from the campaign's
 live state, sent when they change. Messages are `{"type": "totals" | "result" | "status" |
-"error", "data": {...}}`; each result carries the change-log sequence that a reconnecting
-client resumes after (`Last-Event-ID` / `since`), so reconnecting loses nothing.
+"current" | "error", "data": {...}}`.
+
+Every result and status, the initial ones included, carries `seq`: the change-log sequence of
+the write that produced it, a cursor that a reconnecting client resumes after
+(`Last-Event-ID` / `since`). The initial results are sent in sequence order, so resuming
+after any of them gives exactly what came after it. `current` (with `seq` N) says the client
+now holds everything up to N: it follows the initial results and a resume's replay, and
+tells "still loading" from "live". A cursor older than the change log's retention gets an
+`error` with `"resync": true`, then the current results afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from fleetwatch.live.campaigns import RESULT_KIND, CampaignService, campaign_link, result_view
+import orjson
+
+from fleetwatch.index.document import Change
+from fleetwatch.live.campaign_docs import RESULT_KIND, campaign_link, result_view
+from fleetwatch.live.campaigns import CampaignService
 from fleetwatch.query.spec import Query, parse_query
 from fleetwatch.query.subscriptions import (
     Closed,
+    Current,
     Initial,
     Notification,
     ResumeTooOld,
@@ -40,9 +53,49 @@ class StreamMessage:
     type: str
     data: dict[str, Any]
     seq: int | None = None
+    #: The change a shared result message was made from (see `SharedResults`).
+    source: Change | None = field(default=None, repr=False, compare=False)
+    _encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "data": self.data}
+        out: dict[str, Any] = {"type": self.type, "data": self.data}
+        if self.seq is not None:
+            out["seq"] = self.seq
+        return out
+
+    def encoded(self) -> bytes:
+        """The message as JSON, serialized on first use (a shared message once for all)."""
+        if self._encoded is None:
+            self._encoded = orjson.dumps(self.to_json())
+        return self._encoded
+
+
+class SharedResults:
+    """The result message of each change, made once for every stream that receives it.
+
+    Each watcher of a campaign has a subscription of its own, but the index hands every
+    one of them the same `Change` object for a new result: the first stream to take it makes
+    the message (and, when first sent, its JSON), the others reuse it. An entry lives as
+    long as some stream still holds its message, and the message holds the change, so an
+    id is not reused while it is a key here.
+    """
+
+    def __init__(self) -> None:
+        self._by_change: weakref.WeakValueDictionary[int, StreamMessage] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def message(self, change: Change, seq: int) -> StreamMessage:
+        """The result message of `change`, notified at sequence `seq`."""
+        message = self._by_change.get(id(change))
+        if message is None or message.source is not change or message.seq != seq:
+            message = StreamMessage("result", result_view(change.body), seq, source=change)
+            self._by_change[id(change)] = message
+        return message
+
+
+#: One per process: a change object belongs to one index, so its identity is the key.
+shared_results = SharedResults()
 
 
 def results_query(campaign_id: int) -> Query:
@@ -99,16 +152,23 @@ async def campaign_stream(
     campaign = await campaigns.get(campaign_id)  # NotFound for an unknown campaign
     opening: list[StreamMessage] = []
     try:
-        sub = await hub.subscribe_query(results_query(campaign_id), since=since)
+        sub = await hub.subscribe_query(results_query(campaign_id), since=since, markers=True)
     except ResumeTooOld as exc:
         opening.append(StreamMessage("error", {"error": str(exc), "resync": True}))
-        sub = await hub.subscribe_query(results_query(campaign_id))
+        sub = await hub.subscribe_query(results_query(campaign_id), markers=True)
     queue: asyncio.Queue[Any] = asyncio.Queue()
 
     async def pump() -> None:
         try:
             async for message in sub:
-                await queue.put(message)
+                item: Any = message
+                # Taken at once: every watcher's pump runs before any of them sends, so
+                # they all find the one shared message (see SharedResults).
+                if isinstance(message, Notification):
+                    change = message.event.change
+                    if change.kind == RESULT_KIND and change.action.value != "DELETE":
+                        item = shared_results.message(change, message.seq)
+                await queue.put(item)
         finally:
             await queue.put(None)
 
@@ -135,29 +195,38 @@ async def campaign_stream(
             while len(arrived) < MAX_BATCH and not queue.empty():
                 arrived.append(queue.get_nowait())
             for message in arrived:
+                if isinstance(message, StreamMessage):  # a result, made in pump()
+                    batch.append(message)
+                    continue
                 if message is None or isinstance(message, Closed):
                     if batch:
                         yield batch
                     return
                 if isinstance(message, Initial):
-                    # each Initial carries one chunk: matching bodies, the campaign's among them
-                    for body in message.payload or []:
+                    # each Initial carries one chunk: matching bodies, the campaign's among
+                    # them, in the order of their last write, with that write's sequence
+                    bodies = message.payload or []
+                    seqs = message.seqs or (message.seq,) * len(bodies)
+                    for body, seq in zip(bodies, seqs, strict=True):
                         if body.get("documentKind") == RESULT_KIND:
-                            batch.append(StreamMessage("result", result_view(body)))
+                            batch.append(StreamMessage("result", result_view(body), seq))
                         else:
-                            campaign = body
-                    if message.last:
-                        last_status = campaign.get("status")
-                        batch.append(StreamMessage("status", _status(campaign), message.seq))
+                            last_status = _status(body)
+                            batch.append(StreamMessage("status", last_status, seq))
+                    if message.last and last_status is None:  # no campaign document (purged)
+                        last_status = _status(campaign)
+                        batch.append(StreamMessage("status", last_status, message.seq))
+                elif isinstance(message, Current):
+                    marker = {"campaign_id": campaign_id}
+                    batch.append(StreamMessage("current", marker, message.seq))
                 elif isinstance(message, Notification):
                     change = message.event.change
                     if change.action.value == "DELETE":
                         continue
-                    if change.kind == RESULT_KIND:
-                        batch.append(StreamMessage("result", result_view(change.body), message.seq))
-                    elif change.body.get("status") != last_status:
-                        last_status = change.body.get("status")
-                        batch.append(StreamMessage("status", _status(change.body), message.seq))
+                    if change.kind != RESULT_KIND and _status(change.body) != last_status:
+                        # a new status, or late answers that shrank non_responders
+                        last_status = _status(change.body)
+                        batch.append(StreamMessage("status", last_status, message.seq))
                 elif isinstance(message, Resync):
                     batch.append(
                         StreamMessage(

@@ -139,11 +139,21 @@ class JsonFormatter(logging.Formatter):
             line["exc"] = self.redactor.redact(self.formatException(record.exc_info))
         elif record.exc_text:
             line["exc"] = self.redactor.redact(record.exc_text)
-        return orjson.dumps(line, default=str).decode()
+        text = orjson.dumps(line, default=str).decode()
+        # orjson escapes C0 controls; these are valid raw in JSON strings (and appear only
+        # inside strings), so escaping them keeps the line one line for every reader.
+        if _JSON_BREAKS.search(text):
+            text = _JSON_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+        return text
 
 
 class TextFormatter(logging.Formatter):
-    """`ts level logger [request host] msg key=value ...`, for a person at a terminal."""
+    """`ts level logger [request host] msg key=value ...`, for a person at a terminal.
+
+    Control characters (and Unicode line separators) in the message and values are escaped
+    (`\\n`, `\\x1b`, ...): a newline in a host_identifier, a path or an email must not start
+    a forged log line. A traceback keeps its lines, each indented, so none looks like a record.
+    """
 
     def __init__(self, redactor: Redactor = REDACTOR) -> None:
         super().__init__()
@@ -151,21 +161,50 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        parts = [ts, f"{record.levelname.lower():<7}", record.name]
+        parts = [ts, f"{record.levelname.lower():<7}", escape_controls(record.name)]
         ctx = REQUEST.get()
         if ctx is not None:
             where = ctx.request_id
             if ctx.host_id is not None:
                 where += f" host={ctx.host_id}"
             parts.append(f"[{where}]")
-        parts.append(record.getMessage())
+        parts.append(escape_controls(record.getMessage()))
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
-                parts.append(f"{key}={value}")
+                parts.append(f"{escape_controls(key)}={escape_controls(str(value))}")
         text = " ".join(parts)
+        trace = None
         if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+            trace = self.formatException(record.exc_info)
+        elif record.exc_text:
+            trace = record.exc_text
+        if trace:
+            text += "".join("\n    " + escape_controls(line) for line in trace.splitlines())
         return self.redactor.redact(text)
+
+
+#: What may not appear raw in a text log line: C0 and C1 controls, DEL, and the Unicode line
+#: and paragraph separators (str.splitlines and many viewers break lines at them).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as an escape, on one line."""
+    return _CONTROLS.sub(_escape, text) if _CONTROLS.search(text) else text
+
+
+#: Characters JSON leaves raw but some readers take as line breaks: written as \u escapes.
+_JSON_BREAKS = re.compile(r"[\x85\u2028\u2029]")
 
 
 def _safe(value: Any, redactor: Redactor) -> Any:

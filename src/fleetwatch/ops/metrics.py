@@ -3,15 +3,18 @@
 Counters are bumped by small hooks where things happen (a request ends, a webhook is
 delivered, a log batch is stored). Everything that can be read off the services at scrape
 time (held long-polls, active campaigns, standing tasks, subscribers and their queues, the
-change-log sequence) is a callback in `ServicesCollector`, so the hot paths keep no extra
-bookkeeping.
+change-log sequence) is read at scrape time by `GaugeCollector`, so the hot paths keep no
+extra bookkeeping. The collector is handed what it observes (`Observed`, implemented over
+the services by `fleetwatch.instrument`): this module imports none of the services.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,12 +23,17 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
-    from fleetwatch.osquery.distributed import DistributedResult
-    from fleetwatch.services import Services
+    from fleetwatch.dispatch.distributed import DistributedResult
 
 # `*_created` series double the output and tell nothing the process start time does not.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -65,21 +73,46 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.agent_requests = Counter(
+        # Counted on every request: integer adds, read by a collector at scrape time
+        # (a prometheus_client child takes a lock per increment).
+        self.agent_requests = IntCounters(
             "fleetwatch_agent_requests",
             "osquery agent API requests by endpoint and outcome "
             "(ok, node_invalid, refused, too_large, error).",
-            ["endpoint", "outcome"],
-            registry=r,
+            ("endpoint", "outcome"),
         )
-        self.http_latency = Histogram(
+        self.http_latency = IntHistogram(
             "fleetwatch_http_request_duration_seconds",
             "Time from a request's arrival to its response headers, by route template and "
             "method (long-polls include their hold; streams count until their headers).",
-            ["route", "method"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            ("route", "method"),
+            LATENCY_BUCKETS,
         )
+        self.distributed_results = IntCounters(
+            "fleetwatch_distributed_results",
+            "Distributed query results written by hosts, by query kind and outcome.",
+            ("kind", "outcome"),
+        )
+        self.distributed_rows = IntCounters(
+            "fleetwatch_distributed_rows",
+            "Rows in distributed query results written by hosts, by query kind.",
+            ("kind",),
+        )
+        self.agent_shed = IntCounters(
+            "fleetwatch_agent_shed",
+            "Agent requests answered at once with a busy error instead of being queued past "
+            "osquery's 16 s timeout, by endpoint and reason (queue_full, queue_slow, "
+            "enrolls_full, enrolls_slow).",
+            ("endpoint", "reason"),
+        )
+        for collector in (
+            self.agent_shed,
+            self.agent_requests,
+            self.http_latency,
+            self.distributed_results,
+            self.distributed_rows,
+        ):
+            r.register(collector)
         self.log_lines = Counter(
             "fleetwatch_osquery_log_lines",
             "osquery log lines received and acknowledged, by log type.",
@@ -90,18 +123,6 @@ class Metrics:
             "fleetwatch_osquery_log_rows_stored",
             "Result and status log rows stored (resends of a stored row are not counted).",
             ["log_type"],
-            registry=r,
-        )
-        self.distributed_results = Counter(
-            "fleetwatch_distributed_results",
-            "Distributed query results written by hosts, by query kind and outcome.",
-            ["kind", "outcome"],
-            registry=r,
-        )
-        self.distributed_rows = Counter(
-            "fleetwatch_distributed_rows",
-            "Rows in distributed query results written by hosts, by query kind.",
-            ["kind"],
             registry=r,
         )
         self.webhook_deliveries = Counter(
@@ -117,55 +138,41 @@ class Metrics:
             buckets=MATCH_BUCKETS,
             registry=r,
         )
-        self.forwarded_lines = Counter(
-            "fleetwatch_log_forward_lines",
-            "osquery log lines handed to a forwarding destination, by destination and outcome "
-            "(written, dropped: queue full, failed: the destination refused them).",
+        self.destination_events = Counter(
+            "fleetwatch_destination_events",
+            "Events (campaign result rows, forwarded osquery log lines) handed to a destination, "
+            "by destination and outcome (sent; failed: the destination refused them for good; "
+            "dropped: its queue was full or it stayed down past its retention).",
             ["destination", "outcome"],
             registry=r,
         )
-        # Children looked up once per label set: `labels()` takes a lock and hashes a tuple.
-        self._latency: dict[tuple[str, str], Any] = {}
-        self._agent: dict[tuple[str, int], Any] = {}
-        self._results: dict[tuple[str, str], Any] = {}
-        self._rows: dict[str, Any] = {}
+        #: (endpoint, status) -> its outcome label, computed once per pair.
+        self._outcomes: dict[tuple[str, int], tuple[str, str]] = {}
 
     # --- the hooks (cheap; called where things happen) ---------------------------------
 
     def observe_request(self, route: str, method: str, seconds: float) -> None:
         """One request's latency (called by the middleware)."""
-        key = (route, method)
-        child = self._latency.get(key)
-        if child is None:
-            child = self._latency[key] = self.http_latency.labels(route, method)
-        child.observe(seconds)
+        self.http_latency.observe((route, method), seconds)
 
     def count_agent_request(self, endpoint: str, status: int) -> None:
         """One agent API request and its outcome."""
         key = (endpoint, status)
-        child = self._agent.get(key)
-        if child is None:
-            child = self._agent[key] = self.agent_requests.labels(endpoint, agent_outcome(status))
-        child.inc()
+        labels = self._outcomes.get(key)
+        if labels is None:
+            labels = self._outcomes[key] = (endpoint, agent_outcome(status))
+        self.agent_requests.add(labels)
 
     def on_log_ingest(self, log_type: str, lines: int, stored: int) -> None:
         self.log_lines.labels(log_type).inc(lines)
         self.log_rows_stored.labels(log_type).inc(stored)
 
     def on_distributed_write(self, results: Sequence[DistributedResult]) -> None:
-        # Children cached as above: `labels()` cost more than the rest of a result's write.
         for result in results:
             kind = query_kind(result.name)
-            key = (kind, "failed" if result.failed else "ok")
-            counter = self._results.get(key)
-            if counter is None:
-                counter = self._results[key] = self.distributed_results.labels(*key)
-            counter.inc()
+            self.distributed_results.add((kind, "failed" if result.failed else "ok"))
             if result.rows:
-                rows = self._rows.get(kind)
-                if rows is None:
-                    rows = self._rows[kind] = self.distributed_rows.labels(kind)
-                rows.inc(len(result.rows))
+                self.distributed_rows.add((kind,), len(result.rows))
 
     def on_webhook(self, outcome: str) -> None:
         self.webhook_deliveries.labels(outcome).inc()
@@ -173,9 +180,73 @@ class Metrics:
     def on_match(self, seconds: float) -> None:
         self.matching.observe(seconds)
 
+    def on_destination(self, destination: str, outcome: str, events: int) -> None:
+        self.destination_events.labels(destination, outcome).inc(events)
+
     def render(self) -> bytes:
         """The text exposition of every metric, for a scrape."""
         return generate_latest(self.registry)
+
+
+class IntCounters(Collector):
+    """A labelled counter kept as plain integers (one dict add per event).
+
+    Only the event loop adds; a scrape from the metrics port's thread copies the dict first
+    (one C-level copy under the GIL, so it never sees it change size mid-iteration).
+    """
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self.values: dict[tuple[str, ...], int] = {}
+
+    def add(self, labels: tuple[str, ...], amount: int = 1) -> None:
+        """Count `amount` for this label set (values in the order of `labels`)."""
+        values = self.values
+        values[labels] = values.get(labels, 0) + amount
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, value in self.values.copy().items():
+            family.add_metric(labels, float(value))
+        yield family
+
+
+class IntHistogram(Collector):
+    """A labelled histogram kept as plain integers: per label set, a count per bucket (not
+    cumulative) and the sum; made cumulative at scrape time."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: tuple[str, ...], buckets: Sequence[float]
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self.bounds = tuple(float(b) for b in buckets)
+        #: label values -> [count in each bucket..., count above the last bound, sum].
+        self.values: dict[tuple[str, ...], list[float]] = {}
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        """One observation for this label set."""
+        counts = self.values.get(labels)
+        if counts is None:
+            counts = self.values[labels] = [0.0] * (len(self.bounds) + 2)
+        # `le` buckets: a value equal to a bound counts in that bound's bucket.
+        counts[bisect_left(self.bounds, value)] += 1
+        counts[-1] += value
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, counts in self.values.copy().items():
+            counts = list(counts)
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, n in zip((*self.bounds, math.inf), counts[:-1], strict=True):
+                cumulative += n
+                buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
+            family.add_metric(labels, buckets, counts[-1])
+        yield family
 
 
 def query_kind(name: str) -> str:
@@ -190,26 +261,72 @@ def query_kind(name: str) -> str:
     return "other"
 
 
-class ServicesCollector(Collector):
-    """Gauges read off the running services at scrape time (no bookkeeping in hot paths)."""
+class StandingQueries(Protocol):
+    """The standing-query hub as the gauges read it (`query.subscriptions.SubscriptionHub`)."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    queue_limit: int
+    resyncs: int
+    position: int
+
+    @property
+    def active_filters(self) -> int: ...
+
+    @property
+    def subscriber_count(self) -> int: ...
+
+    def queue_depths(self) -> list[int]: ...
+
+
+class Observed(Protocol):
+    """What the scrape-time gauges read off the running app."""
+
+    #: The standing-query hub.
+    hub: StandingQueries
+
+    def held_long_polls(self) -> int:
+        """distributed/read requests held open now."""
+        ...
+
+    def host_statuses(self, now: float) -> Iterable[str]:
+        """Each enrolled host's status (`online` or `offline`) at `now`."""
+        ...
+
+    def active_campaigns(self) -> int:
+        """Live query campaigns running or queued."""
+        ...
+
+    def task_stats(self) -> Mapping[str, Any]:
+        """The query task service's counts (`tasks`, `runningTasks`, `webhookWorkers`)."""
+        ...
+
+    def last_seq(self) -> int:
+        """The last committed change's sequence number."""
+        ...
+
+    def destination_queue_depths(self) -> Mapping[str, int]:
+        """Events queued per destination."""
+        ...
+
+
+class GaugeCollector(Collector):
+    """Gauges read off the running app at scrape time (no bookkeeping in hot paths)."""
+
+    def __init__(self, observed: Observed) -> None:
+        self.observed = observed
 
     def describe(self) -> Iterable[Metric]:
         return []  # unchecked: the families below are built per scrape
 
     def collect(self) -> Iterable[Metric]:
-        s = self.services
+        s = self.observed
         yield _gauge(
             "fleetwatch_held_long_polls",
             "distributed/read requests held open waiting for work (one per host at most).",
-            s.wakeups.waiting,
+            s.held_long_polls(),
         )
         now = time.time()
         by_status = {"online": 0, "offline": 0}
-        for host in s.hosts.all():
-            status = s.hosts.status(host, now)
+        for status in s.host_statuses(now):
             by_status[status] = by_status.get(status, 0) + 1
         hosts = GaugeMetricFamily(
             "fleetwatch_hosts",
@@ -222,9 +339,9 @@ class ServicesCollector(Collector):
         yield _gauge(
             "fleetwatch_active_campaigns",
             "Live query campaigns running or queued for offline hosts.",
-            len(s.campaigns.list_active()),
+            s.active_campaigns(),
         )
-        stats = s.query_tasks.stats()
+        stats = s.task_stats()
         yield _gauge(
             "fleetwatch_query_tasks", "Query tasks held by the server.", float(stats["tasks"])
         )
@@ -233,7 +350,7 @@ class ServicesCollector(Collector):
             "Continuous query tasks running (matched against every write).",
             float(stats["runningTasks"]),
         )
-        hub = s.subscriptions
+        hub = s.hub
         yield _gauge(
             "fleetwatch_streams",
             "Standing queries registered for matching (tasks, campaign streams, ad hoc).",
@@ -269,7 +386,7 @@ class ServicesCollector(Collector):
         yield _gauge(
             "fleetwatch_changelog_sequence",
             "Sequence number of the last change committed to the change log.",
-            s.index.last_seq,
+            s.last_seq(),
         )
         yield _gauge(
             "fleetwatch_changelog_matched_sequence",
@@ -279,23 +396,65 @@ class ServicesCollector(Collector):
         yield _gauge(
             "fleetwatch_changelog_lag",
             "Committed changes not yet matched against the standing queries.",
-            max(0, s.index.last_seq - hub.position),
+            max(0, s.last_seq() - hub.position),
         )
         yield _gauge(
             "fleetwatch_webhook_workers",
             "Webhook subscriptions with a running delivery worker.",
             float(stats["webhookWorkers"]),
         )
-        forwarder = s.ops.forwarder
-        if forwarder is not None:
+        queue_depths = s.destination_queue_depths()
+        if queue_depths:
             queued = GaugeMetricFamily(
-                "fleetwatch_log_forward_queued",
-                "osquery log lines waiting for a forwarding destination.",
+                "fleetwatch_destination_queued",
+                "Events waiting for a destination.",
                 labels=["destination"],
             )
-            for name, depth in forwarder.queue_depths().items():
-                queued.add_metric([name], depth)
+            for name, queue_depth in queue_depths.items():
+                queued.add_metric([name], queue_depth)
             yield queued
+
+
+class Admitted(Protocol):
+    """Agent admission control as its gauges read it (`osquery.admission.Admission`)."""
+
+    queue_limit: int
+    enroll_backlog: int
+
+    @property
+    def enrolling(self) -> int: ...
+
+    @property
+    def queued(self) -> int: ...
+
+
+class AdmissionGauges(Collector):
+    """The agent backlogs admission control bounds, read at scrape time."""
+
+    def __init__(self, admitted: Admitted) -> None:
+        self.admitted = admitted
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        a = self.admitted
+        yield _gauge(
+            "fleetwatch_agent_queue",
+            "Agent requests waiting for their turn in the agent lane.",
+            a.queued,
+        )
+        yield _gauge(
+            "fleetwatch_agent_queue_limit",
+            "Waiting agent requests beyond which new ones are shed (0: no bound).",
+            a.queue_limit,
+        )
+        yield _gauge("fleetwatch_enrolls_in_progress", "Enrolls being served now.", a.enrolling)
+        yield _gauge(
+            "fleetwatch_enroll_backlog_limit",
+            "Enrolls in progress beyond which new ones are shed (0: no bound).",
+            a.enroll_backlog,
+        )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -55,8 +55,8 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = _header(scope, b"x-request-id")
-        if request_id is None or not _acceptable_id(request_id):
+        request_id = incoming_request_id(scope)
+        if request_id is None:
             request_id = f"{self._prefix}-{next(self._ids)}"
         ctx = RequestContext(request_id)
         token = REQUEST.set(ctx)
@@ -126,27 +126,37 @@ class RequestMiddleware:
         return replay, (None if problem is None else (400, problem))
 
     def _finish(self, scope: Scope, ctx: RequestContext, status: int, seconds: float) -> None:
-        route = _route(scope)
-        method: str = scope["method"]
-        self.metrics.observe_request(route, method, seconds)
-        endpoint = AGENT_ENDPOINTS.get(scope["path"])
-        if endpoint is not None:
-            self.metrics.count_agent_request(endpoint, status)
-        level = logging.DEBUG if endpoint is not None and status < 400 else logging.INFO
-        if access_log.isEnabledFor(level):
-            access_log.log(
-                level,
-                "%s %s %d",
-                method,
-                route,
-                status,
-                extra={
-                    "path": _loggable_path(scope),
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "client": _client(scope),
-                },
-            )
+        record_request(self.metrics, scope, _route(scope), status, seconds)
+
+
+def record_request(metrics: Metrics, scope: Scope, route: str, status: int, seconds: float) -> None:
+    """A finished request's metrics and access log line (the request's context still set)."""
+    method: str = scope["method"]
+    metrics.observe_request(route, method, seconds)
+    endpoint = AGENT_ENDPOINTS.get(scope["path"])
+    if endpoint is not None:
+        metrics.count_agent_request(endpoint, status)
+    level = logging.DEBUG if endpoint is not None and status < 400 else logging.INFO
+    if access_log.isEnabledFor(level):
+        access_log.log(
+            level,
+            "%s %s %d",
+            method,
+            route,
+            status,
+            extra={
+                "path": _loggable_path(scope),
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "client": _client(scope),
+            },
+        )
+
+
+def incoming_request_id(scope: Scope) -> str | None:
+    """The caller's X-Request-ID when it is short and plain enough to keep, else None."""
+    request_id = _header(scope, b"x-request-id")
+    return request_id if request_id is not None and _acceptable_id(request_id) else None
 
 
 # An escape preceded by an even number of backslashes (an odd one escapes the backslash).

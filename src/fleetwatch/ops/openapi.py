@@ -46,6 +46,11 @@ TAGS: list[dict[str, str]] = [
     {"name": "saved queries", "description": "Named queries."},
     {"name": "labels", "description": "Dynamic (query) and manual labels."},
     {"name": "teams", "description": "Teams, their hosts and enroll secrets."},
+    {"name": "policies", "description": "Yes/no questions every host answers, and their events."},
+    {
+        "name": "destinations",
+        "description": "Where campaign results are forwarded (a SIEM, a log pipeline).",
+    },
     {"name": "activities", "description": "The audit feed."},
     {"name": "query tasks", "description": "Continuous and one-shot QueryTasks (Xenon)."},
     {"name": "documents", "description": "User documents stored in the index."},

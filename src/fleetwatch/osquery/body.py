@@ -10,7 +10,11 @@ import zlib
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
+
+#: The ASGI header list: (lower-case name, value) pairs.
+Headers = list[tuple[bytes, bytes]]
 
 
 class BodyError(Exception):
@@ -27,12 +31,16 @@ def _too_large(limit: int, what: str) -> BodyError:
 
 
 def header(request: Request, name: bytes) -> str | None:
-    """One request header by its lower-case name, or None.
+    """One request header by its lower-case name, or None (see `header_in`)."""
+    return header_in(request.scope["headers"], name)
 
-    A scan of the ASGI header list (names arrive lower-cased): on the check-in path this is
-    cheaper than building Starlette's `Headers` and raising KeyError for absent headers.
+
+def header_in(headers: Headers, name: bytes) -> str | None:
+    """One header of an ASGI header list by its lower-case name, or None.
+
+    A scan of the list (names arrive lower-cased): on the check-in path this is cheaper than
+    building Starlette's `Headers` and raising KeyError for absent headers.
     """
-    headers: list[tuple[bytes, bytes]] = request.scope["headers"]
     for key, value in headers:
         if key == name:
             return value.decode("latin-1")
@@ -41,10 +49,15 @@ def header(request: Request, name: bytes) -> str | None:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw (decompressed) body, at most `limit` bytes either way."""
-    declared = header(request, b"content-length")
+    return await read_raw(request.scope["headers"], request.receive, limit)
+
+
+async def read_raw(headers: Headers, receive: Receive, limit: int) -> bytes:
+    """`read_body` from an ASGI header list and receive channel."""
+    declared = header_in(headers, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit, "the declared Content-Length")
-    encoding = (header(request, b"content-encoding") or "").strip().lower()
+    encoding = (header_in(headers, b"content-encoding") or "").strip().lower()
     if encoding not in ("", "identity", "gzip", "deflate"):
         raise BodyError(400, f"unsupported Content-Encoding {encoding!r}; send gzip or none")
     compressed = encoding in ("gzip", "deflate")
@@ -53,7 +66,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     raw_size = 0
     chunks: list[bytes] = []
     out_size = 0
-    async for chunk in request.stream():
+    more = True
+    # The ASGI messages as Starlette's `Request.stream()` reads them, without a generator.
+    while more:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.disconnect":
+            raise ClientDisconnect()
+        if kind != "http.request":
+            continue
+        more = message.get("more_body", False)
+        chunk: bytes = message.get("body", b"")
+        if not chunk:
+            continue
         raw_size += len(chunk)
         if raw_size > limit:
             raise _too_large(limit, "the body")
@@ -87,7 +112,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     """The body parsed as a JSON object (osquery always sends one)."""
-    raw = await read_body(request, limit)
+    return parse_json_object(await read_body(request, limit))
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A read body parsed as a JSON object, or a BodyError saying why not."""
     if not raw.strip():
         raise BodyError(400, "empty body: send a JSON object")
     try:

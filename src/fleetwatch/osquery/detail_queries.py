@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetwatch.fleet.hosts import HostService, HostState, os_version_string
-from fleetwatch.osquery.distributed import DistributedResult
+from fleetwatch.dispatch.distributed import DistributedResult
+from fleetwatch.fleet.host_inventory import os_version_string
+from fleetwatch.fleet.host_state import HostState
+from fleetwatch.fleet.hosts import HostService
 
 PREFIX = "fleet_detail_query_"
 

@@ -3,26 +3,33 @@
 osquery ignores HTTP status codes: it fails a call whose body is not JSON or carries a
 top-level `error`, and drops its node key on `node_invalid: true`. So an unknown node key
 always gets `{"node_invalid": true, ...}`, a refused request a 4xx with `{"error": ...}`
-(osquery keeps its data and retries), and a body over the limit 413 with `error`.
+(osquery keeps its data and retries), and a body over the limit 413 with `error`. An
+address over its failed-enroll limit gets 429 with `{"node_invalid": true, "error": ...}`
+(no key: osquery backs off and enrolls again later).
+
+The handlers take an `AgentRequest` and return a `Reply` (osquery/call.py): the server
+answers agents' POSTs through the lean path (osquery/lean_app.py); the FastAPI routes
+below serve the same handlers for the OpenAPI schema and other methods.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
 
-from fleetwatch.api.responses import JsonResponse
+from fleetwatch.dispatch.distributed import WriteError
 from fleetwatch.fleet.errors import FleetError
-from fleetwatch.fleet.hosts import HostState
+from fleetwatch.fleet.host_state import HostState
 from fleetwatch.ops.logs import bind_host
-from fleetwatch.osquery.body import BodyError, header, read_json_object
-from fleetwatch.osquery.distributed import WriteError
+from fleetwatch.osquery.body import BodyError
+from fleetwatch.osquery.call import AgentRequest, Reply, reply
 from fleetwatch.services import Services
 
 log = logging.getLogger(__name__)
@@ -34,26 +41,22 @@ router = APIRouter(prefix="/api/v1/osquery", tags=["osquery agent API"])
 #: Fleet also serves the unversioned paths; existing osquery flag files use either.
 legacy_router = APIRouter(prefix="/api/osquery", include_in_schema=False)
 
-_EMPTY = JsonResponse({})
+#: An agent endpoint handler.
+Handler = Callable[[AgentRequest], Awaitable[Reply]]
+
+_EMPTY = reply({})
 
 
-def _error(status: int, message: str) -> JsonResponse:
-    return JsonResponse({"error": message}, status_code=status)
+def _error(status: int, message: str) -> Reply:
+    return reply({"error": message}, status)
 
 
-def _node_invalid(message: str = "invalid node key; enroll again") -> JsonResponse:
-    return JsonResponse({"node_invalid": True, "error": message}, status_code=401)
+def _node_invalid(message: str = "invalid node key; enroll again") -> Reply:
+    return reply({"node_invalid": True, "error": message}, 401)
 
 
-def _services(request: Request) -> Services:
-    # Straight from app state, not a `ServicesDep` parameter: FastAPI runs a sync dependency
-    # in its thread pool, a thread hop per request that cost a check-in much of its time.
-    services: Services = request.app.state.services
-    return services
-
-
-def _node_key(request: Request, body: dict[str, Any]) -> str:
-    authorization = header(request, b"authorization") or ""
+def _node_key(request: AgentRequest, body: dict[str, Any]) -> str:
+    authorization = request.header(b"authorization") or ""
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "nodekey" and value.strip():
         return value.strip()
@@ -61,11 +64,10 @@ def _node_key(request: Request, body: dict[str, Any]) -> str:
     return key if isinstance(key, str) else ""
 
 
-async def _authenticated(
-    request: Request, services: Services
-) -> tuple[HostState, dict[str, Any]] | JsonResponse:
+async def _authenticated(request: AgentRequest) -> tuple[HostState, dict[str, Any]] | Reply:
+    services = request.services
     try:
-        body = await read_json_object(request, services.settings.max_body_bytes)
+        body = await request.json_object()
     except BodyError as exc:
         return _error(exc.status, exc.message)
     host = await services.hosts.find(_node_key(request, body))
@@ -76,17 +78,47 @@ async def _authenticated(
     return host, body
 
 
-async def enroll(request: Request) -> JsonResponse:
-    """Enroll a host with an enroll secret; answer its node key."""
-    services = _services(request)
+def _enroll_limited(wait: float) -> Reply:
+    seconds = max(1, math.ceil(wait))
+    return reply(
+        {
+            "node_invalid": True,
+            "error": f"too many failed enrolls from this address; retry in {seconds} s",
+        },
+        429,
+        ((b"retry-after", str(seconds).encode()),),
+    )
+
+
+async def enroll(request: AgentRequest) -> Reply:
+    """Enroll a host with an enroll secret; answer its node key.
+
+    Failed enrolls (a missing or wrong secret) are limited per client address: once an
+    address has used up --enroll-failure-limit, every enroll from it gets a 429 until one is
+    back, whatever secret it sends, so guessing learns nothing. Only failures spend the
+    budget: the secret is compared in memory first, then a failure takes a token and a good
+    secret only looks whether the address is blocked, so any number of hosts behind one NAT
+    address may enroll at once, and a request abandoned half-way has spent nothing.
+    """
+    services = request.services
     try:
-        body = await read_json_object(request, services.settings.max_body_bytes)
+        body = await request.json_object()
     except BodyError as exc:
         return _error(exc.status, exc.message)
     secret = body.get("enroll_secret")
-    if not isinstance(secret, str) or not secret:
+    given = isinstance(secret, str) and bool(secret)
+    found = await services.secrets.find(secret) if isinstance(secret, str) and given else None
+    limiter = services.enroll_limiter
+    if limiter is not None:
+        address = request.client_host
+        # A failure's answer is decided by its own (atomic) take of a token, so guesses sent
+        # at once get at most the burst of "invalid" answers, the rest 429 like a blocked
+        # address's good secret.
+        wait = await (limiter.attempt(address) if found is None else limiter.blocked(address))
+        if wait > 0:
+            return _enroll_limited(wait)
+    if not given:
         return _node_invalid("enroll_secret is missing; set --enroll_secret_path on the agent")
-    found = await services.secrets.find(secret)
     if found is None:
         return _node_invalid("invalid enroll secret")
     identifier = body.get("host_identifier")
@@ -108,26 +140,26 @@ async def enroll(request: Request) -> JsonResponse:
     )
     bind_host(host.id, host.host_identifier)
     log.info("host %s enrolled as id %s", identifier, host.id)
-    return JsonResponse({"node_key": node_key, "node_invalid": False})
+    return reply({"node_key": node_key, "node_invalid": False})
 
 
-async def config(request: Request) -> JsonResponse:
+async def config(request: AgentRequest) -> Reply:
     """The osquery config for the host."""
-    services = _services(request)
-    auth = await _authenticated(request, services)
-    if isinstance(auth, JsonResponse):
+    auth = await _authenticated(request)
+    if isinstance(auth, Reply):
         return auth
     host, _ = auth
-    return JsonResponse(services.agent_config.for_agent(services.teams.config_of(host.team_id)))
+    services = request.services
+    return reply(services.agent_config.for_agent(services.teams.config_of(host.team_id)))
 
 
-async def log_endpoint(request: Request) -> JsonResponse:
+async def log_endpoint(request: AgentRequest) -> Reply:
     """Result and status logs; answered only once stored."""
-    services = _services(request)
-    auth = await _authenticated(request, services)
-    if isinstance(auth, JsonResponse):
+    auth = await _authenticated(request)
+    if isinstance(auth, Reply):
         return auth
     host, body = auth
+    services = request.services
     if services.index.backlog > MAX_WRITE_BACKLOG:
         # Shed load instead of queueing without bound: osquery keeps the batch and retries
         # with backoff, so nothing is lost.
@@ -147,86 +179,58 @@ async def log_endpoint(request: Request) -> JsonResponse:
     return _EMPTY
 
 
-async def distributed_read(request: Request) -> JsonResponse:
+async def distributed_read(request: AgentRequest) -> Reply:
     """Queries for the host; held up to --distributed-hold seconds when there are none."""
-    services = _services(request)
-    auth = await _authenticated(request, services)
-    if isinstance(auth, JsonResponse):
+    auth = await _authenticated(request)
+    if isinstance(auth, Reply):
         return auth
     host, _ = auth
     now = time.time()
-    response = await services.distributed.read(
-        host, now, needs_accelerate=host.detail_updated_at is None
+    response = await request.services.distributed.read(
+        host, now, needs_accelerate=host.detail_updated_at is None, when_gone=request.when_gone
     )
-    return JsonResponse(response)
+    return reply(response)
 
 
-async def distributed_write(request: Request) -> JsonResponse:
+async def distributed_write(request: AgentRequest) -> Reply:
     """Results of distributed queries."""
-    services = _services(request)
-    auth = await _authenticated(request, services)
-    if isinstance(auth, JsonResponse):
+    auth = await _authenticated(request)
+    if isinstance(auth, Reply):
         return auth
     host, body = auth
     try:
-        await services.distributed.write(host, body)
+        await request.services.distributed.write(host, body)
     except (WriteError, FleetError) as exc:
         return _error(400, str(exc))
     return _EMPTY
 
 
-# Routes are matched in order: the check-in (distributed/read) comes first, as it is by far
-# the most frequent request.
+#: Endpoint path (after the version prefix) -> handler. distributed/read first: it is by far
+#: the most frequent request.
+HANDLERS: dict[str, Handler] = {
+    "/distributed/read": distributed_read,
+    "/distributed/write": distributed_write,
+    "/log": log_endpoint,
+    "/config": config,
+    "/enroll": enroll,
+}
+#: The path prefixes agents use: versioned, and Fleet's unversioned form.
+PREFIXES = (router.prefix, legacy_router.prefix)
+
+
+def _route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        services: Services = request.app.state.services
+        answer = await handler(AgentRequest(request.scope, request.receive, services))
+        response = Response(answer.body, answer.status, media_type="application/json")
+        response.raw_headers.extend(answer.headers)
+        return response
+
+    endpoint.__name__ = handler.__name__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
 for _router in (router, legacy_router):
-    _router.add_api_route("/distributed/read", distributed_read, methods=["POST"])
-    _router.add_api_route("/distributed/write", distributed_write, methods=["POST"])
-    _router.add_api_route("/log", log_endpoint, methods=["POST"])
-    _router.add_api_route("/config", config, methods=["POST"])
-    _router.add_api_route("/enroll", enroll, methods=["POST"])
-
-
-class AgentFastPath:
-    """Serves the agent endpoints' POSTs straight from the middleware stack.
-
-    They are most of a server's requests (every host checks in every few seconds) and need
-    none of FastAPI's routing, dependency solving or exception middleware, which cost more
-    than the endpoints themselves (by profile, three quarters of a check-in's server CPU).
-    Installed inside the request middleware (metrics, request id, access log), which sees
-    the same route as before; the routes stay registered for the OpenAPI schema and for
-    other methods. Exceptions go to the app's own exception handlers, as routed requests'.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._routes: dict[str, APIRoute] = {
-            route.path: route
-            for r in (router, legacy_router)
-            for route in r.routes
-            if isinstance(route, APIRoute) and "POST" in (route.methods or ())
-        }
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self._routes.get(scope["path"]) if scope["type"] == "http" else None
-        if route is None or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = route
-        scope["endpoint"] = route.endpoint
-        scope["path_params"] = {}
-        request = Request(scope, receive, send)
-        try:
-            response = await route.endpoint(request)
-        except Exception as exc:
-            handler = _handler_for(scope, exc)
-            if handler is None:
-                raise
-            response = await handler(request, exc)
-        await response(scope, receive, send)
-
-
-def _handler_for(scope: Scope, exc: Exception) -> Any:
-    handlers: dict[Any, Any] = getattr(scope.get("app"), "exception_handlers", {})
-    for cls in type(exc).__mro__:
-        if cls in handlers:
-            return handlers[cls]
-    return None
+    for _path, _handler in HANDLERS.items():
+        _router.add_api_route(_path, _route(_handler), methods=["POST"])

@@ -1,10 +1,13 @@
-"""Continuous and one-shot query tasks: the QueryTask model, DNF, matching, SQL, indexing.
+"""Continuous and one-shot query tasks: the QueryTask model, DNF, matching, SQL, indexing,
+subscriptions, webhooks, plain listings.
 
-A generic engine: it imports nothing of fleet, live, osquery or api.
+A generic engine: may import index/, bus/, storage/, outbound/ and the top-level helpers
+(`config`, `periodic`, `numeric_text`); nothing of fleet, live, dispatch, osquery or api.
 """
 
 from fleetwatch.query.dnf import Conjunction, Term, to_dnf
 from fleetwatch.query.matcher import CompiledQuery, compile_query
+from fleetwatch.query.option_rules import parse_query_task
 from fleetwatch.query.predicate_index import PredicateIndex
 from fleetwatch.query.spec import (
     MatchType,
@@ -21,7 +24,6 @@ from fleetwatch.query.spec import (
     TaskStage,
     TaskState,
     TypeName,
-    parse_query_task,
     serialize,
 )
 from fleetwatch.query.sql import order_by_clause, where_clause

@@ -25,14 +25,21 @@ matches. Per value:
 - WILDCARD: a string matching the whole pattern, where `*` is any run of characters, `?`
   exactly one character and every other character is literal (`[`, `+`, `\\` included).
   A JSON null counts as "" (Xenon), so `*` matches a null field but not a missing one.
+  Matched by `fleetwatch.query.glob` in time linear in the value (no backtracking).
 - PHRASE: a string in which the phrase's words appear consecutively. Words are maximal runs
   of characters other than ASCII separators (every ASCII character except letters, digits
   and `_`); ASCII letters compare case-insensitively, other characters exactly. A phrase
   with no words is refused by validation. (Xenon's filter rejects PHRASE outright.)
-- range (LONG, DOUBLE, DATE): a number (not a boolean, not a numeric string) compared as a
-  double with the bounds and their inclusivity; a missing bound is unbounded. DATE values are
-  microseconds since the epoch. (Xenon's `createLessThanRange(Double)` bug, a lower bound of
-  Double.MIN_VALUE, is not reproduced: there is no implicit bound.)
+- WILDCARD and PHRASE look only at strings of at most MAX_MATCHED_LENGTH characters; a
+  longer string does not match. Patterns are bounded by validation (MAX_PATTERN_LENGTH,
+  MAX_WILDCARD_STARS), so one term costs at most MAX_MATCHED_LENGTH * MAX_PATTERN_LENGTH
+  character comparisons per value, and usually one pass over it.
+- range (LONG, DOUBLE, DATE): a number (not a boolean), or a numeric-looking string (osquery
+  reports every column as a string; `fleetwatch.numeric_text` defines which strings, e.g.
+  "93.5" but not " 93.5" or "12abc"), compared as a double with the bounds and their
+  inclusivity; a missing bound is unbounded. DATE values are microseconds since the epoch.
+  (Xenon's `createLessThanRange(Double)` bug, a lower bound of Double.MIN_VALUE, is not
+  reproduced: there is no implicit bound.)
 """
 
 from __future__ import annotations
@@ -43,9 +50,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetwatch.numeric_text import numeric_value
 from fleetwatch.query.dnf import Conjunction, Term, to_dnf
+from fleetwatch.query.glob import Glob
 from fleetwatch.query.spec import (
     COLLECTION_ITEM,
+    MAX_MATCHED_LENGTH,
     MatchType,
     NumericRange,
     Query,
@@ -108,19 +118,6 @@ def values_at(doc: Any, path: Sequence[str]) -> Iterator[Any]:
             yield from values_at(element, path[1:])
 
 
-def wildcard_regex(pattern: str) -> re.Pattern[str]:
-    """`*` any run, `?` one character, everything else literal; matched against the whole."""
-    out = []
-    for ch in pattern:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
-
-
 def value_predicate(term: QueryTerm) -> ValuePredicate:
     """A function telling whether one reached value satisfies `term` (before negation)."""
     if term.range is not None:
@@ -130,17 +127,23 @@ def value_predicate(term: QueryTerm) -> ValuePredicate:
     if kind is MatchType.PREFIX:
         return lambda v: isinstance(v, str) and v.startswith(match_value)
     if kind is MatchType.WILDCARD:
-        regex = wildcard_regex(match_value)
+        glob = Glob.compile(match_value)
 
         def wildcard(v: Any) -> bool:
             if v is None:
                 v = ""
-            return isinstance(v, str) and regex.fullmatch(v) is not None
+            return isinstance(v, str) and len(v) <= MAX_MATCHED_LENGTH and glob.matches(v)
 
         return wildcard
     if kind is MatchType.PHRASE:
         needle = phrase_needle(match_value)
-        return lambda v: isinstance(v, str) and needle in phrase_haystack(v)
+
+        def phrase(v: Any) -> bool:
+            if not isinstance(v, str) or len(v) > MAX_MATCHED_LENGTH:
+                return False
+            return needle in phrase_haystack(v)
+
+        return phrase
     number = number_literal(match_value)
 
     def equals(v: Any) -> bool:
@@ -162,9 +165,12 @@ def _range_predicate(rng: NumericRange) -> ValuePredicate:
     hi_incl = rng.is_max_inclusive
 
     def in_range(v: Any) -> bool:
-        if not is_number(v):
+        if is_number(v):
+            x = float(v)
+        elif (parsed := numeric_value(v)) is not None:
+            x = parsed
+        else:
             return False
-        x = float(v)
         if lo is not None and not (x > lo or (lo_incl and x == lo)):
             return False
         return hi is None or x < hi or (hi_incl and x == hi)
@@ -240,5 +246,4 @@ __all__ = [
     "value_key",
     "value_predicate",
     "values_at",
-    "wildcard_regex",
 ]

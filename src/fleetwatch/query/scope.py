@@ -6,7 +6,7 @@ in-memory matcher and the predicate index (notifications) all apply it with no m
 their own. It is kept apart from the task's query (GET shows the query as it was sent, and
 the scope beside it) and stored with the task, so a restarted server resumes the task with
 the same scope. Who gets which scope is decided outside this generic engine (see
-`fleetwatch.fleet.scope`).
+`fleetwatch.live.scope`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from fleetwatch.query.dnf import to_dnf
 from fleetwatch.query.spec import (
+    MatchType,
     Occurance,
     Query,
     QuerySpecError,
@@ -27,6 +28,16 @@ from fleetwatch.query.spec import (
 def term(property_name: str, value: str | int) -> Query:
     """`property_name` equals `value` (a number matches by value, see the matcher)."""
     return Query(term=QueryTerm(property_name=property_name, match_value=str(value)))
+
+
+def wildcard(property_name: str, pattern: str) -> Query:
+    """`property_name` matches the WILDCARD `pattern` (a JSON null counts as "", so `*`
+    matches a null field: not a number, not a missing field; see the matcher)."""
+    return Query(
+        term=QueryTerm(
+            property_name=property_name, match_value=pattern, match_type=MatchType.WILDCARD
+        )
+    )
 
 
 def all_of(*clauses: Query) -> Query:
@@ -47,6 +58,17 @@ def any_of(*clauses: Query) -> Query:
     return Query(
         boolean_clauses=[
             c.model_copy(update={"occurance": Occurance.SHOULD_OCCUR}) for c in clauses
+        ]
+    )
+
+
+def none_of(*clauses: Query) -> Query:
+    """No clause holds (an AND of negations)."""
+    if not clauses:
+        raise ValueError("none_of needs at least one clause")
+    return Query(
+        boolean_clauses=[
+            c.model_copy(update={"occurance": Occurance.MUST_NOT_OCCUR}) for c in clauses
         ]
     )
 
@@ -77,7 +99,8 @@ def check_size(query: Query, scope: Query | None) -> None:
         to_dnf(restrict(query, scope))
     except QuerySpecError:
         raise QuerySpecError(
-            "querySpec.query: with the scope of what you may see (your teams' hosts) its "
+            "querySpec.query: with the scope of what you may see (your own campaigns, your "
+            "teams' hosts) its "
             "disjunctive normal form is too large; simplify the query"
         ) from None
 
@@ -99,6 +122,7 @@ __all__ = [
     "all_of",
     "any_of",
     "check_size",
+    "none_of",
     "parse_scope",
     "restrict",
     "restrict_spec",

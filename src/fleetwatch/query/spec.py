@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -30,10 +29,39 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from fleetwatch.query.phrase import (
+    PHRASE_SEPARATORS,
+    phrase_haystack,
+    phrase_needle,
+    phrase_words,
+)
+from fleetwatch.query.spec_enums import (
+    CONTINUOUS_OPTIONS,
+    NUMERIC_SORT_TYPES,
+    RANGE_TYPES,
+    SUPPORTED_OPTIONS,
+    TEXT_SORT_TYPES,
+    UNSUPPORTED_OPTIONS,
+    MatchType,
+    Occurance,
+    QueryOption,
+    SortOrder,
+    TaskStage,
+    TypeName,
+)
+
 #: Nesting depth of `booleanClauses` allowed (the root query is depth 1).
 MAX_QUERY_DEPTH = 16
 #: Query nodes (terms and groups) allowed in one query.
 MAX_QUERY_CLAUSES = 1024
+#: Longest WILDCARD pattern or PHRASE matchValue (characters): with MAX_MATCHED_LENGTH it
+#: bounds the work of one term on one value, which every write may pay (issue 14).
+MAX_PATTERN_LENGTH = 256
+#: Most `*` wildcards in one WILDCARD pattern (a run of `*` counts once).
+MAX_WILDCARD_STARS = 16
+#: Longest string a WILDCARD or PHRASE term examines (characters); a longer string does not
+#: match (so a negated such term is true for it), in memory and in SQL alike.
+MAX_MATCHED_LENGTH = 16_384
 
 #: Xenon's path separator and collection item suffix (`tags.item`).
 FIELD_SEPARATOR = "."
@@ -42,116 +70,6 @@ COLLECTION_ITEM = "item"
 
 class QuerySpecError(ValueError):
     """A QueryTask that cannot be run; the message names the field and what is wrong."""
-
-
-# --- enums ---------------------------------------------------------------------------------
-
-
-class Occurance(StrEnum):
-    """How a clause combines with its siblings (Xenon's spelling)."""
-
-    MUST_OCCUR = "MUST_OCCUR"
-    MUST_NOT_OCCUR = "MUST_NOT_OCCUR"
-    SHOULD_OCCUR = "SHOULD_OCCUR"
-
-
-class MatchType(StrEnum):
-    """How a term's `matchValue` is compared with a document value."""
-
-    WILDCARD = "WILDCARD"
-    TERM = "TERM"
-    PHRASE = "PHRASE"
-    PREFIX = "PREFIX"
-
-
-class TypeName(StrEnum):
-    """Xenon's `ServiceDocumentDescription.TypeName`."""
-
-    LONG = "LONG"
-    STRING = "STRING"
-    BYTES = "BYTES"
-    PODO = "PODO"
-    COLLECTION = "COLLECTION"
-    MAP = "MAP"
-    BOOLEAN = "BOOLEAN"
-    DOUBLE = "DOUBLE"
-    InternetAddressV4 = "InternetAddressV4"
-    InternetAddressV6 = "InternetAddressV6"
-    DATE = "DATE"
-    URI = "URI"
-    ENUM = "ENUM"
-
-
-#: The range types Xenon's query converter accepts (DATE = microseconds since the epoch).
-RANGE_TYPES = frozenset({TypeName.LONG, TypeName.DOUBLE, TypeName.DATE})
-#: propertyType values a sort term may have; numeric ones sort numerically.
-NUMERIC_SORT_TYPES = frozenset({TypeName.LONG, TypeName.DOUBLE, TypeName.DATE})
-TEXT_SORT_TYPES = frozenset({TypeName.STRING, TypeName.ENUM, TypeName.URI})
-
-
-class SortOrder(StrEnum):
-    ASC = "ASC"
-    DESC = "DESC"
-
-
-class TaskStage(StrEnum):
-    """Xenon's `TaskState.TaskStage`, in order."""
-
-    CREATED = "CREATED"
-    STARTED = "STARTED"
-    FINISHED = "FINISHED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-
-class QueryOption(StrEnum):
-    """Every `QuerySpecification.QueryOption` of Xenon."""
-
-    CONTINUOUS = "CONTINUOUS"
-    CONTINUOUS_STOP_MATCH = "CONTINUOUS_STOP_MATCH"
-    COUNT = "COUNT"
-    DO_NOT_REFRESH = "DO_NOT_REFRESH"
-    TOP_RESULTS = "TOP_RESULTS"
-    EXPAND_CONTENT = "EXPAND_CONTENT"
-    EXPAND_SELECTED_FIELDS = "EXPAND_SELECTED_FIELDS"
-    EXPAND_BINARY_CONTENT = "EXPAND_BINARY_CONTENT"
-    EXPAND_BUILTIN_CONTENT_ONLY = "EXPAND_BUILTIN_CONTENT_ONLY"
-    EXPAND_LINKS = "EXPAND_LINKS"
-    INCLUDE_ALL_VERSIONS = "INCLUDE_ALL_VERSIONS"
-    INCLUDE_DELETED = "INCLUDE_DELETED"
-    SORT = "SORT"
-    TASK = "TASK"
-    BROADCAST = "BROADCAST"
-    READ_AFTER_WRITE_CONSISTENCY = "READ_AFTER_WRITE_CONSISTENCY"
-    OWNER_SELECTION = "OWNER_SELECTION"
-    SELECT_LINKS = "SELECT_LINKS"
-    GROUP_BY = "GROUP_BY"
-    TIME_SNAPSHOT = "TIME_SNAPSHOT"
-    SINGLE_USE = "SINGLE_USE"
-    INDEXED_METADATA = "INDEXED_METADATA"
-    FORWARD_ONLY = "FORWARD_ONLY"
-
-
-#: Options fleetwatch implements. DO_NOT_REFRESH, TASK, OWNER_SELECTION and INDEXED_METADATA
-#: are hints that change nothing here (one shared index, always current), so they are accepted.
-SUPPORTED_OPTIONS = frozenset(
-    {
-        QueryOption.CONTINUOUS,
-        QueryOption.CONTINUOUS_STOP_MATCH,
-        QueryOption.COUNT,
-        QueryOption.EXPAND_CONTENT,
-        QueryOption.TOP_RESULTS,
-        QueryOption.SORT,
-        QueryOption.INCLUDE_DELETED,
-        QueryOption.FORWARD_ONLY,
-        QueryOption.DO_NOT_REFRESH,
-        QueryOption.TASK,
-        QueryOption.OWNER_SELECTION,
-        QueryOption.INDEXED_METADATA,
-    }
-)
-UNSUPPORTED_OPTIONS = frozenset(QueryOption) - SUPPORTED_OPTIONS
-CONTINUOUS_OPTIONS = frozenset({QueryOption.CONTINUOUS, QueryOption.CONTINUOUS_STOP_MATCH})
 
 
 # --- models --------------------------------------------------------------------------------
@@ -187,7 +105,10 @@ class _Model(BaseModel):
 
 
 class NumericRange(_Model):
-    """A numeric interval; at least one bound. DATE bounds are microseconds since the epoch."""
+    """A numeric interval; at least one bound. DATE bounds are microseconds since the epoch.
+
+    It matches JSON numbers and numeric-looking strings (osquery's values), compared as
+    doubles; `fleetwatch.numeric_text` defines which strings."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -276,6 +197,8 @@ class ServiceDocumentQueryResult(_Model):
     prev_page_link: str | None = None
     query_time_micros: int | None = None
     continuous_results: ContinuousResult | None = None
+    #: GROUP_BY + COUNT: {group value: documents in it} (fleetwatch's, beyond Xenon).
+    group_counts: dict[str, int] | None = None
 
 
 class TaskState(_Model):
@@ -308,6 +231,9 @@ class QueryTask(_Model):
     index_link: str | None = None
     node_selector_link: str | None = None
     tenant_links: list[str] | None = None
+    #: fleetwatch's: changes to one document within this many milliseconds reach
+    #: subscribers as one notification (see `fleetwatch.query.squash`).
+    squash_millis: int | None = None
 
     @property
     def spec(self) -> QuerySpecification:
@@ -328,75 +254,15 @@ class QueryTask(_Model):
 # --- parsing and validation ----------------------------------------------------------------
 
 
-def parse_query_task(raw: object) -> QueryTask:
-    """Validate a decoded QueryTask JSON body; raise QuerySpecError naming the bad field."""
-    if not isinstance(raw, dict):
-        raise QuerySpecError(f"body: expected a QueryTask JSON object, got {_json_type(raw)}")
-    spec = raw.get("querySpec")
-    if isinstance(spec, dict):
-        _check_size(spec.get("query"), "querySpec.query")
-    try:
-        task = QueryTask.model_validate(raw)
-    except ValidationError as exc:
-        raise QuerySpecError(_describe(exc)) from None
-    validate_task(task)
-    return task
-
-
 def parse_query(raw: object, path: str = "query") -> Query:
     """Validate a decoded Query JSON object on its own (for short forms and tests)."""
-    _check_size(raw, path)
+    check_size(raw, path)
     try:
         query = Query.model_validate(raw)
     except ValidationError as exc:
-        raise QuerySpecError(_describe(exc, prefix=path)) from None
+        raise QuerySpecError(describe_error(exc, prefix=path)) from None
     validate_query(query, path)
     return query
-
-
-def validate_task(task: QueryTask) -> None:
-    """The cross-field rules of Xenon's QueryTaskService.validateState, and fleetwatch's."""
-    spec = task.query_spec
-    if spec is None:
-        raise QuerySpecError("querySpec: required")
-    if spec.query is None:
-        raise QuerySpecError("querySpec.query: required")
-    options = set(spec.options)
-    continuous = options & CONTINUOUS_OPTIONS
-    if continuous and task.task_info.is_direct:
-        raise QuerySpecError(
-            "taskInfo.isDirect: direct query task is not compatible with CONTINUOUS or "
-            "CONTINUOUS_STOP_MATCH (send isDirect false and read the results from the task)"
-        )
-    for option in (QueryOption.GROUP_BY, QueryOption.SELECT_LINKS):
-        if continuous and option in options:
-            raise QuerySpecError(f"querySpec.options: {option} is not compatible with CONTINUOUS")
-    if QueryOption.EXPAND_CONTENT in options and QueryOption.COUNT in options:
-        raise QuerySpecError("querySpec.options: EXPAND_CONTENT is not compatible with COUNT")
-    if QueryOption.EXPAND_LINKS in options and QueryOption.SELECT_LINKS not in options:
-        raise QuerySpecError("querySpec.options: EXPAND_LINKS requires SELECT_LINKS")
-    for i, option in enumerate(spec.options):
-        if option in UNSUPPORTED_OPTIONS:
-            raise QuerySpecError(
-                f"querySpec.options[{i}]: {option} is not supported by fleetwatch "
-                f"(supported: {', '.join(sorted(SUPPORTED_OPTIONS))})"
-            )
-    if QueryOption.SORT in options and spec.sort_term is None:
-        raise QuerySpecError("querySpec.sortTerm: required with the SORT option")
-    if spec.sort_term is not None:
-        _validate_sort_term(spec.sort_term, "querySpec.sortTerm")
-    for i, extra in enumerate(spec.additional_sort_terms or []):
-        _validate_sort_term(extra, f"querySpec.additionalSortTerms[{i}]")
-    if spec.result_limit is not None and spec.result_limit < 1:
-        raise QuerySpecError("querySpec.resultLimit: must be at least 1")
-    if spec.offset is not None and spec.offset < 0:
-        raise QuerySpecError("querySpec.offset: must not be negative")
-    if spec.expected_result_count is not None and spec.expected_result_count < 0:
-        raise QuerySpecError("querySpec.expectedResultCount: must not be negative")
-    expiry = task.document_expiration_time_micros
-    if expiry is not None and expiry < 0:
-        raise QuerySpecError("documentExpirationTimeMicros: must not be negative")
-    validate_query(spec.query, "querySpec.query")
 
 
 def validate_query(query: Query, path: str = "query") -> None:
@@ -435,6 +301,26 @@ def validate_term(term: QueryTerm, path: str) -> None:
         raise QuerySpecError(f"{path}: needs a matchValue or a range")
     if term.match_type is MatchType.PHRASE and not phrase_words(term.match_value):
         raise QuerySpecError(f"{path}.matchValue: a PHRASE needs at least one word")
+    if term.match_type in (MatchType.WILDCARD, MatchType.PHRASE):
+        _validate_pattern(term.match_type, term.match_value, f"{path}.matchValue")
+
+
+def _validate_pattern(kind: MatchType, value: str, path: str) -> None:
+    """Bound the patterns whose matching cost grows with their size (issue 14)."""
+    if len(value) > MAX_PATTERN_LENGTH:
+        raise QuerySpecError(
+            f"{path}: a {kind} matchValue is limited to {MAX_PATTERN_LENGTH} characters "
+            f"(this one has {len(value)}); send a shorter pattern or a TERM or PREFIX term"
+        )
+    stars = len(_STAR_RUN.findall(value)) if kind is MatchType.WILDCARD else 0
+    if stars > MAX_WILDCARD_STARS:
+        raise QuerySpecError(
+            f"{path}: a WILDCARD pattern may have at most {MAX_WILDCARD_STARS} '*' wildcards "
+            f"(this one has {stars}); send a pattern with fewer '*'"
+        )
+
+
+_STAR_RUN = re.compile(r"\*+")
 
 
 def _validate_property_name(name: str | None, path: str) -> None:
@@ -472,7 +358,7 @@ def _validate_range(rng: NumericRange, path: str) -> None:
         raise QuerySpecError(f"{path}: max ({rng.max}) is less than min ({rng.min})")
 
 
-def _validate_sort_term(term: QueryTerm, path: str) -> None:
+def validate_sort_term(term: QueryTerm, path: str) -> None:
     _validate_property_name(term.property_name, f"{path}.propertyName")
     kind = term.property_type
     if kind is not None and kind not in NUMERIC_SORT_TYPES | TEXT_SORT_TYPES:
@@ -482,7 +368,7 @@ def _validate_sort_term(term: QueryTerm, path: str) -> None:
         )
 
 
-def _check_size(raw: object, path: str) -> None:
+def check_size(raw: object, path: str) -> None:
     """Refuse nesting bombs on the raw JSON, before building models recursively."""
     count = 0
     stack: list[tuple[object, str, int]] = [(raw, path, 1)]
@@ -501,7 +387,7 @@ def _check_size(raw: object, path: str) -> None:
                 stack.append((clause, f"{where}.booleanClauses[{i}]", depth + 1))
 
 
-def _describe(exc: ValidationError, prefix: str = "") -> str:
+def describe_error(exc: ValidationError, prefix: str = "") -> str:
     """The first pydantic error as `field.path: what is wrong`."""
     error = exc.errors(include_url=False)[0]
     # Union members add their type name to the location (`range.min.int`): drop those.
@@ -511,7 +397,7 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
     kind = error["type"]
     value = error.get("input")
     if union and kind in ("int_type", "float_type", "int_from_float"):
-        message = f"expected a number, got {_json_type(value)}"
+        message = f"expected a number, got {json_type(value)}"
     elif kind == "enum" and loc and "options" in loc:
         message = f"unknown option {value!r} (known: {', '.join(QueryOption)})"
     elif kind == "extra_forbidden":
@@ -538,7 +424,7 @@ def _format_loc(loc: list[int | str], prefix: str) -> str:
     return out
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -550,33 +436,6 @@ def _json_type(value: object) -> str:
     if isinstance(value, list):
         return "an array"
     return type(value).__name__
-
-
-# --- PHRASE words (shared by the matcher and the SQL translation) ---------------------------
-
-#: ASCII characters that are not word characters ([A-Za-z0-9_]) separate words; every other
-#: character, including any non-ASCII one, is part of a word. Only ASCII letters fold case.
-#: This is the definition SQLite and PostgreSQL can both compute with plain string functions.
-PHRASE_SEPARATORS = "".join(
-    chr(c) for c in range(1, 128) if not (chr(c).isascii() and (chr(c).isalnum() or c == 95))
-)
-_SEPARATOR_RUN = re.compile("[" + re.escape(PHRASE_SEPARATORS) + "]+")
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def phrase_words(text: str) -> list[str]:
-    """The words of `text`, ASCII-lowercased, in order."""
-    return [w for w in _SEPARATOR_RUN.split(text.translate(_ASCII_LOWER)) if w]
-
-
-def phrase_haystack(text: str) -> str:
-    """`text` normalised for PHRASE: lowercased words separated and surrounded by one space."""
-    return " " + _SEPARATOR_RUN.sub(" ", text.translate(_ASCII_LOWER)) + " "
-
-
-def phrase_needle(phrase: str) -> str:
-    """The substring a PHRASE term looks for in `phrase_haystack(value)`."""
-    return " " + " ".join(phrase_words(phrase)) + " "
 
 
 def serialize(task: QueryTask) -> dict[str, Any]:
@@ -597,11 +456,18 @@ def iter_terms(query: Query) -> Iterator[QueryTerm]:
 
 __all__ = [
     "COLLECTION_ITEM",
+    "NUMERIC_SORT_TYPES",
+    "PHRASE_SEPARATORS",
+    "RANGE_TYPES",
+    "TEXT_SORT_TYPES",
     "CONTINUOUS_OPTIONS",
     "ContinuousResult",
     "FIELD_SEPARATOR",
+    "MAX_MATCHED_LENGTH",
+    "MAX_PATTERN_LENGTH",
     "MAX_QUERY_CLAUSES",
     "MAX_QUERY_DEPTH",
+    "MAX_WILDCARD_STARS",
     "MatchType",
     "NumericRange",
     "Occurance",
@@ -620,11 +486,9 @@ __all__ = [
     "UNSUPPORTED_OPTIONS",
     "iter_terms",
     "parse_query",
-    "parse_query_task",
     "phrase_haystack",
     "phrase_needle",
     "phrase_words",
     "serialize",
     "validate_query",
-    "validate_task",
 ]

@@ -14,17 +14,19 @@ COALESCE), so that NOT behaves as in Python. The query tree is translated as is 
 DNF), with the same group rules as `fleetwatch.query.dnf`, so the SQL stays small.
 
 `where_clause` excludes deleted documents unless `include_deleted=True` (the INCLUDE_DELETED
-option); callers need not add `documents.c.deleted` themselves.
+option); callers need not add `documents.c.deleted` themselves. Both functions read the
+`documents` table unless given another `table` with its columns (`self_link`, `kind`,
+`deleted`, `body`), such as the index as of a past sequence (`fleetwatch.index.history`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import (
     Float,
+    FromClause,
     String,
     and_,
     case,
@@ -41,14 +43,14 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.visitors import InternalTraversal
 
-from fleetwatch.query.matcher import number_literal, wildcard_regex
+from fleetwatch.numeric_text import PG_PATTERN, SQLITE_FUNCTION
+from fleetwatch.query.glob import Glob
+from fleetwatch.query.matcher import number_literal
 from fleetwatch.query.spec import (
     COLLECTION_ITEM,
+    MAX_MATCHED_LENGTH,
     NUMERIC_SORT_TYPES,
     MatchType,
     Occurance,
@@ -62,10 +64,7 @@ from fleetwatch.storage.schema import documents
 Bool = ColumnElement[bool]
 
 #: The built-in fields that are also columns (always strings, equal to the body's value).
-_COLUMNS = {
-    "documentKind": documents.c.kind,
-    "documentSelfLink": documents.c.self_link,
-}
+_COLUMNS = {"documentKind": "kind", "documentSelfLink": "self_link"}
 
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LOWER = "abcdefghijklmnopqrstuvwxyz"
@@ -73,13 +72,19 @@ _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _PG_SEPARATOR_RUN = r"[\x01-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]+"
 
 
-def where_clause(query: Query, dialect: str, *, include_deleted: bool = False) -> Bool:
+def where_clause(
+    query: Query,
+    dialect: str,
+    *,
+    include_deleted: bool = False,
+    table: FromClause = documents,
+) -> Bool:
     """The WHERE clause selecting the documents that match `query` (a validated Query)."""
-    nodes = _dialect(dialect)
+    nodes = _dialect(dialect, table)
     clause = _query(query, nodes)
     if include_deleted:
         return clause
-    return and_(documents.c.deleted == false(), clause)
+    return and_(table.c.deleted == false(), clause)
 
 
 def order_by_clause(
@@ -88,6 +93,7 @@ def order_by_clause(
     dialect: str,
     *,
     additional: Sequence[QueryTerm] = (),
+    table: FromClause = documents,
 ) -> list[ColumnElement[object]]:
     """ORDER BY expressions for Xenon's sortTerm/sortOrder (and additionalSortTerms).
 
@@ -95,7 +101,7 @@ def order_by_clause(
     values of another JSON type and missing values sort last in either direction. The
     document link breaks ties, so pages are stable.
     """
-    nodes = _dialect(dialect)
+    nodes = _dialect(dialect, table)
     out: list[ColumnElement[object]] = []
     terms = [(sort_term, sort_order)] + [(t, t.sort_order) for t in additional]
     for term, order in terms:
@@ -104,8 +110,36 @@ def order_by_clause(
         key = nodes.sort_number(node) if numeric else nodes.sort_text(node)
         ordered = key.desc() if order is SortOrder.DESC else key.asc()
         out.append(ordered.nulls_last())
-    out.append(documents.c.self_link.asc())
+    out.append(table.c.self_link.asc())
     return out
+
+
+def number_at(
+    path: Sequence[str], dialect: str, table: FromClause = documents
+) -> ColumnElement[object]:
+    """A body field's value where it is a JSON number, else NULL (what a LONG/DOUBLE sort
+    term sorts by)."""
+    nodes = _dialect(dialect, table)
+    return nodes.sort_number(nodes.path(path))
+
+
+def group_key(
+    path: Sequence[str], dialect: str, table: FromClause = documents
+) -> tuple[ColumnElement[object], ColumnElement[object]]:
+    """What GROUP_BY groups a body by, in SQL: the JSON type (`s`tring, `n`umber, `t`rue or
+    `f`alse; NULL for anything else or nothing) and the value (a string's text, a number's
+    value or text; NULL otherwise). `fleetwatch.query.group_counts` names the groups."""
+    nodes = _dialect(dialect, table)
+    node = nodes.path(path)
+    kind = case(
+        (nodes.is_string(node), literal("s", String)),
+        (nodes.is_number(node), literal("n", String)),
+        (nodes.is_bool(node, "true"), literal("t", String)),
+        (nodes.is_bool(node, "false"), literal("f", String)),
+        else_=None,
+    )
+    value = case((or_(nodes.is_string(node), nodes.is_number(node)), nodes.text(node)), else_=None)
+    return kind, value
 
 
 # --- the query tree ------------------------------------------------------------------------
@@ -131,7 +165,8 @@ def _term(term: QueryTerm, nodes: _Nodes) -> Bool:
         and term.range is None
         and term.match_type is MatchType.TERM
     ):
-        return _COLUMNS[path[0]] == (term.match_value or "")
+        column_: ColumnElement[str] = nodes.table.c[_COLUMNS[path[0]]]
+        return column_ == (term.match_value or "")
     leaf = _leaf_predicate(term, nodes)
     return func.coalesce(_reach(nodes.root(), path, leaf, nodes), false())
 
@@ -154,8 +189,9 @@ def _leaf_predicate(term: QueryTerm, nodes: _Nodes) -> Callable[[_Node], Bool]:
         hi = None if rng.max is None else float(rng.max)
 
         def in_range(node: _Node) -> Bool:
-            x = nodes.number(node)
-            conds: list[Bool] = [nodes.is_number(node)]
+            # NULL (not a number) fails every bound, and validation requires one
+            x = nodes.range_number(node)
+            conds: list[Bool] = []
             if lo is not None:
                 conds.append(x >= lo if rng.is_min_inclusive else x > lo)
             if hi is not None:
@@ -168,16 +204,16 @@ def _leaf_predicate(term: QueryTerm, nodes: _Nodes) -> Callable[[_Node], Bool]:
     if kind is MatchType.PREFIX:
         return lambda n: and_(nodes.is_string(n), nodes.starts_with(n, value))
     if kind is MatchType.WILDCARD:
-        null_matches = wildcard_regex(value).fullmatch("") is not None
+        null_matches = Glob.compile(value).matches("")
 
         def wildcard(node: _Node) -> Bool:
-            hit = and_(nodes.is_string(node), nodes.wildcard(node, value))
+            hit = and_(nodes.is_matchable_string(node), nodes.wildcard(node, value))
             return or_(hit, nodes.is_null(node)) if null_matches else hit
 
         return wildcard
     if kind is MatchType.PHRASE:
         needle = phrase_needle(value)
-        return lambda n: and_(nodes.is_string(n), nodes.contains_phrase(n, needle))
+        return lambda n: and_(nodes.is_matchable_string(n), nodes.contains_phrase(n, needle))
     number = number_literal(value)
 
     def equals(node: _Node) -> Bool:
@@ -203,7 +239,10 @@ class _Node:
 
 
 class _Nodes:
-    """How one dialect reaches, types and compares JSON values."""
+    """How one dialect reaches, types and compares JSON values (in `table`'s bodies)."""
+
+    def __init__(self, table: FromClause) -> None:
+        self.table = table
 
     def root(self) -> _Node:
         raise NotImplementedError
@@ -235,6 +274,10 @@ class _Nodes:
     def is_number(self, node: _Node) -> Bool:
         raise NotImplementedError
 
+    def is_matchable_string(self, node: _Node) -> Bool:
+        """A string WILDCARD and PHRASE examine: at most MAX_MATCHED_LENGTH characters."""
+        return and_(self.is_string(node), func.length(self.text(node)) <= MAX_MATCHED_LENGTH)
+
     def is_null(self, node: _Node) -> Bool:
         return self.json_type(node) == "null"
 
@@ -250,6 +293,18 @@ class _Nodes:
     def contains_phrase(self, node: _Node, needle: str) -> Bool:
         raise NotImplementedError
 
+    def string_number(self, node: _Node) -> ColumnElement[float]:
+        """The value of a string node that is numeric-looking, else NULL."""
+        raise NotImplementedError
+
+    def range_number(self, node: _Node) -> ColumnElement[float]:
+        """What a range compares: a number, or a numeric-looking string's value; else NULL."""
+        return case(
+            (self.is_number(node), self.number(node)),
+            (self.is_string(node), self.string_number(node)),
+            else_=None,
+        )
+
     def sort_number(self, node: _Node) -> ColumnElement[object]:
         return case((self.is_number(node), self.number(node)), else_=None)
 
@@ -259,7 +314,7 @@ class _Nodes:
 
 class _SqliteNodes(_Nodes):
     def root(self) -> _Node:
-        return _Node(documents.c.body, literal("$", String))
+        return _Node(self.table.c.body, literal("$", String))
 
     def key(self, node: _Node, part: str) -> _Node:
         assert node.path is not None
@@ -293,6 +348,11 @@ class _SqliteNodes(_Nodes):
     def is_string(self, node: _Node) -> Bool:
         return self.json_type(node) == "text"
 
+    def string_number(self, node: _Node) -> ColumnElement[float]:
+        # The matcher's own function (registered by fleetwatch.storage on each connection).
+        value: ColumnElement[float] = getattr(func, SQLITE_FUNCTION)(self.text(node), type_=Float)
+        return value
+
     def is_number(self, node: _Node) -> Bool:
         return self.json_type(node).in_(["integer", "real"])
 
@@ -308,9 +368,8 @@ class _SqliteNodes(_Nodes):
         return self.text(node).op("GLOB")(literal(glob, String))
 
     def contains_phrase(self, node: _Node, needle: str) -> Bool:
-        # Runs of spaces collapse (`<` and `>` cannot occur: they are separators).
-        words: ColumnElement[str] = _SqlitePhraseText(self.text(node))
-        words = func.replace(func.replace(func.replace(words, " ", "<>"), "><", ""), "<>", " ")
+        # fleetwatch_words is registered on every connection (fleetwatch.storage.sqlite_functions).
+        words = func.fleetwatch_words(self.text(node), type_=String)
         haystack = literal(" ", String) + words + literal(" ", String)
         return func.instr(haystack, needle) > 0
 
@@ -320,7 +379,7 @@ class _SqliteNodes(_Nodes):
 
 class _PostgresNodes(_Nodes):
     def root(self) -> _Node:
-        return _Node(type_coerce(documents.c.body, JSONB))
+        return _Node(type_coerce(self.table.c.body, JSONB))
 
     def key(self, node: _Node, part: str) -> _Node:
         return _Node(node.expr.op("->", return_type=JSONB)(literal(part, String)))
@@ -353,6 +412,14 @@ class _PostgresNodes(_Nodes):
     def is_string(self, node: _Node) -> Bool:
         return self.json_type(node) == "string"
 
+    def string_number(self, node: _Node) -> ColumnElement[float]:
+        # The pattern's bounds keep the cast from overflowing; CASE orders check and cast.
+        text = self.text(node)
+        return case(
+            (text.op("~")(literal(PG_PATTERN, String)), cast(text, DOUBLE_PRECISION)),
+            else_=None,
+        )
+
     def is_number(self, node: _Node) -> Bool:
         return self.json_type(node) == "number"
 
@@ -379,45 +446,14 @@ class _PostgresNodes(_Nodes):
         return case((self.is_string(node), self.text(node).collate("C")), else_=None)
 
 
-class _SqlitePhraseText(ColumnElement[str]):
-    """A string with ASCII letters lowercased and every ASCII separator made a space.
-
-    SQLite has no regular expressions and its parser cannot nest 64 replace() calls, so a
-    recursive CTE walks the characters (its cost grows with the square of the length).
-    """
-
-    __visit_name__ = "fleetwatch_phrase_text"
-    inherit_cache = True
-    type = String()
-    _traverse_internals = [("value", InternalTraversal.dp_clauseelement)]
-
-    def __init__(self, value: ColumnElement[str]) -> None:
-        self.value = value
+_DIALECTS: dict[str, type[_Nodes]] = {"sqlite": _SqliteNodes, "postgresql": _PostgresNodes}
 
 
-@compiles(_SqlitePhraseText, "sqlite")
-def _compile_phrase_text(element: _SqlitePhraseText, compiler: SQLCompiler, **kw: Any) -> str:
-    value = compiler.process(element.value, **kw)
-    char = "substr(v, i, 1)"
-    code = f"unicode({char})"
-    # ASCII folding by code point, not lower(), which an ICU build would make Unicode-aware.
-    return (
-        f"(WITH RECURSIVE fw_phrase(i, v, o) AS (SELECT 1, {value}, '' UNION ALL "
-        f"SELECT i + 1, v, o || CASE WHEN {code} < 128 AND NOT ({char} GLOB '[A-Za-z0-9_]') "
-        f"THEN ' ' WHEN {code} BETWEEN 65 AND 90 THEN char({code} + 32) ELSE {char} END "
-        "FROM fw_phrase WHERE i <= length(v)) "
-        "SELECT o FROM fw_phrase ORDER BY i DESC LIMIT 1)"
-    )
-
-
-_DIALECTS: dict[str, _Nodes] = {"sqlite": _SqliteNodes(), "postgresql": _PostgresNodes()}
-
-
-def _dialect(name: str) -> _Nodes:
+def _dialect(name: str, table: FromClause) -> _Nodes:
     try:
-        return _DIALECTS[name]
+        return _DIALECTS[name](table)
     except KeyError:
         raise ValueError(f"unsupported SQL dialect {name!r} (sqlite or postgresql)") from None
 
 
-__all__ = ["order_by_clause", "where_clause"]
+__all__ = ["number_at", "order_by_clause", "where_clause"]

@@ -55,26 +55,43 @@ task's documentCount stays exact. A delete of a matching document is always kind
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleetwatch.index.document import Action, Change, JsonObject
+from fleetwatch.index.document import Change
 from fleetwatch.index.store import DocumentIndex
-from fleetwatch.query.matcher import CompiledQuery, compile_query
+from fleetwatch.query.matcher import compile_query
 from fleetwatch.query.predicate_index import PredicateIndex
-from fleetwatch.query.snapshot import snapshot
+from fleetwatch.query.snapshot import snapshot, write_seq
 from fleetwatch.query.spec import Query
 from fleetwatch.query.sql import where_clause
+from fleetwatch.query.stream_events import (
+    Event,
+    EventKind,
+    StreamMode,
+    StreamObserver,
+    classify,
+)
+from fleetwatch.query.stream_messages import (
+    Chunk,
+    Closed,
+    Current,
+    Initial,
+    Message,
+    Notification,
+    ResumeTooOld,
+    Resync,
+    SubscriptionError,
+    UnknownStream,
+)
+from fleetwatch.query.subscription import Stream, Subscription
+from fleetwatch.storage.interruptible import interruptible
 from fleetwatch.storage.schema import documents
 
 log = logging.getLogger(__name__)
@@ -86,157 +103,8 @@ REPLAY_BATCH = 1000
 
 #: Reads the initial results inside the snapshot: a list of payload chunks (maybe empty).
 InitialLoader = Callable[[AsyncConnection], Awaitable[list[Any]]]
-
-
-class EventKind(StrEnum):
-    """What a change did to a stream's result set."""
-
-    ADDED = "added"
-    UPDATED = "updated"
-    DELETED = "deleted"
-    STOP_MATCH = "stopMatch"
-
-
-#: Why a document left a result set, by event kind.
-LEAVE_REASONS = {
-    EventKind.DELETED: "the document was deleted",
-    EventKind.STOP_MATCH: "the document no longer matches the query",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A change as one stream sees it."""
-
-    change: Change
-    kind: EventKind
-    #: Whether the previous version was in the result set (known for leave-tracking streams
-    #: and for matches; False when a stream does not evaluate previous versions).
-    before: bool = False
-
-    @property
-    def seq(self) -> int:
-        return self.change.seq
-
-    @property
-    def reason(self) -> str | None:
-        """Why the document left the result set, for deletes and stop-matches."""
-        return LEAVE_REASONS.get(self.kind)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamMode:
-    """Which events a stream passes on to its subscribers (see the module docstring)."""
-
-    notify_match: bool = True
-    notify_leave: bool = False
-    track_leave: bool = False
-
-    @property
-    def evaluates_previous(self) -> bool:
-        return self.notify_leave or self.track_leave
-
-    def delivers(self, kind: EventKind) -> bool:
-        if kind is EventKind.STOP_MATCH:
-            return self.notify_leave
-        if kind is EventKind.DELETED:
-            return self.notify_match or self.notify_leave
-        return self.notify_match
-
-
-class StreamObserver(Protocol):
-    """Per-stream state kept in step with the log (e.g. a COUNT task's counters)."""
-
-    def on_event(self, event: Event) -> JsonObject | None:
-        """A new event, in sequence order: update state, return the annotation to send."""
-
-    def describe(self, event: Event) -> JsonObject | None:
-        """The annotation for a replayed (old) event; must not change state."""
-
-
-@dataclass(frozen=True, slots=True)
-class Initial:
-    seq: int
-    payload: Any
-    last: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    seq: int
-    event: Event
-    annotation: JsonObject | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Resync:
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    seq: int
-    reason: str
-
-
-Message = Initial | Notification | Resync | Closed
-
-
-class SubscriptionError(Exception):
-    """A subscription that cannot be made; the message says why."""
-
-
-class UnknownStream(SubscriptionError):
-    def __init__(self, key: str) -> None:
-        super().__init__(f"no open stream {key!r}")
-
-
-class ResumeTooOld(SubscriptionError):
-    def __init__(self, since: int, first: int) -> None:
-        super().__init__(
-            f"sequence {since} is older than the change log keeps (oldest kept: {first}); "
-            "subscribe again without since to get the current results"
-        )
-        self.since = since
-        self.first = first
-
-
-@dataclass(eq=False)
-class Stream:
-    """One registered query and its subscribers."""
-
-    key: str
-    query: Query
-    compiled: CompiledQuery
-    mode: StreamMode
-    observer: StreamObserver | None
-    subscribers: set[Subscription] = field(default_factory=set)
-    owned_by: Subscription | None = None
-    #: Events buffered while the stream is catching up (None once live).
-    pending: list[Event] | None = None
-    closed: bool = False
-
-    def classify(self, change: Change, matched_now: bool, matched_before: bool) -> Event | None:
-        """The event `change` is for this stream, or None."""
-        kind = classify(change.action, matched_now, matched_before)
-        return None if kind is None else Event(change, kind, matched_before)
-
-    def evaluate(self, change: Change) -> Event | None:
-        """Match a change from scratch (replays): current and previous version."""
-        now = self.compiled.matches(change.body)
-        before = change.prev_body is not None and (
-            (now or self.mode.evaluates_previous) and self.compiled.matches(change.prev_body)
-        )
-        return self.classify(change, now, before)
-
-
-def classify(action: Action, matched_now: bool, matched_before: bool) -> EventKind | None:
-    """Added, updated, deleted, stopped matching, or nothing."""
-    if action is Action.DELETE:
-        return EventKind.DELETED if matched_now or matched_before else None
-    if matched_now:
-        return EventKind.UPDATED if matched_before else EventKind.ADDED
-    return EventKind.STOP_MATCH if matched_before else None
+#: Takes a stream's initial results before any later event reaches its observer.
+Initialize = Callable[[list[Initial]], None]
 
 
 class SubscriptionHub:
@@ -312,18 +180,27 @@ class SubscriptionHub:
         observer: StreamObserver | None = None,
         loader: InitialLoader | None = None,
         since: int | None = None,
+        as_of: int | None = None,
+        initialize: Initialize | None = None,
+        squash_millis: int = 0,
     ) -> tuple[Stream, list[Initial]]:
         """Register `query` under `key`, in step with the log.
 
         With a `loader`, the initial results are read in a snapshot at S and the stream
-        (its observer) starts at S+1; with `since` (e.g. a task resumed after a restart),
-        the observer first sees every change after `since` from the log, falling back to
-        the loader if that part of the log was trimmed; otherwise it starts now.
+        (its observer) starts at S+1; with `as_of` too, the loader reads the index as of
+        that sequence and the observer then sees every change after it from the log (and
+        so does every subscriber given a loader). With `since` (e.g. a task resumed after a
+        restart), the observer first sees every change after `since` from the log, falling
+        back to the loader if that part of the log was trimmed; otherwise it starts now.
+        `initialize` gets the initial results before the observer sees any later event.
+        `squash_millis`: see `fleetwatch.query.squash`.
         """
         if key in self._streams:
             raise SubscriptionError(f"a stream {key!r} is already open")
         compiled = compile_query(query)
         stream = Stream(key, query, compiled, mode or StreamMode(), observer, pending=[])
+        stream.as_of = as_of
+        stream.squash_millis = squash_millis
         self._register(stream)
         # Everything up to here was dispatched before the stream existed; later events are
         # buffered in `pending` until the stream has caught up.
@@ -333,7 +210,13 @@ class SubscriptionHub:
             if since is not None and await self._retained(since):
                 position = await self._replay_into(stream, since)
             elif loader is not None:
-                initial, position = await self._load(loader)
+                if as_of is not None and not await self._retained(as_of):
+                    raise ResumeTooOld(as_of, await self.index.first_retained_seq())
+                initial, position = await self._load(loader, as_of)
+                if initialize is not None:
+                    initialize(initial)
+                if as_of is not None:
+                    position = await self._replay_into(stream, as_of)
             assert stream.pending is not None
             pending, stream.pending = stream.pending, None
             for event in pending:
@@ -392,12 +275,24 @@ class SubscriptionHub:
             ):
                 return position
 
-    async def _load(self, loader: InitialLoader) -> tuple[list[Initial], int]:
+    async def _load(
+        self, loader: InitialLoader, as_of: int | None = None
+    ) -> tuple[list[Initial], int]:
+        """The loader's chunks, read in one snapshot: as of that snapshot's sequence, or
+        of `as_of` when the loader reads the index as it was then."""
         async with snapshot(self.index.db) as (conn, seq):
-            chunks = await loader(conn)
+            chunks = await interruptible(conn, loader(conn))
+        if as_of is not None:
+            seq = as_of
         if not chunks:
             return [Initial(seq, [], True)], seq
-        return [Initial(seq, c, i == len(chunks) - 1) for i, c in enumerate(chunks)], seq
+        last = len(chunks) - 1
+        return [
+            Initial(seq, c.payload, i == last, c.seqs)
+            if isinstance(c, Chunk)
+            else Initial(seq, c, i == last)
+            for i, c in enumerate(chunks)
+        ], seq
 
     # --- subscribers -------------------------------------------------------------------
 
@@ -407,12 +302,15 @@ class SubscriptionHub:
         *,
         since: int | None = None,
         loader: InitialLoader | None = None,
+        markers: bool = False,
     ) -> Subscription:
         """Subscribe to an open stream.
 
         `since=None` with a loader: the initial results (snapshot at S), then every
         notification after S. `since=None` without one: notifications from now on.
         `since=N`: every matching change after N from the log, then live ones.
+        `markers`: also send `Current(seq)` once the subscriber holds everything up to seq
+        (after the initial results, after the replay, or at once when there is neither).
         """
         stream = self._streams.get(key)
         if stream is None:
@@ -421,11 +319,16 @@ class SubscriptionHub:
             raise ResumeTooOld(since, await self.index.first_retained_seq())
         if stream.closed:
             raise UnknownStream(key)
-        sub = Subscription(self, stream, self.queue_limit)
+        sub = Subscription(self, stream, self.queue_limit, markers=markers)
         stream.subscribers.add(sub)  # from here on live notifications queue up
         try:
             if since is not None:
                 sub._start_replay(since)
+            elif loader is not None and stream.as_of is not None:
+                if not await self._retained(stream.as_of):
+                    raise ResumeTooOld(stream.as_of, await self.index.first_retained_seq())
+                initial, _ = await self._load(loader, stream.as_of)
+                sub._start_at(initial, stream.as_of)
             elif loader is not None:
                 initial, seq = await self._load(loader)
                 sub._start_with(initial, seq)
@@ -444,24 +347,29 @@ class SubscriptionHub:
         include_initial: bool = True,
         mode: StreamMode | None = None,
         loader: InitialLoader | None = None,
+        markers: bool = False,
     ) -> Subscription:
         """Subscribe to an ad-hoc query: a private stream that closes with the subscription.
 
-        The default initial results are the matching documents (bodies, by self link).
+        The default initial results are the matching documents' bodies in the order of
+        their last write (`documents_loader`), each chunk with their sequences.
         """
         key = f"adhoc:{next(self._adhoc)}"
         stream, _ = await self.open_stream(key, query, mode=mode)
         if include_initial and loader is None:
             loader = documents_loader(query, self.index.db.dialect)
         try:
-            sub = await self.subscribe(key, since=since, loader=loader if include_initial else None)
+            sub = await self.subscribe(
+                key, since=since, loader=loader if include_initial else None, markers=markers
+            )
         except BaseException:
             await self.close_stream(key, "subscription failed")
             raise
         stream.owned_by = sub
         return sub
 
-    def _detach(self, sub: Subscription) -> None:
+    def detach(self, sub: Subscription) -> None:
+        """Stop feeding `sub`; an ad-hoc stream it owned is closed."""
         stream = sub.stream
         stream.subscribers.discard(sub)
         if stream.owned_by is sub:
@@ -509,176 +417,41 @@ class SubscriptionHub:
             stream.pending.append(event)
             return
         annotation = stream.observer.on_event(event) if stream.observer is not None else None
-        if not stream.mode.delivers(event.kind) or not stream.subscribers:
+        if not stream.mode.passes(event.kind, annotation) or not stream.subscribers:
             return
         note = Notification(event.seq, event, annotation)
         for sub in list(stream.subscribers):
             sub._push(note)
 
 
-class Subscription:
-    """An async iterator of one subscriber's messages (see the module docstring)."""
-
-    def __init__(self, hub: SubscriptionHub, stream: Stream, limit: int) -> None:
-        self.hub = hub
-        self.stream = stream
-        self.limit = limit
-        #: The last sequence handed to the consumer (or covered by what it was handed).
-        self.position = 0
-        self._prefix: deque[Message] = deque()
-        self._queue: deque[Notification] = deque()
-        self._handover = 0
-        self._replay_from: int | None = None
-        self._end_message: Resync | Closed | None = None
-        self._overrun = False
-        self._finished = False
-        self._wake = asyncio.Event()
-
-    @property
-    def key(self) -> str:
-        return self.stream.key
-
-    @property
-    def queued(self) -> int:
-        """Notifications waiting for the consumer."""
-        return len(self._queue)
-
-    def _start_with(self, initial: list[Initial], seq: int) -> None:
-        self._prefix.extend(initial)
-        self._handover = seq
-        self.position = seq
-
-    def _start_replay(self, since: int) -> None:
-        self._replay_from = since
-        self._handover = since
-        self.position = since
-
-    def _push(self, note: Notification) -> None:
-        if self._overrun or self._finished:
-            return
-        if len(self._queue) >= self.limit:
-            # Bounded memory: detach now; the consumer gets what is queued, then Resync.
-            self._overrun = True
-            self.hub.resyncs += 1
-            self._detach()
-        else:
-            self._queue.append(note)
-        self._wake.set()
-
-    def _end(self, message: Closed) -> None:
-        if self._end_message is None and not self._overrun:
-            self._end_message = message
-        self._detach()
-        self._wake.set()
-
-    def _detach(self) -> None:
-        self.hub._detach(self)
-
-    async def aclose(self) -> None:
-        """Stop receiving; the iterator ends."""
-        self._finished = True
-        self._detach()
-        self._wake.set()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Message:
-        while True:
-            if self._finished:
-                raise StopAsyncIteration
-            message = self._take_ready()
-            if message is not None:
-                return message
-            if self._replay_from is not None:
-                await self._replay_step()
-                continue
-            self._wake.clear()
-            await self._wake.wait()
-
-    def ready(self, limit: int = 1000) -> list[Message]:
-        """Up to `limit` messages available now, without waiting (adapters batch sends)."""
-        out: list[Message] = []
-        while len(out) < limit and not self._finished:
-            message = self._take_ready()
-            if message is None:
-                break
-            out.append(message)
-        return out
-
-    def _take_ready(self) -> Message | None:
-        """The next message if one is available without I/O, else None."""
-        if self._prefix:
-            message = self._prefix.popleft()
-            if not isinstance(message, Initial) or message.last:
-                self.position = max(self.position, message.seq)
-            return message
-        if self._replay_from is not None:
-            return None
-        while self._queue:
-            note = self._queue.popleft()
-            if note.seq <= self._handover:
-                continue
-            self.position = note.seq
-            return note
-        if self._overrun:
-            self._finished = True
-            return Resync(self.position)
-        if self._end_message is not None:
-            self._finished = True
-            end = self._end_message
-            if isinstance(end, Closed):
-                return Closed(max(self.position, end.seq), end.reason)
-            return end
-        return None
-
-    async def _replay_step(self) -> None:
-        """Read the next batch of the log after `since`; switch to live when caught up."""
-        assert self._replay_from is not None
-        start = self._replay_from
-        batch = await self.hub.index.read_changes(start, limit=self.hub.replay_batch)
-        for change in batch:
-            event = self.stream.evaluate(change)
-            if event is None or not self.stream.mode.delivers(event.kind):
-                continue
-            observer = self.stream.observer
-            annotation = observer.describe(event) if observer is not None else None
-            self._prefix.append(Notification(event.seq, event, annotation))
-        position = batch[-1].seq if batch else start
-        self._handover = max(self._handover, position)
-        caught_up = len(batch) < self.hub.replay_batch or (
-            bool(self._queue) and position >= self._queue[0].seq - 1
-        )
-        if caught_up:
-            self._replay_from = None
-            if not self._prefix:
-                self.position = max(self.position, position)
-        else:
-            self._replay_from = position
-            if not self._prefix:
-                self.position = max(self.position, position)
-
-
 def documents_loader(query: Query, dialect: str, chunk: int = INITIAL_CHUNK) -> InitialLoader:
-    """The default initial results: matching live document bodies by self link, in chunks."""
+    """The default initial results: matching live document bodies in the order of their
+    last write, in Chunks carrying those writes' sequences (one query, see `write_seq`)."""
 
     async def load(conn: AsyncConnection) -> list[Any]:
+        seq = write_seq().label("write_seq")
         result = await conn.execute(
-            select(documents.c.body)
+            select(seq, documents.c.body)
             .where(where_clause(query, dialect))
-            .order_by(documents.c.self_link)
+            .order_by(seq, documents.c.self_link)
         )
-        bodies = [row[0] for row in result]
-        return [bodies[i : i + chunk] for i in range(0, len(bodies), chunk)]
+        rows = [(int(row[0] or 0), row[1]) for row in result]
+        return [
+            Chunk([body for _, body in part], tuple(s for s, _ in part))
+            for part in (rows[i : i + chunk] for i in range(0, len(rows), chunk))
+        ]
 
     return load
 
 
 __all__ = [
+    "Chunk",
     "Closed",
+    "Current",
     "Event",
     "EventKind",
     "Initial",
+    "Initialize",
     "InitialLoader",
     "Message",
     "Notification",

@@ -2,7 +2,7 @@
 
 A continuous task's record is also its stream's observer: it sees every event in sequence
 order and keeps what GET shows (Xenon: the latest notification's results; for COUNT the
-running `documentCount` and `continuousResults`).
+running `documentCount` and `continuousResults`; for GROUP_BY + COUNT every group's count).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from fleetwatch.index.document import JsonObject, now_micros
+from fleetwatch.query.group_counts import GroupCounts
+from fleetwatch.query.matcher import CompiledQuery, compile_query
 from fleetwatch.query.scope import restrict_spec, scope_json
 from fleetwatch.query.spec import Query, QueryOption, QuerySpecification, QueryTask, TaskStage
 from fleetwatch.query.subscriptions import Event, EventKind, StreamMode
@@ -22,6 +24,8 @@ INDEX_LINK = "/core/document-index"
 NODE_SELECTOR_LINK = "/core/node-selectors/default"
 #: Stages after which a task no longer runs.
 FINAL_STAGES = frozenset({TaskStage.FINISHED, TaskStage.FAILED, TaskStage.CANCELLED})
+#: Events whose document may no longer match the task (so may be out of the user's scope).
+LEAVING = frozenset({EventKind.STOP_MATCH, EventKind.DELETED})
 
 
 @dataclass
@@ -93,6 +97,11 @@ class TaskRecord:
     state_seq: int = -1
     results: JsonObject = field(default_factory=dict)
     counters: Counters | None = None
+    #: GROUP_BY + COUNT + CONTINUOUS: the live counts.
+    group_counts: GroupCounts | None = None
+    #: TIME_SNAPSHOT + CONTINUOUS: the sequence the boundary stands for (subscribers get
+    #: the results as of it, then every change after it).
+    as_of_seq: int | None = None
     version: int = 0
     update_micros: int = 0
     duration_micros: int = 0
@@ -116,6 +125,21 @@ class TaskRecord:
         assert query is not None  # parse_query_task requires one
         return query
 
+    @cached_property
+    def compiled_scope(self) -> CompiledQuery | None:
+        return None if self.scope is None else compile_query(self.scope)
+
+    def shown_document(self, event: Event) -> JsonObject | None:
+        """The document an EXPAND_CONTENT notification carries: the version written, unless
+        it left the user's scope (a host moved to another team, say): then the version
+        before, which the user could see, or nothing (only the link) if that is out too."""
+        body = event.change.body
+        scope = self.compiled_scope
+        if scope is None or event.kind not in LEAVING or scope.matches(body):
+            return body
+        before = event.change.prev_body
+        return before if before is not None and scope.matches(before) else None
+
     @property
     def continuous(self) -> bool:
         return self.task.spec.is_continuous
@@ -130,6 +154,32 @@ class TaskRecord:
         return self.task.spec.has(QueryOption.COUNT)
 
     @property
+    def grouped_count(self) -> bool:
+        """GROUP_BY + COUNT: the results are group counts."""
+        return self.count and self.task.spec.has(QueryOption.GROUP_BY)
+
+    @property
+    def squash_millis(self) -> int:
+        return self.task.squash_millis or 0
+
+    def start_counting(self) -> None:
+        """A continuous COUNT task's counters (group counts with GROUP_BY), from zero."""
+        spec = self.task.spec
+        if self.grouped_count and spec.group_by_term is not None:
+            self.group_counts = GroupCounts(spec.group_by_term.property_name or "")
+        elif self.count:
+            self.counters = Counters()
+
+    def resume_counting(self) -> None:
+        """The counters a saved task's results hold."""
+        spec = self.task.spec
+        if self.grouped_count and spec.group_by_term is not None:
+            name = spec.group_by_term.property_name or ""
+            self.group_counts = GroupCounts.from_results(name, self.results)
+        elif self.count:
+            self.counters = Counters.from_results(self.results)
+
+    @property
     def running(self) -> bool:
         return self.continuous and self.stage is TaskStage.STARTED
 
@@ -141,12 +191,19 @@ class TaskRecord:
             notify_match=spec.has(QueryOption.CONTINUOUS),
             notify_leave=stop_match,
             track_leave=stop_match or self.count,
+            annotated_only=self.grouped_count,
         )
 
     # --- the stream observer -----------------------------------------------------------
 
     def on_event(self, event: Event) -> JsonObject | None:
         """A new event of this task's stream: keep GET's view and the counters."""
+        if self.group_counts is not None:
+            moved = self.group_counts.apply(event)
+            if moved is not None:
+                self.results = self.group_counts.results()
+                self.touch()
+            return moved
         annotation: JsonObject | None = None
         if self.counters is not None:
             self.counters.apply(event)
@@ -155,7 +212,8 @@ class TaskRecord:
             link = event.change.self_link
             results: JsonObject = {"documentLinks": [link]}
             if self.expand:
-                results["documents"] = {link: event.change.body}
+                document = self.shown_document(event)
+                results["documents"] = {} if document is None else {link: document}
             if annotation is not None:
                 results.update(annotation)
             self.results = results
@@ -166,6 +224,8 @@ class TaskRecord:
 
     def describe(self, event: Event) -> JsonObject | None:
         """A replayed event's annotation: the current counters (history is not kept)."""
+        if self.group_counts is not None:
+            return self.group_counts.describe(event)
         return self.counters.annotation() if self.counters is not None else None
 
     def touch(self) -> None:
@@ -205,6 +265,10 @@ class TaskRecord:
         }
         if self.scope is not None:
             body["scope"] = scope_json(self.scope)
+        if self.task.squash_millis is not None:
+            body["squashMillis"] = self.task.squash_millis
+        if self.as_of_seq is not None:
+            body["asOfSeq"] = self.as_of_seq
         return body
 
     def row(self) -> TaskRow:

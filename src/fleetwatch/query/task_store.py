@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Update
 
 from fleetwatch.index.document import JsonObject, now_micros
-from fleetwatch.query.pages import PageSet
+from fleetwatch.query.pages import PLAIN, PageSet, PageView
 from fleetwatch.storage.database import Database
 from fleetwatch.storage.schema import (
     query_page_sets,
@@ -172,14 +172,45 @@ class TaskStore:
     async def insert_page_set(self, page_set: PageSet) -> None:
         """Keep a task's result pages where every node can serve them."""
         async with self.db.transaction() as conn:
-            await conn.execute(insert(query_page_sets).values(**dataclasses.asdict(page_set)))
+            await conn.execute(insert(query_page_sets), [_page_set_row(page_set)])
+
+    async def insert_page_sets(self, page_sets: Sequence[PageSet]) -> None:
+        """Keep many page sets (a GROUP_BY result's, a SINGLE_USE result's) in one go."""
+        if not page_sets:
+            return
+        async with self.db.transaction() as conn:
+            for i in range(0, len(page_sets), 500):
+                chunk = page_sets[i : i + 500]
+                await conn.execute(insert(query_page_sets), [_page_set_row(p) for p in chunk])
+
+    async def claim_page_set(self, set_id: str) -> bool:
+        """Delete a single-use page; True for the one caller that deleted it (any node)."""
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                delete(query_page_sets).where(query_page_sets.c.id == set_id)
+            )
+            return int(result.rowcount or 0) == 1
 
     async def load_page_set(self, set_id: str) -> PageSet | None:
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(select(query_page_sets).where(query_page_sets.c.id == set_id))
             ).first()
-        return None if row is None else PageSet(**row._mapping)
+        return None if row is None else _page_set_from_row(row._mapping)
+
+    async def live_page_set_tasks(self, owner_id: int, now_micros: int) -> list[str]:
+        """The task links of `owner_id`'s page sets that have not expired, one per run of
+        a task: a GROUP_BY or SINGLE_USE run leaves many sets, all with its link and expiry."""
+        async with self.db.connect() as conn:
+            rows = await conn.execute(
+                select(query_page_sets.c.task_link)
+                .where(
+                    query_page_sets.c.owner_id == owner_id,
+                    query_page_sets.c.expiration_micros > now_micros,
+                )
+                .group_by(query_page_sets.c.task_link, query_page_sets.c.expiration_micros)
+            )
+            return [str(link) for link in rows.scalars()]
 
     async def delete_expired_page_sets(self, now_micros: int) -> int:
         async with self.db.transaction() as conn:
@@ -353,3 +384,22 @@ def _webhook_row(m: Any) -> WebhookRow:
         created_micros=int(m["created_micros"]),
         updated_micros=int(m["updated_micros"]),
     )
+
+
+def _page_set_row(page_set: PageSet) -> dict[str, Any]:
+    """A page set as a row; a view other than the plain one rides in the `links` column
+    (as {"links": [...], "view": {...}}), so older rows (a plain list) still read."""
+    row = {f.name: getattr(page_set, f.name) for f in dataclasses.fields(page_set)}
+    view = row.pop("view")
+    if view != PLAIN:
+        row["links"] = {"links": page_set.links, "view": view.to_json()}
+    return row
+
+
+def _page_set_from_row(mapping: Any) -> PageSet:
+    row = dict(mapping)
+    links = row["links"]
+    if isinstance(links, dict):
+        row["links"] = links["links"]
+        row["view"] = PageView.from_json(links["view"])
+    return PageSet(**row)

@@ -8,10 +8,16 @@ S, so its counters and subscribers start at S+1.
 
 Lifecycle: PATCH `taskInfo.stage` CANCELLED (or FINISHED/FAILED) stops a continuous task
 and closes its subscribers; DELETE stops it and removes it (no filter is left behind); a
-task expires at `documentExpirationTimeMicros` (default 600 s after creation, as in Xenon;
-2**63-1 never expires) and is then removed like a DELETE. Standing tasks, their counters and
-webhook subscriptions are persisted and resumed after a restart from the last sequence
-they reflect.
+task expires at `documentExpirationTimeMicros` (default 600 s after creation, as in Xenon)
+and is then removed like a DELETE; a later expiry than `max_task_lifetime` from now (Xenon's
+2**63-1 "never" included) is lowered to it, so no task outlives its users unattended. A user
+holds at most `max_tasks_per_user` tasks: one more answers 429. A direct task keeps nothing
+but, with a `resultLimit`, its result pages: they last until its expiry, at most
+`DIRECT_PAGES_SECONDS` (the default expiry) after it ran, and each such live page set counts
+as one of the user's tasks (on every node: they are counted in the store), so a user cannot
+pile up page sets by sending direct tasks. Pages to keep longer need a standing task.
+Standing tasks, their counters and webhook subscriptions are persisted and resumed after a
+restart from the last sequence they reflect.
 
 On a cluster every node runs every standing task (each sees the whole change log), so a
 stream of any task can be opened on any node; a node that creates, changes or removes a
@@ -19,6 +25,15 @@ task tells the others (`Invalidations`, topic `query-tasks`), which re-read the 
 Each saved task row carries the sequence its state reflects, so whichever node saved it
 last, a node adopting it resumes right after. Webhook deliveries are a once-only job: the
 holder of the `webhooks` lease delivers them (see `fleetwatch.query.webhooks`).
+
+The server keeps standing tasks of its own too (`ensure_system`, e.g. a policy's failing
+hosts, whose webhooks are the policy's automations): they live under `SYSTEM_BASE`, outside
+every factory, have no owner and never expire; on a cluster they are shared like any task.
+
+The service is spread over modules, one noun each: `task_requests` (factories, links,
+request bodies, `TaskError`), `task_records` (a task's record), `task_store` (its rows),
+`task_initial` (initial results), `task_runs` (one-shot and direct runs, continuous
+starts, the per-user limit) and `task_resume` (resuming after a restart, and a cluster's `sync`).
 """
 
 from __future__ import annotations
@@ -27,53 +42,51 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import re
-import secrets
-from typing import Any
-
-import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleetwatch.bus.bus import Invalidations, Lease, LocalLease, cancel_all
 from fleetwatch.config import Settings
 from fleetwatch.index.document import JsonObject, now_micros
 from fleetwatch.index.store import DocumentIndex
+from fleetwatch.outbound import OutboundGuard, OutboundRefused, OutboundUnresolved
 from fleetwatch.periodic import Periodic
-from fleetwatch.query import execution
 from fleetwatch.query.notifications import message_json
-from fleetwatch.query.pages import PageSet, PageStore
-from fleetwatch.query.scope import check_size, parse_scope
-from fleetwatch.query.snapshot import snapshot
+from fleetwatch.query.option_rules import parse_query_task
+from fleetwatch.query.page_reader import PageMissing, find_page, read_page
+from fleetwatch.query.pages import PageStore
+from fleetwatch.query.rendering import PageGone
+from fleetwatch.query.scope import check_size
 from fleetwatch.query.spec import (
     Query,
-    QueryOption,
     QuerySpecError,
     QueryTask,
     TaskStage,
-    parse_query_task,
 )
 from fleetwatch.query.subscriptions import (
-    Initial,
     InitialLoader,
     Message,
     Subscription,
     SubscriptionHub,
 )
-from fleetwatch.query.task_records import FINAL_STAGES, Counters, TaskRecord
-from fleetwatch.query.task_store import TaskExists, TaskRow, TaskStore, WebhookRow
+from fleetwatch.query.task_initial import initial_loader
+from fleetwatch.query.task_records import FINAL_STAGES, TaskRecord
+from fleetwatch.query.task_requests import (
+    FACTORIES,
+    NEVER,
+    SYSTEM_FACTORY,
+    TaskError,
+    link_for,
+    link_taken,
+    parse_patch,
+    parse_webhook,
+    system_link,
+)
+from fleetwatch.query.task_resume import TaskResume
+from fleetwatch.query.task_runs import TaskRuns
+from fleetwatch.query.task_store import TaskExists, TaskStore, WebhookRow
 from fleetwatch.query.webhooks import WebhookDispatcher, WebhookPolicy
 
 log = logging.getLogger(__name__)
 
-#: The task factories and their paths.
-FACTORIES = {
-    "local-query-tasks": "/core/local-query-tasks",
-    "query-tasks": "/core/query-tasks",
-}
-#: Xenon's QueryTaskService.DEFAULT_EXPIRATION_SECONDS.
-DEFAULT_EXPIRATION_SECONDS = 600
-#: Documents per initial-results message.
-INITIAL_CHUNK = 500
 #: How often dirty task state and webhook cursors are saved.
 FLUSH_INTERVAL = 0.5
 #: How often a cluster node re-reads the task table even without being told.
@@ -82,19 +95,9 @@ SYNC_INTERVAL = 5.0
 TOPIC = "query-tasks"
 #: How often expired result pages are deleted from the store (seconds).
 PAGE_PURGE_INTERVAL = 60.0
-_ID = re.compile(r"^[A-Za-z0-9._~-]{1,200}$")
 
 
-class TaskError(Exception):
-    """A request the task service refuses; `status` is the HTTP status to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class QueryTaskService:
+class QueryTaskService(TaskResume, TaskRuns):
     """Owns every query task, their streams in the hub, pages and webhook subscriptions."""
 
     def __init__(
@@ -120,11 +123,17 @@ class QueryTaskService:
                 failure_limit=settings.webhook_failure_limit,
                 retry_base=settings.webhook_retry_base,
                 timeout=settings.webhook_timeout,
+                max_per_task=settings.max_webhooks_per_task,
             ),
             self.format,
             self._loader_for_link,
+            OutboundGuard(settings.outbound_networks),
         )
         self._tasks: dict[str, TaskRecord] = {}
+        #: Per owner, tasks (or direct page sets) being created on this node (not added yet).
+        self._starting: dict[int, int] = {}
+        #: Per owner: one limit check (which reads the store) at a time.
+        self._limit_locks: dict[int, asyncio.Lock] = {}
         self._expiry: list[tuple[int, str]] = []
         self._loops = [
             Periodic(
@@ -151,6 +160,8 @@ class QueryTaskService:
             )
         self._owner_loop: asyncio.Task[None] | None = None
         self._save_lock = asyncio.Lock()
+        # One subscription at a time: the per-task limit and the duplicate check hold.
+        self._subscribe_lock = asyncio.Lock()
         self._sync_lock = asyncio.Lock()
         self._pages_purged_micros = 0
         self.webhooks.may_deliver = lambda: self.webhook_lease.held
@@ -173,6 +184,7 @@ class QueryTaskService:
             record = self._record_from_row(row)
             if record is None:
                 continue
+            self._lower_expiry(record)
             if record.running:
                 await self._resume(record, checkpoint)
             self._add(record)
@@ -184,103 +196,9 @@ class QueryTaskService:
                 self._webhook_owner_loop(), name="fleetwatch-webhook-owner"
             )
 
-    def _record_from_row(self, row: TaskRow) -> TaskRecord | None:
-        try:
-            task = parse_query_task(row.body)
-            scope = parse_scope(row.body.get("scope"))
-        except QuerySpecError as exc:
-            log.error("stored query task %s is invalid and is skipped: %s", row.self_link, exc)
-            return None
-        body = row.body
-        record = TaskRecord(
-            link=row.self_link,
-            factory=row.factory,
-            task=task,
-            stage=TaskStage(row.stage),
-            expiration_micros=row.expiration_micros or 0,
-            created_micros=row.created_micros,
-            owner_id=row.owner_id,
-            snapshot_seq=int(body.get("seq", row.snapshot_seq)),
-            state_seq=row.snapshot_seq,
-            results=body.get("results") or {},
-            version=int(body.get("documentVersion") or 0),
-            update_micros=int(body.get("documentUpdateTimeMicros") or 0),
-            duration_micros=int((body.get("taskInfo") or {}).get("durationMicros") or 0),
-            scope=scope,
-        )
-        if record.count and record.continuous:
-            record.counters = Counters.from_results(record.results)
-        return record
-
-    async def sync(self) -> None:
-        """Make this node's tasks what the task table holds (another node changed it)."""
-        async with self._sync_lock:
-            # Heads only: a task's body is read once, when this node first adopts it.
-            heads = {head.self_link: head for head in await self.store.load_heads()}
-            for link, record in list(self._tasks.items()):
-                head = heads.get(link)
-                if head is None:
-                    await self._forget(record, "the task was deleted")
-                elif head.stage != record.stage.value and record.running:
-                    record.stage = TaskStage(head.stage)
-                    await self.hub.close_stream(link, f"the task was {head.stage.lower()}")
-                if head is not None and (head.expiration_micros or 0) != record.expiration_micros:
-                    record.expiration_micros = head.expiration_micros or 0
-                    heapq.heappush(self._expiry, (record.expiration_micros, link))
-            new = [
-                link
-                for link, head in heads.items()
-                # known, or its creator has not read its initial results yet
-                if link not in self._tasks and head.snapshot_seq >= 0
-            ]
-            for row in await self.store.load_tasks(new) if new else []:
-                if row.self_link in self._tasks or row.snapshot_seq < 0:
-                    continue
-                adopted = self._record_from_row(row)
-                if adopted is None:
-                    continue
-                if adopted.running:
-                    await self._resume(adopted, None)
-                self._add(adopted)
-            self.webhooks.restore(await self.store.load_webhooks(), self._is_running)
-
     def _changed(self) -> None:
         if self.invalidations is not None:
             self.invalidations.changed(TOPIC)
-
-    async def _webhook_owner_loop(self) -> None:
-        """Deliver webhooks while this node holds the lease; stop the moment it does not."""
-        while True:
-            await self.webhook_lease.wait_held()
-            try:
-                await self.sync()  # every task and subscription, cursors as last saved
-            except Exception as exc:
-                log.warning("taking over webhook delivery failed (%s); retrying", exc)
-                await asyncio.sleep(0.5)
-                continue
-            while self.webhook_lease.held:
-                await asyncio.sleep(0.1)
-            self.webhooks.release()
-
-    async def _resume(self, record: TaskRecord, checkpoint: int | None) -> None:
-        loader: InitialLoader | None = self._loader(record)
-        if record.snapshot_seq < 0:  # stored but never initialised: start afresh
-            since = None
-        else:
-            since = max(record.state_seq, record.snapshot_seq, checkpoint or 0)
-        if since is not None and since >= self.hub.position:
-            since = None
-            loader = None  # nothing happened since its state was saved
-        _, initial = await self.hub.open_stream(
-            record.link,
-            record.effective_query,
-            mode=record.mode,
-            observer=record,
-            loader=loader,
-            since=since,
-        )
-        if initial:
-            self._set_initial(record, initial)
 
     async def stop(self) -> None:
         """Stop the loops and workers, save what is unsaved."""
@@ -317,18 +235,8 @@ class QueryTaskService:
 
     async def page_owner(self, page_id: str) -> int | None:
         """The user whose task made a result page (None when unknown)."""
-        found = await self._find_page(page_id)
+        found = await find_page(self.pages, self.store, page_id)
         return found[0].owner_id if found is not None else None
-
-    async def _find_page(self, page_id: str) -> tuple[PageSet, int] | None:
-        """A page from the cache, or from the store (another node cut it)."""
-        found = self.pages.find(page_id)
-        if found is None:
-            stored = await self.store.load_page_set(page_id.rpartition("-")[0])
-            if stored is not None and stored.expiration_micros > now_micros():
-                self.pages.add(stored)
-                found = self.pages.find(page_id)
-        return found
 
     def _is_running(self, link: str) -> bool:
         record = self._tasks.get(link)
@@ -342,23 +250,39 @@ class QueryTaskService:
         raw: object,
         owner_id: int | None = None,
         scope: Query | None = None,
+        *,
+        sees_all: bool = True,
     ) -> tuple[int, JsonObject]:
         """POST to a factory: (HTTP status, body). `scope` is ANDed onto the task's query
-        for as long as it runs (see `fleetwatch.query.scope`)."""
+        for as long as it runs (see `fleetwatch.query.scope`). Without `sees_all`, the
+        creator sees only their own tasks: a link taken by another user's task answers 404,
+        as reading it would, rather than 409."""
         try:
             task = parse_query_task(raw)
             check_size(task.query, scope)
         except QuerySpecError as exc:
             raise TaskError(400, str(exc)) from None
-        link = self._link_for(factory, task.document_self_link)
+        link = link_for(factory, task.document_self_link)
         if task.task_info.is_direct:
             return 200, await self._run_direct(factory, link, task, scope, owner_id)
-        if link in self._tasks:
-            raise TaskError(409, f"a query task already exists at {link}; DELETE it first")
+        existing = self._tasks.get(link)
+        if existing is not None:
+            raise link_taken(link, existing.owner_id, owner_id, sees_all)
+        async with self._reserve(owner_id):
+            return await self._create_standing(factory, link, task, owner_id, scope, sees_all)
+
+    async def _create_standing(
+        self,
+        factory: str,
+        link: str,
+        task: QueryTask,
+        owner_id: int | None,
+        scope: Query | None,
+        sees_all: bool,
+    ) -> tuple[int, JsonObject]:
+        """Store and start a task that is not direct (one-shot or continuous)."""
         micros = now_micros()
-        expiration = task.document_expiration_time_micros or (
-            micros + DEFAULT_EXPIRATION_SECONDS * 1_000_000
-        )
+        expiration = self._expiration(task.document_expiration_time_micros, micros)
         record = TaskRecord(
             link=link,
             factory=factory,
@@ -371,9 +295,20 @@ class QueryTaskService:
             scope=scope,
         )
         try:
-            await self.store.insert_task(record.row())  # claims the link (all nodes)
-        except TaskExists as exc:
-            raise TaskError(409, str(exc)) from None
+            await self._store_and_start(record)
+        except TaskExists:
+            # another node's task this node has not adopted yet
+            rows = await self.store.load_tasks([link])
+            holder = rows[0].owner_id if rows else None
+            raise link_taken(link, holder, owner_id, sees_all) from None
+        return 202, record.to_json()
+
+    async def _store_and_start(self, record: TaskRecord) -> None:
+        """Claim the task's link (TaskExists when taken on any node), run or start it, and
+        add it; nothing is left behind when it cannot start."""
+        micros = record.created_micros
+        link = record.link
+        await self.store.insert_task(record.row())  # claims the link (all nodes)
         try:
             if record.continuous:
                 await self._start_continuous(record)
@@ -389,188 +324,61 @@ class QueryTaskService:
             raise
         self._add(record)
         self._changed()
-        return 202, record.to_json()
 
-    def _link_for(self, factory: str, given: str | None) -> str:
-        base = FACTORIES[factory]
-        if not given:
-            return f"{base}/{secrets.token_hex(8)}"
-        task_id = given
-        if given.startswith("/"):
-            if not given.startswith(base + "/"):
-                raise TaskError(
-                    400,
-                    f"documentSelfLink: {given!r} must be under {base}/ (or give only the id)",
-                )
-            task_id = given[len(base) + 1 :]
-        if not _ID.match(task_id):
-            raise TaskError(
-                400,
-                f"documentSelfLink: {given!r}: a task id is 1-200 letters, digits, '.', '_', "
-                "'~' or '-'",
-            )
-        return f"{base}/{task_id}"
+    async def ensure_system(self, name: str, raw: object) -> str:
+        """The link of the server's own standing task `name`, started from the task body
+        `raw` unless it runs already (here, or stored by another node: adopted then)."""
+        link = system_link(name)
+        if link in self._tasks:
+            return link
+        try:
+            task = parse_query_task(raw)
+        except QuerySpecError as exc:
+            raise ValueError(f"system task {name}: {exc}") from None
+        micros = now_micros()
+        record = TaskRecord(
+            link=link,
+            factory=SYSTEM_FACTORY,
+            task=task,
+            stage=TaskStage.STARTED if task.spec.is_continuous else TaskStage.CREATED,
+            expiration_micros=NEVER,
+            created_micros=micros,
+            update_micros=micros,
+        )
+        try:
+            await self._store_and_start(record)
+        except TaskExists:
+            await self.sync()  # another node made it first: adopt it
+            return link
+        # subscriptions stored before the task ran (moved from an older table) start now
+        self.webhooks.restore(await self.store.load_webhooks(), self._is_running)
+        return link
+
+    async def remove_system(self, name: str, reason: str) -> None:
+        """Stop and delete the server's own task `name` and its webhook subscriptions."""
+        record = self._tasks.get(system_link(name))
+        if record is not None:
+            await self._remove(record, reason)
+        else:
+            await self.store.delete_task(system_link(name))
+            self._changed()
 
     def _add(self, record: TaskRecord) -> None:
         self._tasks[record.link] = record
         heapq.heappush(self._expiry, (record.expiration_micros, record.link))
 
-    async def _run_direct(
-        self, factory: str, link: str, task: QueryTask, scope: Query | None, owner_id: int | None
-    ) -> JsonObject:
-        micros = now_micros()
-        record = TaskRecord(
-            link=link,
-            factory=factory,
-            task=task,
-            stage=TaskStage.STARTED,
-            expiration_micros=task.document_expiration_time_micros
-            or micros + DEFAULT_EXPIRATION_SECONDS * 1_000_000,
-            created_micros=micros,
-            owner_id=owner_id,
-            update_micros=micros,
-            scope=scope,
-        )
-        await self._run_one_shot(record)
-        record.duration_micros = now_micros() - micros
-        return record.to_json()
-
-    async def _run_one_shot(self, record: TaskRecord) -> None:
-        spec = record.effective_spec
-        async with snapshot(self.index.db) as (conn, seq):
-            results, paged = await execution.run_results(conn, spec, self.dialect)
-        if paged is not None:
-            assert spec.result_limit is not None
-            page_set = self.pages.create(
-                record.link,
-                paged,
-                spec.result_limit,
-                expand=record.expand,
-                forward_only=spec.has(QueryOption.FORWARD_ONLY),
-                expiration_micros=record.expiration_micros,
-                seq=seq,
-                owner_id=record.owner_id,
-            )
-            await self.store.insert_page_set(page_set)
-            results.update(page_set.navigation(-1))
-        record.results = results
-        record.snapshot_seq = seq
-        record.stage = TaskStage.FINISHED
-
-    async def _start_continuous(self, record: TaskRecord) -> None:
-        if record.count:
-            record.counters = Counters()
-        _, initial = await self.hub.open_stream(
-            record.link,
-            record.effective_query,
-            mode=record.mode,
-            observer=record,
-            loader=self._loader(record),
-        )
-        self._set_initial(record, initial)
-
-    def _set_initial(self, record: TaskRecord, initial: list[Initial]) -> None:
-        """The task's results after its initial query (all chunks merged)."""
-        results: JsonObject = {"documentLinks": []}
-        if record.expand:
-            results["documents"] = {}
-        for message in initial:
-            chunk = message.payload
-            results["documentLinks"].extend(chunk.get("documentLinks", []))
-            if record.expand:
-                results["documents"].update(chunk.get("documents", {}))
-            if "documentCount" in chunk:
-                results["documentCount"] = chunk["documentCount"]
-        if record.counters is not None:
-            record.counters.count = int(results.get("documentCount") or 0)
-            results.update(record.counters.annotation())
-        else:
-            results["documentCount"] = len(results["documentLinks"])
-        record.results = results
-        record.snapshot_seq = initial[-1].seq if initial else self.hub.position
-        record.state_seq = record.snapshot_seq
-
-    def _loader(self, record: TaskRecord) -> InitialLoader:
-        """Reads a continuous task's initial results in a snapshot, in chunks."""
-        spec = record.effective_spec
-        dialect = self.dialect
-
-        async def load(conn: AsyncConnection) -> list[Any]:
-            if spec.has(QueryOption.COUNT):
-                count = await execution.count_matches(conn, spec, dialect)
-                return [{"documentLinks": [], "documentCount": count}]
-            limit = spec.result_limit if spec.has(QueryOption.TOP_RESULTS) else None
-            if record.expand:
-                links, bodies = await execution.matching_documents(conn, spec, dialect, limit)
-            else:
-                links = await execution.matching_links(conn, spec, dialect, limit)
-                bodies = {}
-            chunks: list[Any] = []
-            for i in range(0, len(links), INITIAL_CHUNK):
-                part = links[i : i + INITIAL_CHUNK]
-                chunk: JsonObject = {"documentLinks": part}
-                if record.expand:
-                    chunk["documents"] = {link: bodies[link] for link in part}
-                chunks.append(chunk)
-            return chunks or [{"documentLinks": []}]
-
-        return load
-
     def _loader_for_link(self, link: str) -> InitialLoader:
-        return self._loader(self.get(link))
+        # webhook bodies are stream messages: every initial one has its cursor as seq
+        return initial_loader(self.get(link), self.dialect, cursors=True)
 
     # --- change ------------------------------------------------------------------------
 
     async def patch(self, link: str, raw: object) -> JsonObject:
         """PATCH a task: a final stage stops it; documentExpirationTimeMicros moves expiry."""
         record = self.get(link)
-        if not isinstance(raw, dict):
-            raise TaskError(
-                400,
-                "body: expected a JSON object with taskInfo.stage or documentExpirationTimeMicros",
-            )
-        allowed = {"taskInfo", "documentExpirationTimeMicros", "documentSelfLink", "querySpec"}
-        unknown = sorted(set(raw) - allowed)
-        if "querySpec" in raw and raw["querySpec"] is not None:
-            raise TaskError(400, "querySpec: a task's query cannot be changed; create a new task")
-        if unknown:
-            raise TaskError(
-                400,
-                f"{unknown[0]}: cannot be changed by PATCH (send taskInfo.stage "
-                "or documentExpirationTimeMicros)",
-            )
-        stage: TaskStage | None = None
-        info = raw.get("taskInfo")
-        if info is not None:
-            if not isinstance(info, dict):
-                raise TaskError(400, "taskInfo: expected an object")
-            value = info.get("stage")
-            if value is not None:
-                try:
-                    stage = TaskStage(value)
-                except ValueError:
-                    raise TaskError(
-                        400, f"taskInfo.stage: unknown stage {value!r} (use CANCELLED to stop)"
-                    ) from None
-                if stage not in FINAL_STAGES:
-                    raise TaskError(
-                        400,
-                        f"taskInfo.stage: a task cannot be moved to {stage} (use CANCELLED, "
-                        "FINISHED or FAILED)",
-                    )
-        expiration = raw.get("documentExpirationTimeMicros")
-        if expiration is not None and (
-            not isinstance(expiration, int) or isinstance(expiration, bool) or expiration < 0
-        ):
-            raise TaskError(
-                400,
-                "documentExpirationTimeMicros: expected a non-negative integer "
-                "(microseconds since the epoch)",
-            )
+        stage, info, expiration = parse_patch(raw)
         if expiration is not None:
-            record.expiration_micros = expiration or (
-                now_micros() + DEFAULT_EXPIRATION_SECONDS * 1_000_000
-            )
+            record.expiration_micros = self._expiration(expiration, now_micros())
             heapq.heappush(self._expiry, (record.expiration_micros, record.link))
         if stage is not None and record.stage not in FINAL_STAGES:
             record.stage = stage
@@ -609,20 +417,12 @@ class QueryTaskService:
 
     async def page(self, page_id: str) -> JsonObject:
         """GET /core/query-page/{id}: one page of a paged result."""
-        found = await self._find_page(page_id)
-        if found is None:
-            raise TaskError(
-                404, f"no query page {page_id}: it expired with its task or never existed"
-            )
-        page_set, number = found
-        links = page_set.page_links(number)
-        results: JsonObject = {"documentLinks": links, "documentCount": len(links)}
-        if page_set.expand:
-            async with self.index.db.connect() as conn:
-                bodies = await execution.fetch_bodies(conn, links)
-            results["documents"] = {link: bodies[link] for link in links if link in bodies}
-        results.update(page_set.navigation(number))
-        return _page_json(page_set, page_id, results)
+        try:
+            return await read_page(self.index.db, self.pages, self.store, page_id)
+        except PageMissing as exc:
+            raise TaskError(404, str(exc)) from None
+        except PageGone as exc:
+            raise TaskError(410, f"query page {page_id}: {exc}") from None
 
     # --- subscriptions -----------------------------------------------------------------
 
@@ -630,7 +430,10 @@ class QueryTaskService:
         """A stream subscriber of a running continuous task (WebSocket / SSE)."""
         record = self._require_running(link)
         return await self.hub.subscribe(
-            link, since=since, loader=self._loader(record) if since is None else None
+            link,
+            since=since,
+            loader=initial_loader(record, self.dialect, cursors=True) if since is None else None,
+            markers=True,
         )
 
     def _require_running(self, link: str) -> TaskRecord:
@@ -646,22 +449,47 @@ class QueryTaskService:
     def format(self, link: str, message: Message) -> JsonObject:
         """A subscription message of a task as JSON (WebSocket, SSE and webhook bodies)."""
         record = self._tasks.get(link)
-        return message_json(link, message, expand=record is not None and record.expand)
+        if record is None:
+            return message_json(link, message, expand=False)
+        return message_json(link, message, expand=record.expand, shown=record.shown_document)
 
     async def add_webhook(self, link: str, raw: object) -> WebhookRow:
-        """POST .../subscriptions {reference, replayState}."""
+        """POST .../subscriptions {reference, replayState}.
+
+        400 for a callback address the outbound policy refuses (checked again at every
+        connection), 409 when the task already has a subscription of that URL, 429 past
+        `max_webhooks_per_task`."""
         self._require_running(link)
-        if not isinstance(raw, dict):
-            raise TaskError(400, 'body: expected {"reference": callback URL, "replayState": bool}')
-        reference = raw.get("reference")
-        if not isinstance(reference, str) or not reference.startswith(("http://", "https://")):
-            raise TaskError(400, "reference: expected an http:// or https:// callback URL")
-        if len(reference) > 2048:
-            raise TaskError(400, "reference: longer than 2048 characters")
-        replay = raw.get("replayState", False)
-        if not isinstance(replay, bool):
-            raise TaskError(400, "replayState: expected true or false")
-        row = await self.webhooks.add(link, reference, replay)
+        reference, replay = parse_webhook(raw)
+        return await self.subscribe_webhook(link, reference, replay)
+
+    async def subscribe_webhook(self, link: str, reference: str, replay: bool) -> WebhookRow:
+        """Subscribe `reference` to the running task at `link` (see `add_webhook`); the
+        other nodes are told, so whichever holds the webhooks lease delivers it."""
+        self._require_running(link)
+        async with self._subscribe_lock:
+            existing = self.webhooks.for_task(link)
+            same = [r for r in existing if r.reference == reference]
+            if same:
+                raise TaskError(
+                    409,
+                    f"reference: {link} already has subscription {same[0].id} of this URL "
+                    f"({same[0].state}); DELETE {link}/subscriptions/{same[0].id} first to "
+                    "subscribe it again",
+                )
+            limit = self.webhooks.policy.max_per_task
+            if len(existing) >= limit:
+                raise TaskError(
+                    429,
+                    f"{link} has {len(existing)} webhook subscriptions, the most one task may "
+                    f"have (max_webhooks_per_task = {limit}); DELETE one "
+                    f"({link}/subscriptions/{{id}}) before adding another",
+                )
+            try:
+                await self.webhooks.guard.check_url(reference, self.webhooks.policy.timeout)
+            except (OutboundRefused, OutboundUnresolved) as exc:
+                raise TaskError(400, f"reference: {exc}") from None
+            row = await self.webhooks.add(link, reference, replay)
         self._changed()
         return row
 
@@ -726,24 +554,3 @@ class QueryTaskService:
             "pageSets": len(self.pages),
             "sequence": self.hub.position,
         }
-
-
-def _page_json(page_set: PageSet, page_id: str, results: JsonObject) -> JsonObject:
-    return {
-        "documentSelfLink": f"/core/query-page/{page_id}",
-        "taskInfo": {"stage": "FINISHED"},
-        "results": results,
-        "seq": page_set.seq,
-        "documentExpirationTimeMicros": page_set.expiration_micros,
-        "indexLink": "/core/document-index",
-    }
-
-
-def decode_json(body: bytes) -> object:
-    """A request body as JSON; TaskError 400 naming the problem."""
-    if not body:
-        raise TaskError(400, "body: expected a JSON object, got an empty body")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise TaskError(400, f"body: not valid JSON ({exc})") from None

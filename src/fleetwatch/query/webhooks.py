@@ -8,14 +8,29 @@ after a restart, or after it fell behind and got a resync, it resumes from the c
 without loss. Delivery is at least once: a crash between a delivery and the next save may
 repeat a notification, which its `seq` identifies.
 
+A kind of task may deliver differently (`Delivery`, registered for a link prefix): its own
+body per notification (or none: the cursor moves on without a request), HTTP method, and
+no dropping (a policy's failing/passing events are retried for as long as it takes, so
+each reaches its receiver at least once). The machinery (order, cursor, backoff, lease,
+outbound guard) is the same for every kind.
+
 On a cluster one node delivers: the holder of the webhooks lease (`may_deliver` is checked
 before every attempt, so a node that lost its lease stops at once), and it records each
 delivery before the next one (`durable`), so its successor repeats at most the one
 notification in flight when the owner died.
 
-Isolation: each worker has its own HTTP client and a bounded queue in the hub, so a
-callback that hangs or fails delays only its own subscription, never the index writer,
-other subscriptions or other tasks.
+Isolation: each worker has a bounded queue in the hub and sends one request at a time,
+so a callback that hangs or fails delays only its own subscription, never the index
+writer, other subscriptions or other tasks. The workers share one HTTP client (one
+connection pool, one TLS context), so a subscription costs a task and a queue, not a
+client.
+
+Callback URLs are aimed by users, so every connection goes through `OutboundGuard`: inside
+addresses are refused unless the operator allows them (`outbound_allow`), checked again
+at connect time, and redirects are not followed. A failure reason tells the user only
+`failed` or why the policy `refused` the address, never what the callback answered (a
+status or connection error would make the server a port scanner of its own network); the
+details are logged at debug level.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ import httpx
 import orjson
 
 from fleetwatch.index.document import JsonObject, now_micros
+from fleetwatch.outbound import OutboundGuard, OutboundRefused
 from fleetwatch.query.subscriptions import (
     Closed,
     Initial,
@@ -46,8 +62,14 @@ log = logging.getLogger(__name__)
 
 #: Longest wait between two attempts of one delivery.
 MAX_BACKOFF = 30.0
+#: Connections the shared client keeps open at most (each worker uses one at a time).
+MAX_CONNECTIONS = 256
+#: Idle connections kept for reuse.
+MAX_KEEPALIVE = 64
 
 Formatter = Callable[[str, Message], JsonObject]
+#: A task kind's body of a message, or None when the message is no event for its receivers.
+EventFormatter = Callable[[str, Message], JsonObject | None]
 LoaderFor = Callable[[str], InitialLoader]
 
 
@@ -56,6 +78,18 @@ class WebhookPolicy:
     failure_limit: int = 5
     retry_base: float = 0.5
     timeout: float = 10.0
+    #: Subscriptions one task may have.
+    max_per_task: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How the webhooks of one kind of task deliver (see the module docstring)."""
+
+    format: EventFormatter
+    method: str = "PATCH"
+    #: Drop the subscription after `failure_limit` consecutive failures (False: retry on).
+    drops: bool = True
 
 
 class WebhookDispatcher:
@@ -68,15 +102,21 @@ class WebhookDispatcher:
         policy: WebhookPolicy,
         formatter: Formatter,
         loader_for: LoaderFor,
+        guard: OutboundGuard | None = None,
     ) -> None:
         self.hub = hub
+        #: Which callback addresses may be called (nothing inside without outbound_allow).
+        self.guard = guard or OutboundGuard()
         self.store = store
         self.policy = policy
-        self.formatter = formatter
+        self.default = Delivery(formatter)
+        #: (link prefix, delivery) of the task kinds that deliver their own way.
+        self._kinds: list[tuple[str, Delivery]] = []
         self.loader_for = loader_for
         self._rows: dict[int, WebhookRow] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._dirty: set[int] = set()
+        self._client: httpx.AsyncClient | None = None
         #: Called with "delivered", "failed" or "dropped" per attempt outcome (ops hook).
         self.on_delivery: Callable[[str], None] | None = None
         #: Whether this node may deliver now (a cluster: it holds the webhooks lease).
@@ -85,6 +125,17 @@ class WebhookDispatcher:
         self.durable = False
 
     # --- registry ----------------------------------------------------------------------
+
+    def register(self, prefix: str, delivery: Delivery) -> None:
+        """Tasks whose link starts with `prefix` deliver with `delivery` (register before
+        `start`, so no worker delivers one of them the default way)."""
+        self._kinds.append((prefix, delivery))
+
+    def delivery(self, task_link: str) -> Delivery:
+        for prefix, delivery in self._kinds:
+            if task_link.startswith(prefix):
+                return delivery
+        return self.default
 
     def for_task(self, task_link: str) -> list[WebhookRow]:
         return [r for r in self._rows.values() if r.task_link == task_link]
@@ -159,6 +210,20 @@ class WebhookDispatcher:
     async def stop(self) -> None:
         for hook_id in list(self._workers):
             await self._cancel(hook_id)
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client every worker delivers with (made on first use)."""
+        if self._client is None:
+            self._client = self.guard.client(
+                self.policy.timeout,
+                httpx.Limits(
+                    max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE
+                ),
+            )
+        return self._client
 
     # --- workers -----------------------------------------------------------------------
 
@@ -179,46 +244,53 @@ class WebhookDispatcher:
         self._dirty.add(row.id)
 
     async def _run(self, row: WebhookRow) -> None:
-        async with httpx.AsyncClient(timeout=self.policy.timeout) as client:
-            while row.state == "active":
-                since = row.last_delivered_seq
-                try:
-                    sub = await self.hub.subscribe(
-                        row.task_link,
-                        since=since,
-                        loader=self.loader_for(row.task_link) if since is None else None,
-                    )
-                except ResumeTooOld as exc:
-                    await self._drop(row, str(exc))
-                    return
-                except SubscriptionError:
-                    return  # the task is no longer running
-                try:
-                    async for message in sub:
-                        if isinstance(message, Resync):
-                            break  # resubscribe from the last delivered sequence
-                        if isinstance(message, Closed):
+        client = self.client()
+        delivery = self.delivery(row.task_link)
+        while row.state == "active":
+            since = row.last_delivered_seq
+            try:
+                sub = await self.hub.subscribe(
+                    row.task_link,
+                    since=since,
+                    loader=self.loader_for(row.task_link) if since is None else None,
+                )
+            except ResumeTooOld as exc:
+                await self._drop(row, str(exc))
+                return
+            except SubscriptionError:
+                return  # the task is no longer running
+            try:
+                async for message in sub:
+                    if isinstance(message, Resync):
+                        break  # resubscribe from the last delivered sequence
+                    if isinstance(message, Closed):
+                        return
+                    body = delivery.format(row.task_link, message)
+                    if body is not None and not await self._deliver(client, row, body, delivery):
+                        return
+                    if not isinstance(message, Initial) or message.last:
+                        row.last_delivered_seq = message.seq
+                        self._mark(row)
+                        # nothing sent, nothing to repeat: the flusher saves the cursor
+                        durable = self.durable and body is not None
+                        if durable and not await self._save_cursor(row):
                             return
-                        body = self.formatter(row.task_link, message)
-                        if not await self._deliver(client, row, body):
-                            return
-                        if not isinstance(message, Initial) or message.last:
-                            row.last_delivered_seq = message.seq
-                            self._mark(row)
-                            if self.durable and not await self._save_cursor(row):
-                                return
-                finally:
-                    await sub.aclose()
+            finally:
+                await sub.aclose()
 
-    async def _deliver(self, client: httpx.AsyncClient, row: WebhookRow, body: JsonObject) -> bool:
-        """PATCH one notification until it is accepted; False once the subscription dropped."""
+    async def _deliver(
+        self, client: httpx.AsyncClient, row: WebhookRow, body: JsonObject, delivery: Delivery
+    ) -> bool:
+        """Send one notification until it is accepted; False once the subscription dropped
+        (or this node may no longer deliver)."""
         content = orjson.dumps(body)
         failures = 0
         while True:
             if not self.may_deliver():
                 return False  # another node delivers from now on
             try:
-                reply = await client.patch(
+                reply = await client.request(
+                    delivery.method,
                     row.reference,
                     content=content,
                     headers={
@@ -234,16 +306,20 @@ class WebhookDispatcher:
                         row.failure_count = 0
                     self._mark(row)
                     return True
-                reason = f"{row.reference} answered HTTP {reply.status_code}"
+                log.debug("webhook %s: callback answered HTTP %s", row.id, reply.status_code)
+                reason = "failed"
+            except OutboundRefused as exc:
+                reason = f"refused: {exc}"
             except httpx.HTTPError as exc:
-                reason = f"{row.reference}: {type(exc).__name__} {exc}".rstrip()
+                log.debug("webhook %s: delivery failed: %s %s", row.id, type(exc).__name__, exc)
+                reason = "failed"
             failures += 1
             if self.on_delivery is not None:
                 self.on_delivery("failed")
             row.failure_count = failures
             row.failure_reason = reason
             self._mark(row)
-            if failures >= self.policy.failure_limit:
+            if delivery.drops and failures >= self.policy.failure_limit:
                 await self._drop(
                     row,
                     f"dropped after {failures} consecutive failed deliveries; last: {reason}",

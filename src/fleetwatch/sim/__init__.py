@@ -1,4 +1,5 @@
 """Simulated osquery hosts that run real SQL on their own tables (`fleetwatch simulate`).
+Imports nothing else of fleetwatch: it speaks to a server over HTTP only.
 
 The public surface for tests, benchmarks and the CLI is listed in `__all__`.
 """

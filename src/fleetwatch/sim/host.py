@@ -20,7 +20,6 @@ broken, ends a loop: an unexpected error is logged and the loop restarts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import logging
 import time
@@ -41,18 +40,14 @@ from fleetwatch.sim.churn import Churn, Presence, query_delay, query_failure
 from fleetwatch.sim.distributed import Answer, Answers, Work, WorkRejected, accept_work
 from fleetwatch.sim.engine import Engines, QueryResult
 from fleetwatch.sim.flags import AgentFlags
+from fleetwatch.sim.host_logger import HostLogger
+from fleetwatch.sim.host_scheduler import HostScheduler
 from fleetwatch.sim.inventory import AgentFacts, HostInventory
 from fleetwatch.sim.logs import (
     ERROR,
     INFO,
     WARNING,
-    LineContext,
     LogBuffer,
-    log_body,
-    result_batch,
-    result_events,
-    snapshot_lines,
-    status_line,
 )
 from fleetwatch.sim.profile import OSQUERY_VERSION, HostProfile
 from fleetwatch.sim.protocol import (
@@ -61,20 +56,16 @@ from fleetwatch.sim.protocol import (
     enroll_delay,
     enrolled_key,
     interpret,
-    logger_backoff,
 )
-from fleetwatch.sim.scheduler import Schedule, next_run, row_bytes
+from fleetwatch.sim.scheduler import Schedule
 from fleetwatch.sim.seeding import mix
 from fleetwatch.sim.stats import HostStats, ReceivedQuery, SentResult
 from fleetwatch.sim.transport import Connection, Server, TransportError
 
 log = logging.getLogger("fleetwatch.sim")
 
-#: osquery re-checks pack discovery queries this often (pack_refresh_interval).
-PACK_REFRESH = 3600.0
 
-
-class SimHost:
+class SimHost(HostScheduler, HostLogger):
     """A simulated osquery agent. `await host.run()` until cancelled."""
 
     def __init__(
@@ -444,158 +435,6 @@ class SimHost:
         if result.ok:
             return Answer(result.rows, 0, "", stats)
         return Answer([], 1, result.error or "query failed", stats)
-
-    # -- scheduled queries ------------------------------------------------------------------
-
-    async def _schedule_loop(self) -> None:
-        while True:
-            self._schedule_changed.clear()
-            due = self._next_schedule_time()
-            if due is None:
-                await self._schedule_changed.wait()
-                continue
-            delay = due - time.time()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._schedule_changed.wait(), delay)
-                    continue  # the config changed: recompute
-            self.run_due(time.time())
-
-    def _next_schedule_time(self) -> float | None:
-        times = []
-        due = self.schedule.next_due()
-        if due is not None:
-            times.append(due)
-        if self.config is not None and self.config.decorators.interval:
-            now = time.time()
-            times.extend(next_run(now, every) for every, _ in self.config.decorators.interval)
-        return min(times) if times else None
-
-    def run_due(self, now: float) -> None:
-        """Run the scheduled queries (and interval decorators) due at `now`."""
-        if self.config is not None:
-            for every, queries in self.config.decorators.interval:
-                if int(now) % every == 0:
-                    self._decorations["interval"].update(self._decorate(queries))
-        for name in self.schedule.due(now):
-            self._run_scheduled(name, self.schedule.queries[name], now)
-
-    def _run_scheduled(self, name: str, query: ScheduledQuery, now: float) -> None:
-        if query.pack is not None and not self._pack_runs(query, now):
-            return
-        if self.config is not None and self.config.decorators.always:
-            self._decorations["always"] = self._decorate(self.config.decorators.always)
-        result = self.query(query.sql)
-        if not result.ok:
-            self._status(
-                ERROR,
-                "scheduler.cpp",
-                107,
-                f"Error executing scheduled query {name}: {result.error}",
-            )
-            return
-        state = self.schedule.states[name]
-        rows = [row_bytes(row) for row in result.rows]
-        ctx = self._line_context(now)
-        flags = self.flags
-        if query.snapshot:
-            lines = snapshot_lines(
-                ctx, name, state.epoch, state.counter, rows, flags.logger_snapshot_event_type
-            )
-        else:
-            diff = state.record(rows)
-            if diff.empty:
-                return
-            removed = diff.removed if query.removed else []
-            if flags.logger_event_type:
-                lines = result_events(ctx, name, state.epoch, state.counter, diff.added, removed)
-            else:
-                lines = [result_batch(ctx, name, state.epoch, state.counter, diff.added, removed)]
-        self.logs.add_results(lines)
-
-    def _pack_runs(self, query: ScheduledQuery, now: float) -> bool:
-        assert query.pack is not None
-        cached = self._pack_active.get(query.pack)
-        if cached is not None and now - cached[0] < PACK_REFRESH:
-            return cached[1]
-        active = True
-        for sql in query.discovery:
-            result = self.query(sql)
-            if not result.ok or not result.rows:
-                active = False
-                break
-        self._pack_active[query.pack] = (now, active)
-        return active
-
-    def _decorate(self, queries: tuple[str, ...]) -> dict[str, str]:
-        decorations: dict[str, str] = {}
-        for sql in queries:
-            result = self.query(sql)
-            if result.ok and result.rows:
-                decorations.update(result.rows[0])
-        return decorations
-
-    @property
-    def decorations(self) -> dict[str, str]:
-        return {
-            **self._decorations["load"],
-            **self._decorations["interval"],
-            **self._decorations["always"],
-        }
-
-    def _line_context(self, now: float) -> LineContext:
-        return LineContext(
-            self.host_identifier, int(now), self.decorations, self.flags.decorations_top_level
-        )
-
-    # -- logger -----------------------------------------------------------------------------
-
-    def _status(self, severity: int, filename: str, line: int, message: str) -> None:
-        if severity >= WARNING:
-            log.debug("simulated host %s: %s", self.profile.hostname, message)
-        if self.flags.tls_disable_status_log:
-            return
-        self.logs.add_status(
-            status_line(self._line_context(time.time()), severity, filename, line, message)
-        )
-
-    async def _logger_loop(self) -> None:
-        failures = 0
-        while True:
-            flags = self.flags
-            await asyncio.sleep(
-                logger_backoff(flags.logger_tls_period, failures, flags.logger_tls_backoff_max)
-            )
-            if not self.logs or not self._online.is_set():
-                continue
-            failures = 0 if await self.flush_logs() else failures + 1
-
-    async def flush_logs(self) -> bool:
-        """Send up to logger_tls_max_lines buffered lines; False if any POST failed (those
-        lines stay buffered, so delivery is at-least-once like osquery's)."""
-        batch = self.logs.take(self.flags.logger_tls_max_lines)
-        results_ok = not batch.results or await self._send_logs("result", batch.results)
-        status_ok = not batch.statuses or await self._send_logs("status", batch.statuses)
-        if not (results_ok and status_ok):
-            self.logs.give_back(
-                [] if results_ok else batch.results, [] if status_ok else batch.statuses
-            )
-        if results_ok:
-            self.stats.result_lines_sent += len(batch.results)
-        if status_ok:
-            self.stats.status_lines_sent += len(batch.statuses)
-        return results_ok and status_ok
-
-    async def _send_logs(self, log_type: str, lines: list[bytes]) -> bool:
-        reply = await self._call(
-            "log",
-            "logger",
-            self.flags.logger_tls_endpoint,
-            lambda key: log_body(key, log_type, lines),
-            1,
-            compress=self.flags.logger_tls_compress,
-        )
-        return reply is not None
 
     # -- presence ---------------------------------------------------------------------------
 

@@ -13,6 +13,9 @@ INTEGER, BIGINT, TEXT, DOUBLE = "INTEGER", "BIGINT", "TEXT", "DOUBLE"
 ALL = frozenset({"linux", "darwin", "windows"})
 POSIX = frozenset({"linux", "darwin"})
 
+#: One row of a table, its values in schema column order.
+Row = tuple[object, ...]
+
 
 @dataclass(frozen=True, slots=True)
 class TableSchema:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 
 from fleetwatch.sim import catalog, software
-from fleetwatch.sim.inventory import Row
 from fleetwatch.sim.platforms import Platform, Variant
 from fleetwatch.sim.profile import OSQUERY_VERSION
-from fleetwatch.sim.schemas import SCHEMAS, tables_for
+from fleetwatch.sim.schemas import SCHEMAS, Row, tables_for
 from fleetwatch.sim.seeding import mix
 
 

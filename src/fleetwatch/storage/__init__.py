@@ -1,4 +1,6 @@
-"""Storage: SQLAlchemy Core schema, Alembic migrations, SQLite and PostgreSQL engines."""
+"""Storage: SQLAlchemy Core schema, Alembic migrations, SQLite and PostgreSQL engines. May
+import `numeric_text` only; the `documents` and `changes` tables are read and written only
+by index/ and query/."""
 
 from fleetwatch.storage.database import Database
 from fleetwatch.storage.schema import metadata

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -14,7 +15,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, make_url, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from fleetwatch.numeric_text import SQLITE_FUNCTION, numeric_value
+from fleetwatch.storage import sqlite_functions
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: PostgreSQL advisory lock key held while migrating ("fwmigr").
@@ -23,6 +28,8 @@ _MIGRATION_LOCK = 0x66_776D_6967_72
 _STARTUP_LOCK = 0x66_7773_7461_7274
 
 T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
 
 
 class Database:
@@ -40,7 +47,8 @@ class Database:
         else:
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 20
-            kwargs["pool_pre_ping"] = True
+            # No pool_pre_ping: `_checked_out` pings, and first refuses a connection left
+            # inside a transaction, which the built-in pre-ping fails the request on.
             # An unreachable server must fail a request well within osquery's 16 s client
             # timeout (the defaults wait 60 s to connect and 30 s for a pooled connection).
             kwargs["pool_timeout"] = 5
@@ -50,6 +58,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine.sync_engine, "checkout", _checked_out)
         self._write_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         #: SQLite: a synchronous engine and its one thread, for `run_write` (made on first use).
         self._sync: tuple[Engine, ThreadPoolExecutor] | None = None
@@ -61,12 +71,32 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (runs on every start)."""
+        if self.is_sqlite:
+            await self._migrate_sqlite()
+            return
         async with self.engine.begin() as conn:
             if not self.is_sqlite:
                 # Nodes of a cluster start together: one migrates, the others then find
                 # the schema current (two concurrent CREATE TABLEs would fail one node).
                 await conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
             await conn.run_sync(_upgrade)
+
+    async def _migrate_sqlite(self) -> None:
+        # A migration that rebuilds a table drops the old one, and with foreign keys on
+        # that DROP deletes (cascades to) every row referring to it. SQLite's procedure:
+        # keys off outside any transaction, migrate, check the keys still hold, keys on.
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()
+            try:
+                async with conn.begin():
+                    await conn.run_sync(_upgrade)
+                    broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
+            finally:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
 
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -155,17 +185,56 @@ def _in_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
         return fn(conn)
 
 
+class JsonText:
+    """A JSON value serialized once, bound to JSON columns as it is.
+
+    A document's body goes into two rows (`documents` and `changes`); serializing it once
+    for both halves the encoding work of every stored write.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: Any) -> None:
+        self.text = orjson.dumps(value).decode()
+
+
 def _json_dumps(value: Any) -> str:
+    if type(value) is JsonText:
+        return value.text
     return orjson.dumps(value).decode()
 
 
+def _checked_out(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Hand out only a live PostgreSQL connection outside any transaction.
+
+    A task cancelled while asyncpg was opening its transaction (a client gone mid-request)
+    can return a connection the server still holds in that transaction, unknown to
+    SQLAlchemy; its next user failed with "cannot use Connection.transaction() in a manually
+    started transaction". Such a connection is discarded (the pool opens another) instead.
+    """
+    driver = dbapi_conn.driver_connection
+    if driver.is_in_transaction():
+        _log.warning("discarded a pooled connection that was left inside a transaction")
+        raise DisconnectionError("pooled connection left inside a transaction")
+    try:
+        dbapi_conn.ping()
+    except Exception as error:
+        # As SQLAlchemy's pre-ping: a dead connection means the server went away, so every
+        # pooled connection made before now is stale too.
+        raise InvalidatePoolError(f"pre-ping failed: {error}") from error
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Range queries compare numeric-looking strings as numbers; SQLite's own CAST reads
+    # '12abc' as 12 and rounds long mantissas its own way, so it calls the matcher's code.
+    dbapi_conn.create_function(SQLITE_FUNCTION, 1, numeric_value, deterministic=True)
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    sqlite_functions.register(dbapi_conn)
 
 
 def alembic_config() -> Config:

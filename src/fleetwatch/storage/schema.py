@@ -70,6 +70,7 @@ teams = Table(
     Column("description", Text, nullable=False, default=""),
     Column("config", JsonDoc, nullable=True),
     Column("created_at", Float, nullable=False),
+    sqlite_autoincrement=True,  # ids never reused (migration 0007)
 )
 
 enroll_secrets = Table(
@@ -111,6 +112,7 @@ hosts = Table(
     Column("inventory", JsonDoc, nullable=False),
     Index("ix_hosts_host_identifier", "host_identifier"),
     Index("ix_hosts_uuid", "uuid"),
+    sqlite_autoincrement=True,  # ids never reused (migration 0007)
 )
 
 users = Table(
@@ -123,6 +125,7 @@ users = Table(
     Column("global_role", String(32), nullable=True),
     Column("teams", JsonDoc, nullable=False),
     Column("created_at", Float, nullable=False),
+    sqlite_autoincrement=True,  # ids never reused (migration 0007)
 )
 
 api_tokens = Table(
@@ -131,7 +134,11 @@ api_tokens = Table(
     Column("token_hash", String(64), primary_key=True),
     Column("user_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(255), nullable=False, default="session"),
+    # "session" (from logging in: expires when idle) or "api" (named, lasts until revoked).
+    Column("kind", String(16), nullable=False, default="session"),
     Column("created_at", Float, nullable=False),
+    # Written at most once a minute per token (see fleet/users.py), for idle expiry.
+    Column("last_used_at", Float, nullable=False),
 )
 
 app_settings = Table(
@@ -221,6 +228,7 @@ labels = Table(
     Column("membership_type", String(16), nullable=False, default="dynamic"),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    sqlite_autoincrement=True,  # ids never reused (migration 0007)
 )
 
 label_membership = Table(
@@ -230,4 +238,26 @@ label_membership = Table(
     Column("host_id", BigId, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True),
     Column("updated_at", Float, nullable=False),
     Index("ix_label_membership_host", "host_id"),
+)
+
+# --- policies (migration 0008) ------------------------------------------------------------
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("resolution", Text, nullable=False, default=""),
+    Column("query", Text, nullable=False),
+    #: Comma-separated platform families that run it ("" for all).
+    Column("platform", String(64), nullable=False, default=""),
+    #: Seconds between a host's runs.
+    Column("interval", Integer, nullable=False),
+    #: The team whose hosts run it (NULL: a global policy, every host).
+    Column("team_id", BigId, ForeignKey("teams.id", ondelete="CASCADE"), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_policies_team", "team_id"),
+    sqlite_autoincrement=True,  # ids never reused: result documents name them
 )

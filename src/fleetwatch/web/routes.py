@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field
@@ -38,8 +38,13 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
-#: Session cookie lifetime (seconds); the token itself lasts until logout or revocation.
+#: Session cookie lifetime (seconds); the token itself also ends after
+#: `session_idle_timeout` without use, at logout, or when the password changes.
 SESSION_MAX_AGE = 7 * 24 * 3600
+#: Where a login goes when it was not sent from a page (or `next` is not a local path).
+HOME = "/ui/hosts"
+#: Characters a browser removes from a URL before reading it.
+_DROPPED = str.maketrans("", "", "\t\n\r")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ PAGES: dict[str, Page] = {
     "live": Page("live.html", "Live query", "live"),
     "watch": Page("watch.html", "Watch", "watch"),
     "queries": Page("queries.html", "Saved queries", "queries"),
+    "policies": Page("policies.html", "Policies", "policies"),
     "labels": Page("resource.html", "Labels", "labels"),
     "teams": Page("resource.html", "Teams", "teams"),
 }
@@ -117,11 +123,42 @@ async def ui_root() -> RedirectResponse:
     return RedirectResponse("/ui/hosts", status_code=303)
 
 
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: `target` when it is a path on this server, else the UI
+    home. A browser reads `//host` and `/\\host` (also with tabs or newlines inside, which
+    it drops) as another site, so only `/` then a character other than `/` or `\\` is
+    accepted, with no control character and no scheme, and the start must stay so after
+    percent-decoding (in case anything decodes it again)."""
+    if not target or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in target):
+        return HOME
+    seen = target
+    for _ in range(4):  # each round undoes one level of percent-encoding
+        if not _same_origin_path(seen):
+            return HOME
+        decoded = unquote(seen)
+        if decoded == seen:
+            return target
+        seen = decoded
+    return HOME  # encoded more deeply than any real link
+
+
+def _same_origin_path(path: str) -> bool:
+    path = path.translate(_DROPPED)
+    if len(path) < 2 or path[0] != "/" or path[1] in "/\\":
+        return False
+    parts = urlsplit(path)
+    return not parts.scheme and not parts.netloc
+
+
 @router.get("/ui/login")
 async def login_page(request: Request) -> Response:
-    """The login form; it posts to /api/v1/fleet/login and then to /ui/session."""
+    """The login form; it posts to /api/v1/fleet/login and then to /ui/session, then goes to
+    `next` when that is a path on this server (never another site)."""
     return templates.TemplateResponse(
-        request, "login.html", {"version": __version__}, headers=_headers()
+        request,
+        "login.html",
+        {"version": __version__, "next_page": safe_next(request.query_params.get("next"))},
+        headers=_headers(),
     )
 
 

@@ -1,7 +1,8 @@
 // The live query page: editor, targets, Run; then the campaign's results streaming in over
-// Server-Sent Events into virtualised tables, with progress, per-host status, Stop and export.
-import { ApiError, get, getAll, post } from "./api.js";
-import { $, badge, download, fmtNumber, h, show } from "./dom.js";
+// Server-Sent Events into virtualised tables, with progress, per-host status, Stop and export;
+// once it is over, re-run it on the hosts that did not answer, or compare it with another run.
+import { ApiError, get, getAll, post, qs } from "./api.js";
+import { $, badge, download, fmtNumber, fmtTime, h, show } from "./dom.js";
 import { createSqlEditor } from "./sql_editor.js";
 import { TargetPicker } from "./targets.js";
 import { VirtualTable } from "./virtual_table.js";
@@ -43,7 +44,7 @@ let hosts = new Map();
 let hostRows = [];
 
 function statusText(status) {
-  return { complete: "answered", pending: "waiting", noresponse: "no response" }[status] || status;
+  return { complete: "answered", late: "answered late", pending: "waiting", noresponse: "no response" }[status] || status;
 }
 
 // --- running --------------------------------------------------------------------------
@@ -108,6 +109,8 @@ async function openCampaign(body) {
   $("#export-csv").href = `/api/v1/fleet/campaigns/${body.id}/results?format=csv`;
   $("#export-csv").setAttribute("download", `campaign-${body.id}.csv`);
   $("#campaign-info").textContent = `campaign ${body.id}`;
+  $("#compare").hidden = true;
+  showOrigin(body);
   updateTotals(body.totals);
   setStatus(body);
   listen(null);
@@ -135,7 +138,10 @@ function listen(since) {
   const url = `/api/v1/fleet/campaigns/${id}/events${since ? `?since=${since}` : ""}`;
   const source = new EventSource(url);
   events = source;
+  setStreamState("pending", "loading");
   const data = (event) => JSON.parse(event.data).data;
+  // caught up (after the initial results or a resume's replay): only now is it live
+  source.addEventListener("current", () => setStreamState("running", "live"));
   source.addEventListener("totals", (event) => updateTotals(data(event)));
   source.addEventListener("result", (event) => addResult(data(event)));
   source.addEventListener("status", (event) => setStatus(data(event)));
@@ -149,9 +155,15 @@ function listen(since) {
       }
       show(runError, message.error);
     } else if (source.readyState === EventSource.CLOSED && campaign?.status === "running") {
+      setStreamState("stopped", "disconnected");
       show(runError, "Lost the connection to the server; reload to resume.");
     }
   });
+}
+
+/** The stream's state beside the results: "loading" until the server's `current` marker. */
+function setStreamState(status, text) {
+  $("#stream-state").replaceChildren(badge(status, text));
 }
 
 function setHost(result) {
@@ -159,7 +171,8 @@ function setHost(result) {
   const entry = {
     host_id: result.host_id,
     hostname: result.hostname,
-    status: result.status,
+    // an answer after the campaign expired (the host has left non_responders)
+    status: result.late && result.status === "complete" ? "late" : result.status,
     error: result.error || "",
     rows_count: result.rows_count ?? (result.rows ? result.rows.length : 0),
   };
@@ -177,7 +190,7 @@ function addResult(result) {
     return;
   }
   const known = hosts.get(result.host_id);
-  if (known && (known.status === "complete" || known.status === "error")) return; // once per host
+  if (known && ["complete", "late", "error"].includes(known.status)) return; // once per host
   setHost(result);
   let newColumns = false;
   for (const row of result.rows || []) {
@@ -218,6 +231,9 @@ function updateTotals(totals) {
   $("#stat-failed").textContent = fmtNumber(totals.failed);
   $("#stat-pending").textContent = fmtNumber(totals.pending);
   $("#stat-rows").textContent = fmtNumber(totals.rows);
+  $("#stat-late").textContent = fmtNumber(totals.late || 0);
+  $("#stat-late-box").hidden = !totals.late;
+  refreshRerun();
 }
 
 function setStatus(body) {
@@ -232,9 +248,12 @@ function setStatus(body) {
     markNonResponders();
     // The final totals, then the stream has nothing more to say.
     get(`/api/v1/fleet/campaigns/${campaign.id}`).then((data) => updateTotals(data.campaign.totals));
-    setTimeout(() => events?.close(), 1500);
+    // An expired campaign still takes late answers from the hosts it waited for: keep
+    // listening, so they arrive here as they do on the server.
+    if (body.status !== "expired") setTimeout(() => events?.close(), 1500);
   }
   if (editor.value.trim() === "" && body.query) editor.value = body.query;
+  refreshRerun();
 }
 
 function markNonResponders() {
@@ -244,6 +263,109 @@ function markNonResponders() {
   }
   refreshHosts();
 }
+
+// --- re-run and compare ---------------------------------------------------------------
+
+const rerunButton = $("#rerun");
+
+/** Targets with no answer stored: the hosts a "non_responders" re-run asks. */
+function unanswered() {
+  const totals = campaign?.totals;
+  return totals ? Math.max(0, totals.targeted - totals.responded) : 0;
+}
+
+function refreshRerun() {
+  if (!campaign) return;
+  const n = unanswered();
+  rerunButton.hidden = campaign.status === "running" || n === 0;
+  rerunButton.textContent = `Re-run on the ${fmtNumber(n)} that did not answer`;
+}
+
+/** Where the campaign came from: a re-run of another, a canary sample of its targets. */
+function showOrigin(body) {
+  const parts = [];
+  if (body.rerun_of) {
+    parts.push("Re-run of ", h("a", { href: `/ui/live?campaign_id=${body.rerun_of}` }, `campaign ${body.rerun_of}`));
+  }
+  if (body.sample) {
+    if (parts.length) parts.push(" · ");
+    parts.push(`A sample of ${fmtNumber(body.sample.chosen)} of ${fmtNumber(body.sample.of)} targets`);
+  }
+  $("#campaign-origin").replaceChildren(...parts);
+  $("#campaign-origin").hidden = !parts.length;
+}
+
+rerunButton.addEventListener("click", async () => {
+  if (!campaign) return;
+  rerunButton.disabled = true;
+  show(runError, "");
+  try {
+    const data = await post(`/api/v1/fleet/campaigns/${campaign.id}/rerun`, { hosts: "non_responders" });
+    history.replaceState(null, "", `/ui/live?campaign_id=${data.campaign_id}`);
+    await openCampaign(data.campaign);
+  } catch (err) {
+    show(runError, err.message);
+  } finally {
+    rerunButton.disabled = false;
+  }
+});
+
+$("#compare-open").addEventListener("click", async () => {
+  if (!campaign) return;
+  const select = $("#compare-with");
+  const summary = $("#compare-summary");
+  $("#compare").hidden = false;
+  $("#diff-table").hidden = true;
+  select.replaceChildren();
+  const runs = (await get(`/api/v1/fleet/campaigns${qs({ sql: campaign.query, per_page: 100 })}`))
+    .campaigns.filter((c) => c.id !== campaign.id);
+  $("#compare-run").disabled = !runs.length;
+  if (!runs.length) {
+    summary.textContent = "No other run of this query to compare with.";
+    return;
+  }
+  summary.textContent = "";
+  for (const other of runs) {
+    select.append(h("option", { value: other.id }, `campaign ${other.id} · ${fmtTime(other.created_at)} · ${other.status}`));
+  }
+  // the run just before this one, when there is one
+  const previous = runs.find((c) => c.id < campaign.id);
+  if (previous) select.value = String(previous.id);
+});
+
+$("#compare-close").addEventListener("click", () => { $("#compare").hidden = true; });
+
+/** Rows shown per comparison: the API has them all, a page need not draw them all. */
+const MAX_DIFF_ROWS = 2000;
+
+$("#compare-run").addEventListener("click", async () => {
+  if (!campaign) return;
+  const against = $("#compare-with").value;
+  try {
+    const diff = await get(`/api/v1/fleet/campaigns/${campaign.id}/diff${qs({ against })}`);
+    const body = $("#diff-table tbody");
+    const lines = [];
+    for (const host of diff.hosts) {
+      const name = host.hostname || `#${host.host_id}`;
+      for (const [rows, change, text] of [[host.added, "complete", "+ added"], [host.removed, "error", "− removed"]]) {
+        for (const row of rows) {
+          if (lines.length < MAX_DIFF_ROWS) {
+            lines.push(h("tr", {}, h("td", {}, name), h("td", {}, badge(change, text)), h("td", {}, h("code", {}, JSON.stringify(row)))));
+          }
+        }
+      }
+    }
+    body.replaceChildren(...lines);
+    $("#diff-table").hidden = !lines.length;
+    $("#compare-summary").textContent = [
+      `${fmtNumber(diff.hosts.length)} hosts answered differently`,
+      `${fmtNumber(diff.only_in_campaign.length)} answered only this run`,
+      `${fmtNumber(diff.only_in_other.length)} answered only campaign ${against}`,
+    ].join(" · ");
+  } catch (err) {
+    $("#compare-summary").textContent = err.message;
+  }
+});
 
 // --- tables, filters, export ----------------------------------------------------------
 

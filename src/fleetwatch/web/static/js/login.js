@@ -18,9 +18,9 @@ async function postJson(path, body) {
 }
 
 function nextPage() {
-  const next = new URLSearchParams(location.search).get("next") || "/ui/hosts";
-  // Only paths on this server: never an open redirect.
-  return next.startsWith("/") && !next.startsWith("//") ? next : "/ui/hosts";
+  // The server checked `next` (fleetwatch.web.routes.safe_next): a path on this server or
+  // the home page, never another site.
+  return form.dataset.next || "/ui/hosts";
 }
 
 form.addEventListener("submit", async (event) => {

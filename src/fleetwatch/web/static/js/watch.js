@@ -205,6 +205,7 @@ function openTask(link) {
 function subscribe(link, since) {
   const events = new EventSource(`${link}/events${since != null ? `?since=${since}` : ""}`);
   source = events;
+  $("#watching-state").replaceChildren(badge("pending", "loading"));
   events.onmessage = (event) => {
     const message = JSON.parse(event.data);
     if (message.type === "initial") {
@@ -213,12 +214,14 @@ function subscribe(link, since) {
         current.set(docLink, { link: docLink, summary: summary(results.documents?.[docLink]) });
       }
       if (message.last) {
-        $("#watching-state").replaceChildren(badge("running", "live"));
         if (results.documentCount !== undefined && !results.documentLinks?.length) {
           $("#current-count").textContent = `(${fmtNumber(results.documentCount)} counted)`;
         }
       }
       refreshCurrent();
+    } else if (message.type === "current") {
+      // caught up (after the initial results or a resume's replay): only now is it live
+      $("#watching-state").replaceChildren(badge("running", "live"));
     } else if (message.type === "change") {
       applyChange(message);
     } else if (message.type === "resync") {

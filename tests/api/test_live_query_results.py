@@ -1,0 +1,154 @@
+"""Campaign results at scale over real sockets with agents, on SQLite and PostgreSQL:
+cursor pages, ordering by osquery's stats, NDJSON and CSV exports, cost and cost limits."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.api.test_live_queries import Fleet, read
+from tests.server import RunningServer
+
+Q = "fleet_distributed_query_"
+
+
+@pytest.fixture
+def fleet6(live_server: RunningServer, admin_token: str) -> Iterator[Fleet]:
+    f = Fleet(live_server, admin_token, 6)
+    yield f
+    f.close()
+
+
+def answer(fleet: Fleet, i: int, campaign_id: int, rows: int, stats: dict[str, Any]) -> None:
+    name = f"{Q}{campaign_id}"
+    body = {
+        "queries": {name: [{"n": str(j), "host": f"host-{i}"} for j in range(rows)]},
+        "statuses": {name: 0},
+        "messages": {name: ""},
+        "stats": {name: stats},
+    }
+    assert fleet.agents[i].post("distributed/write", body).json() == {}
+
+
+def walk(fleet: Fleet, campaign_id: int, **params: Any) -> list[dict[str, Any]]:
+    path = f"/api/v1/fleet/campaigns/{campaign_id}/results"
+    seen: list[dict[str, Any]] = []
+    after = None
+    while True:
+        query = {**params, **({"after": after} if after else {})}
+        reply = fleet.api.get(path, params=query)
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        seen.extend(body["results"])
+        after = body["next"]
+        if after is None:
+            return seen
+
+
+def test_results_page_by_cursor_sort_by_cost_and_export(fleet6: Fleet) -> None:
+    reply = fleet6.run(query="SELECT 1", targets=[{"type": "all"}])
+    campaign_id = reply.json()["campaign_id"]
+    # osquery sends stats as numbers, or as strings
+    walls = [40, 10, None, 30, 20]
+    for i, wall in enumerate(walls):
+        stats = {} if wall is None else {"wall_time_ms": str(wall), "memory": wall * 1024}
+        stats.update({"user_time": 1, "system_time": "2"} if wall is not None else {})
+        answer(fleet6, i, campaign_id, 2, stats)
+    everyone = walk(fleet6, campaign_id, per_page=2)
+    assert [r["host_id"] for r in everyone] == sorted(fleet6.ids)
+    assert [r["status"] for r in everyone].count("pending") == 1
+    assert everyone[0]["stats"] == {
+        "wall_time_ms": 40,
+        "user_time": 1,
+        "system_time": 2,
+        "memory": 40960,
+    }
+    slowest = walk(
+        fleet6, campaign_id, per_page=2, order_key="wall_time_ms", order_direction="desc"
+    )
+    assert [r["stats"].get("wall_time_ms") for r in slowest] == [40, 30, 20, 10, None]
+    smallest = walk(fleet6, campaign_id, per_page=3, order_key="memory")
+    assert [r["stats"].get("memory") for r in smallest] == [10240, 20480, 30720, 40960, None]
+    # numbered pages keep their contract
+    paged = fleet6.api.get(
+        f"/api/v1/fleet/campaigns/{campaign_id}/results", params={"page": 1, "per_page": 4}
+    ).json()
+    assert paged["count"] == 6 and paged["next"] is None
+    assert [r["host_id"] for r in paged["results"]] == sorted(fleet6.ids)[4:]
+    # the campaign's cost over its answers
+    cost = fleet6.campaign(campaign_id)["cost"]
+    assert cost["samples"] == 4
+    assert cost["wall_time_ms"]["max"] == 40 and cost["memory"]["max"] == 40960
+    assert 20 <= cost["wall_time_ms"]["p50"] <= 30 and cost["wall_time_ms"]["p95"] <= 40
+    # NDJSON and CSV exports, streamed
+    path = f"/api/v1/fleet/campaigns/{campaign_id}/results"
+    ndjson = fleet6.api.get(path, params={"format": "ndjson"})
+    assert ndjson.headers["content-type"].startswith("application/x-ndjson")
+    lines = [orjson.loads(line) for line in ndjson.text.splitlines()]
+    assert lines == everyone
+    ordered = fleet6.api.get(path, params={"format": "ndjson", "order_key": "wall_time_ms"})
+    assert [orjson.loads(x)["stats"].get("wall_time_ms") for x in ordered.text.splitlines()] == [
+        10,
+        20,
+        30,
+        40,
+        None,
+    ]
+    exported = fleet6.api.get(path, params={"format": "csv"})
+    records = list(csv.reader(io.StringIO(exported.text)))
+    assert records[0] == ["host_id", "hostname", "status", "error", "n", "host"]
+    assert len(records) == 1 + 5 * 2 + 1  # two rows per answer, one line for the pending host
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"order_key": "rows"}, "order_key must be one of"),
+        ({"order_direction": "sideways"}, "order_direction must be asc or desc"),
+        ({"after": "garbage"}, "after must be the `next` cursor"),
+    ],
+)
+def test_bad_result_parameters_are_400(fleet6: Fleet, params: dict[str, str], message: str) -> None:
+    campaign_id = fleet6.run(query="SELECT 1", targets=[{"type": "all"}]).json()["campaign_id"]
+    reply = fleet6.api.get(f"/api/v1/fleet/campaigns/{campaign_id}/results", params=params)
+    assert reply.status_code == 400 and message in reply.json()["error"], reply.text
+
+
+@pytest.mark.parametrize("limit", [{"max_rows": 0}, {"max_bytes": -5}, {"max_rows": "10"}])
+def test_non_positive_limits_are_400(fleet6: Fleet, limit: dict[str, Any]) -> None:
+    reply = fleet6.run(query="SELECT 1", targets=[{"type": "all"}], **limit)
+    assert reply.status_code == 400
+    assert "must be a positive integer" in reply.json()["error"]
+    assert fleet6.api.get("/api/v1/fleet/campaigns").json()["count"] == 0  # nothing started
+
+
+def test_max_rows_caps_the_whole_campaign(fleet6: Fleet) -> None:
+    reply = fleet6.run(query="SELECT 1", targets=[{"type": "all"}], max_rows=5)
+    assert reply.status_code == 200, reply.text
+    campaign_id = reply.json()["campaign_id"]
+    assert reply.json()["campaign"]["limits"]["max_rows"] == 5
+    name = f"{Q}{campaign_id}"
+    assert name in read(fleet6.agents[2])  # host-2 has the query before the limit
+    answer(fleet6, 0, campaign_id, 3, {"wall_time_ms": 1})
+    answer(fleet6, 1, campaign_id, 3, {"wall_time_ms": 2})  # 2 of 3 stored: limit reached
+    # no host is asked any more
+    for agent in fleet6.agents[3:]:
+        assert name not in read(agent)
+    # an answer already on its way is counted, not stored
+    answer(fleet6, 2, campaign_id, 4, {"wall_time_ms": 3})
+    campaign = fleet6.campaign(campaign_id)
+    assert campaign["truncated"] is True and campaign["truncated_reason"] == "max_rows"
+    assert campaign["totals"]["responded"] == 3 and campaign["totals"]["rows"] == 5
+    assert campaign["cost"]["wall_time_ms"]["max"] == 3
+    by_host = {r["hostname"]: r for r in walk(fleet6, campaign_id)}
+    assert (len(by_host["host-1"]["rows"]), by_host["host-1"]["truncated_reason"]) == (
+        2,
+        "max_rows",
+    )
+    assert by_host["host-2"]["rows"] == [] and by_host["host-2"]["rows_count"] == 4
+    assert by_host["host-2"]["truncated_reason"] == "max_rows"
