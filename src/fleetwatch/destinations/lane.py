@@ -81,7 +81,7 @@ class Lane:
         for event in events[: max(0, room)]:
             self.queue.append((now, event))
         if len(events) > room:
-            self._drop(len(events) - max(0, room), f"its queue is full ({self.queue_limit})")
+            self.record_drop(len(events) - max(0, room), f"its queue is full ({self.queue_limit})")
         self._arrived.set()
 
     def start(self) -> None:
@@ -100,7 +100,9 @@ class Lane:
                 await self.worker
             self.worker = None
         if self.queue:
-            self._drop(len(self.queue), "the server stopped before they were delivered", force=True)
+            self.record_drop(
+                len(self.queue), "the server stopped before they were delivered", force=True
+            )
             self.queue.clear()
         await self.sink.close()
 
@@ -138,10 +140,10 @@ class Lane:
             try:
                 refused = await self.sink.send(batch)
             except DestinationError as exc:
-                self._error(str(exc))
+                self.record_error(str(exc))
                 if not exc.retryable:
                     self._take(count)
-                    self._count("failed", count)
+                    self.record("failed", count)
                     log.warning("destination %s refused %d events: %s", self.name, count, exc)
                     continue
                 self.failures += 1
@@ -149,7 +151,7 @@ class Lane:
                 continue
             except Exception as exc:  # a bug must not stop the destination for good
                 log.exception("destination %s failed", self.name)
-                self._error(f"{type(exc).__name__}: {exc}")
+                self.record_error(f"{type(exc).__name__}: {exc}")
                 self.failures += 1
                 await asyncio.sleep(min(self.retry_max, self.retry_base * 2 ** (self.failures - 1)))
                 continue
@@ -157,10 +159,10 @@ class Lane:
             self.failures = 0
             failed = refused.count if refused is not None else 0
             if refused is not None:
-                self._error(refused.reason)
-                self._count("failed", failed)
+                self.record_error(refused.reason)
+                self.record("failed", failed)
             self.state.last_sent_at = time.time()
-            self._count("sent", count - failed)
+            self.record("sent", count - failed)
 
     async def _fill(self) -> None:
         """Wait up to `interval` for a full batch."""
@@ -178,17 +180,21 @@ class Lane:
             old += 1
         if old:
             self._take(old)
-            self._drop(old, f"they were not delivered within its retention ({self.retention:g} s)")
+            self.record_drop(
+                old, f"they were not delivered within its retention ({self.retention:g} s)"
+            )
 
     def _take(self, count: int) -> None:
         for _ in range(count):
             self.queue.popleft()
 
-    def _error(self, reason: str) -> None:
+    def record_error(self, reason: str) -> None:
+        """Remember the last failure (shown as `last_error`)."""
         self.state.last_error = reason
         self.state.last_error_at = time.time()
 
-    def _count(self, outcome: str, count: int) -> None:
+    def record(self, outcome: str, count: int) -> None:
+        """Count events `sent`, `failed` or `dropped` (and tell `on_outcome`)."""
         if not count:
             return
         if outcome == "sent":
@@ -200,8 +206,9 @@ class Lane:
         if self.on_outcome is not None:
             self.on_outcome(self.name, outcome, count)
 
-    def _drop(self, count: int, why: str, force: bool = False) -> None:
-        self._count("dropped", count)
+    def record_drop(self, count: int, why: str, force: bool = False) -> None:
+        """Count dropped events and warn (at most every WARN_EVERY s unless `force`)."""
+        self.record("dropped", count)
         self._dropped_unwarned += count
         now = time.monotonic()
         if force or now - self._last_warning >= WARN_EVERY:

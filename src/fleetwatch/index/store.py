@@ -243,15 +243,16 @@ class DocumentIndex:
                         found[doc.self_link] = doc
         return found
 
-    async def read_changes(self, after_seq: int, limit: int = 1000) -> list[Change]:
-        """Changes with a sequence above `after_seq`, oldest first."""
+    async def read_changes(
+        self, after_seq: int, limit: int = 1000, *, kinds: Sequence[str] = ()
+    ) -> list[Change]:
+        """Changes with a sequence above `after_seq`, oldest first (only of `kinds`, if
+        given: a reader that follows one kind of document, e.g. a destination)."""
+        query = select(changes).where(changes.c.seq > after_seq)
+        if kinds:
+            query = query.where(changes.c.kind.in_(list(kinds)))
         async with self.db.connect() as conn:
-            result = await conn.execute(
-                select(changes)
-                .where(changes.c.seq > after_seq)
-                .order_by(changes.c.seq)
-                .limit(limit)
-            )
+            result = await conn.execute(query.order_by(changes.c.seq).limit(limit))
             return [_change_from_row(r._mapping) for r in result]
 
     async def first_retained_seq(self) -> int:

@@ -6,17 +6,23 @@ the campaign id, its SQL, the host id, hostname and team, the row and the change
 sequence of the result it came in. The event id `{campaign}-{host}-{row index}` is the same
 for a repeat, so Elasticsearch overwrites instead of duplicating. Rows a limit kept out of
 the result (truncated) are not sent; an answer with an error has no rows and sends nothing.
+
+The rows are not handed over when they are stored: each destination reads the stored results
+from the change log (`CampaignResults`, its follower's feed), so what was stored is sent even
+after a restart. A result names its campaign's destinations, so a destination picks its own
+without looking up every campaign.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fleetwatch.destinations import Event, dumps
+from fleetwatch.destinations import Event, FeedBatch, dumps
 from fleetwatch.fleet.errors import Invalid
-from fleetwatch.index import Change
+from fleetwatch.index import Action, Change, DocumentIndex
+from fleetwatch.live.campaign_docs import RESULT_KIND, campaign_link
 
 #: The event source of a campaign result row (Splunk sourcetype `fleetwatch:campaign`).
 SOURCE = "campaign"
@@ -28,9 +34,14 @@ Names = Callable[[], Collection[str]]
 class HasDestinations(Protocol):
     """What an event needs of its campaign."""
 
-    id: int
-    query: str
-    query_id: int | None
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def query(self) -> str | None: ...
+
+    @property
+    def query_id(self) -> int | None: ...
 
 
 def check_destinations(value: object, known: Collection[str]) -> tuple[str, ...]:
@@ -76,14 +87,76 @@ def result_events(campaign: HasDestinations, change: Change) -> list[Event]:
         "seq": change.seq,
         "received_at": body.get("received_at"),
     }
-    now = time.time()
+    moment = change.time_micros / 1e6
     return [
         Event(
             SOURCE,
             f"{campaign.id}-{host_id}-{n}",
             dumps({**common, "row_index": n, "row": row}),
-            now,
+            moment,
             str(hostname) if hostname is not None else None,
         )
         for n, row in enumerate(rows)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignFacts:
+    """What an event tells of its campaign (from the campaign document)."""
+
+    id: int
+    query: str | None
+    query_id: int | None
+
+
+#: Campaigns whose facts a feed remembers (a destination reads a few campaigns at a time).
+FACTS_CACHE = 1024
+
+
+class CampaignResults:
+    """The stored campaign results of the change log, as one destination's events (the
+    `Feed` of fleetwatch.destinations.follower)."""
+
+    def __init__(self, index: DocumentIndex) -> None:
+        self.index = index
+        self._facts: dict[int, CampaignFacts] = {}
+
+    async def read(self, destination: str, after: int, limit: int) -> FeedBatch:
+        """Events of the results stored after sequence `after` that name `destination`."""
+        # The end first: every change up to it is committed (the log is appended in commit
+        # order), so a read that is not full has seen all of them.
+        end = await self.index.read_last_seq()
+        changes = await self.index.read_changes(after, limit, kinds=(RESULT_KIND,))
+        events: list[Event] = []
+        for change in changes:
+            if change.action is not Action.POST:
+                continue  # a result is created once; later writes are not new rows
+            if destination not in (change.body.get("destinations") or ()):
+                continue
+            facts = await self._campaign(int(change.body["campaign_id"]))
+            events.extend(result_events(facts, change))
+        full = len(changes) >= limit
+        last = changes[-1].seq if changes else after
+        return FeedBatch(events, last if full else max(last, end), full)
+
+    async def end(self) -> int:
+        return await self.index.read_last_seq()
+
+    async def first_retained(self) -> int:
+        return await self.index.first_retained_seq()
+
+    async def _campaign(self, campaign_id: int) -> CampaignFacts:
+        facts = self._facts.get(campaign_id)
+        if facts is None:
+            doc = await self.index.get(campaign_link(campaign_id))
+            body = doc.body if doc is not None else {}
+            query_id = body.get("query_id")
+            facts = CampaignFacts(
+                campaign_id,
+                body.get("query"),
+                int(query_id) if query_id is not None else None,
+            )
+            if len(self._facts) >= FACTS_CACHE:
+                del self._facts[next(iter(self._facts))]
+            self._facts[campaign_id] = facts
+        return facts

@@ -122,6 +122,7 @@ def named_lane(
         interval=config.interval,
         queue_limit=config.queue_limit,
         retention=config.retention,
+        retry_max=config.retry_max,
         description=description,
         log_types=frozenset(config.osquery_logs),
         on_outcome=on_outcome,
