@@ -33,6 +33,7 @@ from fleetwatch.live.history import CampaignFilter, parse_time
 from fleetwatch.live.history import list_campaigns as campaign_history
 from fleetwatch.live.result_export import csv_lines, ndjson_lines
 from fleetwatch.live.result_pages import CampaignResults, ResultOrder
+from fleetwatch.live.result_scope import ResultScope
 from fleetwatch.live.sample import parse_sample
 from fleetwatch.live.stream import campaign_stream
 from fleetwatch.responses import JsonResponse
@@ -138,6 +139,7 @@ async def run_live_query(
     await services.campaigns.wait(campaign.id, wait)
     # one snapshot: status, totals and results describe the same instant
     current, results = await services.campaigns.read(campaign.id)
+    results = ResultScope.of(Access(user)).filter(results, services.hosts.by_id)
     return {
         "campaign_id": campaign.id,
         "status": current["status"],
@@ -244,7 +246,10 @@ async def campaign_results(
     per line; both are streamed from the store in chunks."""
     campaign = await _campaign(user, services, campaign_id)
     order = ResultOrder.parse(order_key, order_direction)
-    results = CampaignResults(services.index, services.hosts, campaign)
+    # a team-only user reads only their teams' hosts' entries, by their roles now (a cursor
+    # from before a change of teams is only a position: it goes on under the new scope)
+    scope = ResultScope.of(Access(user))
+    results = CampaignResults(services.index, services.hosts, campaign, scope)
     if format != "json":
         lines = csv_lines(results, order) if format == "csv" else ndjson_lines(results, order)
         return StreamingResponse(
