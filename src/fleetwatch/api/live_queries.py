@@ -22,7 +22,7 @@ from fleetwatch.api.auth import (
 )
 from fleetwatch.api.deps import MAX_PAGE, ServicesDep, services_of
 from fleetwatch.api.errors import ApiError, fleet_error_status
-from fleetwatch.api.sse import KEEPALIVE, sse_event, with_keepalive
+from fleetwatch.api.sse import KEEPALIVE, SlotStreamingResponse, sse_event, with_keepalive
 from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.errors import FleetError, Forbidden, Invalid, NotFound
 from fleetwatch.fleet.host_state import HostState
@@ -276,14 +276,14 @@ async def campaign_results(
 @router.get("/campaigns/{campaign_id}/events", response_model=None)
 async def campaign_events(
     campaign_id: int, request: Request, user: StreamUser, services: ServicesDep
-) -> StreamingResponse:
+) -> SlotStreamingResponse:
     """Server-Sent Events: the WebSocket's messages, one per event; `id:` is a cursor that
     `Last-Event-ID` (or `?since=`) resumes after."""
     await _campaign(user, services, campaign_id)  # 404 before the stream starts
     since = _since(request.headers.get("last-event-id") or request.query_params.get("since"))
     keepalive = services.settings.sse_keepalive
-    # one of the user's stream slots (429 when none is left); freed when the stream ends, or
-    # with the generator if the response never starts; it ends when the token is revoked
+    # one of the user's stream slots (429 when none is left); the response gives it back when
+    # it ends by any path (SlotStreamingResponse); it ends when the token is revoked
     slot = services.stream_quota.acquire(user.id, stream_token_hash(request))
 
     async def events() -> AsyncIterator[bytes]:
@@ -305,10 +305,8 @@ async def campaign_events(
             with contextlib.suppress(RuntimeError):
                 await stream.aclose()  # type: ignore[attr-defined]
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return SlotStreamingResponse(
+        events(), slot, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
 
 
