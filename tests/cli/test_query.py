@@ -264,7 +264,9 @@ def test_diff_two_runs(live_server: RunningServer, admin_token: str) -> None:
     api = httpx.Client(
         base_url=live_server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
     )
-    agent = Agent(httpx.Client(base_url=live_server.url), "test-enroll-secret", "d-0", "d-uuid")
+    # a hostname an agent chose to be a spreadsheet formula: the CSV diff must defuse it
+    hostname = "=cmd|' /C calc'!A0"
+    agent = Agent(httpx.Client(base_url=live_server.url), "test-enroll-secret", hostname, "d-u")
     agent.enroll()
     runs = []
     for rows in ([{"p": "sshd"}, {"p": "cron"}], [{"p": "sshd"}, {"p": "miner"}]):
@@ -280,7 +282,7 @@ def test_diff_two_runs(live_server: RunningServer, admin_token: str) -> None:
     shown = run_query(live_server, admin_token, "--diff", str(new), str(old))
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines()[1:] == ['+ {"p": "miner"}', '- {"p": "cron"}']
-    assert "d-0" in shown.stdout.splitlines()[0]
+    assert hostname in shown.stdout.splitlines()[0]
     assert "1 hosts answered differently" in shown.stderr
     as_json = run_query(live_server, admin_token, "--diff", str(new), str(old), "--format", "json")
     expected = api.get(f"/api/v1/fleet/campaigns/{new}/diff", params={"against": old}).json()
@@ -289,6 +291,12 @@ def test_diff_two_runs(live_server: RunningServer, admin_token: str) -> None:
     other = api.post(
         "/api/v1/fleet/queries/run", json={"query": "SELECT 2", "targets": [{"type": "all"}]}
     ).json()["campaign_id"]
+    as_csv = run_query(live_server, admin_token, "--diff", str(new), str(old), "--format", "csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    assert as_csv.stdout.splitlines()[1:] == [
+        '"1","\'=cmd|\' /C calc\'!A0","added","{""p"": ""miner""}"',
+        '"1","\'=cmd|\' /C calc\'!A0","removed","{""p"": ""cron""}"',
+    ]
     different = run_query(live_server, admin_token, "--diff", str(new), str(other))
     assert different.returncode == 1 and "ran different SQL" in different.stderr
     agent.client.close()

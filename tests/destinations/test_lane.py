@@ -152,3 +152,16 @@ async def test_stop_drains_then_counts_what_it_could_not_deliver() -> None:
     lane.put(events(3))
     await lane.stop(deadline=0)  # the gate never opens
     assert lane.state.dropped == 3 and lane.worker is None
+
+
+async def test_a_lane_failing_for_good_keeps_retrying_past_a_thousand_failures() -> None:
+    """base * 2**failures overflowed a float after ~1,024 failures (OverflowError), which
+    stopped the lane's worker for good; the delay is capped instead."""
+    down = Down()
+    lane = Lane("down", down, batch_size=10, interval=0.01, retry_base=0.001, retry_max=0.001)
+    lane.failures = 5_000  # as after a long outage
+    lane.start()
+    lane.put(events(1))
+    await until(lambda: down.tries >= 3)
+    assert lane.worker is not None and not lane.worker.done()
+    await lane.stop(deadline=0)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import math
 from typing import Annotated
 
 import orjson
@@ -50,6 +51,43 @@ def bearer_token(conn: HTTPConnection, *, allow_query: bool = False) -> str | No
         if token:
             return token
     return cookie_token(conn)
+
+
+def authenticated_by_cookie(conn: HTTPConnection) -> bool:
+    """Whether the request's token is the UI's session cookie (no bearer header): what a
+    stolen or ridden browser session would send."""
+    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
+    has_bearer = scheme.lower() == "bearer" and bool(value.strip())
+    return not has_bearer and bool(conn.cookies.get(SESSION_COOKIE))
+
+
+async def confirm_password(
+    conn: HTTPConnection,
+    services: Services,
+    user: User,
+    password: str | None,
+    *,
+    field: str,
+    why: str,
+    wrong_status: int = 403,
+) -> None:
+    """Check that `password` (the body's `field`) is the user's current password: 400 when
+    it is missing, `wrong_status` when it is wrong, 429 past the login limits (guesses count
+    against them, so a stolen session cannot try passwords faster than a login)."""
+    if not password:
+        raise ApiError(400, f"{field}: send your current password {why} (as {field})")
+    address = conn.client.host if conn.client else ""
+    wait = await services.login_limiter.check(user.email, address)
+    if wait > 0:
+        seconds = math.ceil(wait)
+        raise ApiError(429, f"too many wrong passwords; retry in {seconds} s", retry_after=seconds)
+    try:
+        await services.users.check_own_password(user.id, password)
+    except AuthFailed as exc:
+        raise ApiError(
+            wrong_status, f"{field} is not your current password; send the one you log in with"
+        ) from exc
+    await services.login_limiter.reset(user.email, address)
 
 
 def cookie_token(conn: HTTPConnection) -> str | None:

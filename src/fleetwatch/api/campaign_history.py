@@ -19,6 +19,7 @@ from fleetwatch.fleet.errors import NotFound
 from fleetwatch.live.campaign_limits import limit_value
 from fleetwatch.live.diff import diff
 from fleetwatch.live.rerun import parse_subset, rerun
+from fleetwatch.live.result_scope import ResultScope
 from fleetwatch.services import Services
 
 router = APIRouter(prefix="/api/v1/fleet", tags=["live queries"])
@@ -103,4 +104,5 @@ async def diff_campaigns(
     answered only one (`only_in_campaign`, `only_in_other`). Different SQL is 400."""
     campaign = await _campaign(user, services, campaign_id)
     other = await _campaign(user, services, against)
-    return await diff(services.campaigns.index, campaign, other)
+    scope = ResultScope.of(Access(user))  # a team-only user: their teams' hosts
+    return await diff(services.campaigns.index, campaign, other, scope)

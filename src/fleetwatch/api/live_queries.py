@@ -22,7 +22,7 @@ from fleetwatch.api.auth import (
 )
 from fleetwatch.api.deps import MAX_PAGE, ServicesDep, services_of
 from fleetwatch.api.errors import ApiError, fleet_error_status
-from fleetwatch.api.sse import KEEPALIVE, sse_event, with_keepalive
+from fleetwatch.api.sse import KEEPALIVE, SlotStreamingResponse, sse_event, with_keepalive
 from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.errors import FleetError, Forbidden, Invalid, NotFound
 from fleetwatch.fleet.host_state import HostState
@@ -33,6 +33,7 @@ from fleetwatch.live.history import CampaignFilter, parse_time
 from fleetwatch.live.history import list_campaigns as campaign_history
 from fleetwatch.live.result_export import csv_lines, ndjson_lines
 from fleetwatch.live.result_pages import CampaignResults, ResultOrder
+from fleetwatch.live.result_scope import ResultScope
 from fleetwatch.live.sample import parse_sample
 from fleetwatch.live.stream import campaign_stream
 from fleetwatch.responses import JsonResponse
@@ -138,6 +139,7 @@ async def run_live_query(
     await services.campaigns.wait(campaign.id, wait)
     # one snapshot: status, totals and results describe the same instant
     current, results = await services.campaigns.read(campaign.id)
+    results = ResultScope.of(Access(user)).filter(results, services.hosts.by_id)
     return {
         "campaign_id": campaign.id,
         "status": current["status"],
@@ -244,7 +246,10 @@ async def campaign_results(
     per line; both are streamed from the store in chunks."""
     campaign = await _campaign(user, services, campaign_id)
     order = ResultOrder.parse(order_key, order_direction)
-    results = CampaignResults(services.index, services.hosts, campaign)
+    # a team-only user reads only their teams' hosts' entries, by their roles now (a cursor
+    # from before a change of teams is only a position: it goes on under the new scope)
+    scope = ResultScope.of(Access(user))
+    results = CampaignResults(services.index, services.hosts, campaign, scope)
     if format != "json":
         lines = csv_lines(results, order) if format == "csv" else ndjson_lines(results, order)
         return StreamingResponse(
@@ -271,14 +276,14 @@ async def campaign_results(
 @router.get("/campaigns/{campaign_id}/events", response_model=None)
 async def campaign_events(
     campaign_id: int, request: Request, user: StreamUser, services: ServicesDep
-) -> StreamingResponse:
+) -> SlotStreamingResponse:
     """Server-Sent Events: the WebSocket's messages, one per event; `id:` is a cursor that
     `Last-Event-ID` (or `?since=`) resumes after."""
     await _campaign(user, services, campaign_id)  # 404 before the stream starts
     since = _since(request.headers.get("last-event-id") or request.query_params.get("since"))
     keepalive = services.settings.sse_keepalive
-    # one of the user's stream slots (429 when none is left); freed when the stream ends, or
-    # with the generator if the response never starts; it ends when the token is revoked
+    # one of the user's stream slots (429 when none is left); the response gives it back when
+    # it ends by any path (SlotStreamingResponse); it ends when the token is revoked
     slot = services.stream_quota.acquire(user.id, stream_token_hash(request))
 
     async def events() -> AsyncIterator[bytes]:
@@ -300,10 +305,8 @@ async def campaign_events(
             with contextlib.suppress(RuntimeError):
                 await stream.aclose()  # type: ignore[attr-defined]
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return SlotStreamingResponse(
+        events(), slot, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
 
 

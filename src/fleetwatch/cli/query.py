@@ -29,7 +29,7 @@ from rich.text import Text
 from fleetwatch.cli.api_client import CaFileOpt, ServerOpt, TokenOpt, api_client, fail, request
 from fleetwatch.cli.campaign_cost import cost_lines
 from fleetwatch.cli.root import app
-from fleetwatch.live.result_csv import csv_records, csv_writer
+from fleetwatch.live.result_csv import csv_records, csv_writer, safe_record
 
 #: Exit status: every host the campaign waited for answered.
 EXIT_ALL_ANSWERED = 0
@@ -385,7 +385,9 @@ def _print_diff(client: httpx.Client, campaign_id: int, against: int, output: st
         for host in found["hosts"]:
             for change, rows in (("added", host["added"]), ("removed", host["removed"])):
                 for row in rows:
-                    writer.writerow([host["host_id"], host["hostname"], change, json.dumps(row)])
+                    # hostnames come from agents: defused as the API's CSV export does
+                    record = (host["host_id"], host["hostname"], change, json.dumps(row))
+                    writer.writerow(safe_record(record))
         return
     out = Console()
     for host in found["hosts"]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from fleetwatch.destinations.events import Event
 from fleetwatch.destinations.sinks import DestinationError, Sink
+from fleetwatch.outbound.backoff import retry_delay
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +148,13 @@ class Lane:
                     log.warning("destination %s refused %d events: %s", self.name, count, exc)
                     continue
                 self.failures += 1
-                await asyncio.sleep(min(self.retry_max, self.retry_base * 2 ** (self.failures - 1)))
+                await asyncio.sleep(retry_delay(self.retry_base, self.failures, self.retry_max))
                 continue
             except Exception as exc:  # a bug must not stop the destination for good
                 log.exception("destination %s failed", self.name)
                 self.record_error(f"{type(exc).__name__}: {exc}")
                 self.failures += 1
-                await asyncio.sleep(min(self.retry_max, self.retry_base * 2 ** (self.failures - 1)))
+                await asyncio.sleep(retry_delay(self.retry_base, self.failures, self.retry_max))
                 continue
             self._take(count)
             self.failures = 0
