@@ -412,7 +412,9 @@ def test_a_websocket_ends_when_its_token_is_deleted_and_sse_on_a_new_password(
     from websockets.exceptions import ConnectionClosed
 
     observer, user_id = user_client(tasks, "observer@example.com", "observer")
-    made = observer.http.post("/api/v1/fleet/me/tokens", json={"name": "script"}).json()
+    made = observer.http.post(
+        "/api/v1/fleet/me/tokens", json={"name": "script", "password": "user-password-1"}
+    ).json()
     script = TaskClient(tasks.server, made["token"])
     link = observer.create(task_body(kind_query("docs:t"), "CONTINUOUS"))["documentSelfLink"]
     with (
