@@ -146,3 +146,11 @@ async def test_refusals_retention_trims_and_the_lease(index: DocumentIndex) -> N
     await lagging.step()
     assert lagging.skipped_changes > 0
     assert "left the change log" in (lagging.lane.state.last_error or "")
+
+
+async def test_the_retry_delay_stays_capped_after_thousands_of_failures(
+    index: DocumentIndex,
+) -> None:
+    steps = follower(index, Recorder(), Switch(), retry_max=7.0)
+    steps.failures = 5000  # a receiver down for days: 2.0 ** 4999 is an OverflowError
+    assert steps._delay() == 7.0

@@ -31,6 +31,7 @@ from typing import Protocol
 from fleetwatch.destinations.events import Event
 from fleetwatch.destinations.lane import Lane
 from fleetwatch.destinations.sinks import DestinationError
+from fleetwatch.outbound.backoff import retry_delay
 from fleetwatch.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,7 @@ class Follower:
 
     def _delay(self) -> float:
         if self.failures:
-            backoff = self.lane.retry_base * 2.0 ** (self.failures - 1)
-            return min(self.lane.retry_max, backoff)
+            return retry_delay(self.lane.retry_base, self.failures, self.lane.retry_max)
         return self.lane.interval
 
     async def step(self) -> None:

@@ -11,6 +11,8 @@ destination holds up only itself.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +20,8 @@ from typing import Any
 from fleetwatch.destinations.events import log_event
 from fleetwatch.destinations.follower import Follower
 from fleetwatch.destinations.lane import Lane
+
+log = logging.getLogger(__name__)
 
 
 class Destinations:
@@ -81,9 +85,21 @@ class Destinations:
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop following the log (after the batch in flight), deliver what is queued (up
-        to `drain_timeout` s over all), then stop."""
-        for follower in self.followers.values():
-            await follower.stop()
+        to `drain_timeout` s over all), then stop. One that fails to stop is logged; the
+        others stop all the same."""
+        # Together: each may take its grace period to finish a send to a stuck receiver.
+        followers = list(self.followers.values())
+        outcomes = await asyncio.gather(*(f.stop() for f in followers), return_exceptions=True)
+        for follower, outcome in zip(followers, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error(
+                    "destination %s did not stop cleanly",
+                    follower.lane.name,
+                    exc_info=outcome,
+                )
         deadline = time.monotonic() + drain_timeout
         for lane in self.lanes.values():
-            await lane.stop(deadline)
+            try:
+                await lane.stop(deadline)
+            except Exception:
+                log.exception("destination %s did not stop cleanly", lane.name)

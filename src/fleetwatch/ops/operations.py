@@ -149,8 +149,11 @@ async def start_operations(ops: Operations, settings: Settings) -> None:
 
 
 async def stop_operations(ops: Operations) -> None:
-    """Stop the metrics listener; deliver what is queued for the destinations, then stop."""
-    if ops.metrics_server is not None:
-        await ops.metrics_server.stop()
-        ops.metrics_server = None
-    await ops.destinations.stop()
+    """Stop the metrics listener; deliver what is queued for the destinations, then stop
+    (whether or not the listener stopped cleanly)."""
+    try:
+        if ops.metrics_server is not None:
+            await ops.metrics_server.stop()
+            ops.metrics_server = None
+    finally:
+        await ops.destinations.stop()
