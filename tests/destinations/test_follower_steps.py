@@ -19,6 +19,7 @@ from fleetwatch.destinations import (
     Lane,
     Refused,
 )
+from fleetwatch.destinations.follower import POLL_FLOOR
 from fleetwatch.index import Action, DocumentIndex, Write
 from fleetwatch.index.retention import ChangeLogRetention
 from fleetwatch.live.campaign_destinations import CampaignResults
@@ -154,3 +155,28 @@ async def test_the_retry_delay_stays_capped_after_thousands_of_failures(
     steps = follower(index, Recorder(), Switch(), retry_max=7.0)
     steps.failures = 5000  # a receiver down for days: 2.0 ** 4999 is an OverflowError
     assert steps._delay() == 7.0
+
+
+async def test_a_sink_error_that_is_not_a_destination_error_is_counted_not_retried(
+    index: DocumentIndex,
+) -> None:
+    sink = Recorder()
+    steps = follower(index, sink, Switch())
+    await steps.step()
+    await store(index, 7, 1, 2, "siem")
+    await store(index, 7, 2, 1, "siem")
+    sink.answers = [KeyError("campaign")]  # e.g. a file sink with no file for this source
+    await steps.step()
+    assert sent(sink) == [(7, 2, 0)]  # the batch it failed on is passed, the next sent
+    assert (steps.lane.state.failed, steps.lane.state.sent, steps.failures) == (2, 1, 0)
+    assert steps.lane.state.last_error == "KeyError: 'campaign'"
+    assert steps.cursor == index.last_seq
+
+
+async def test_an_idle_destination_polls_the_log_at_most_every_poll_floor(
+    index: DocumentIndex,
+) -> None:
+    steps = follower(index, Recorder(), Switch(), interval=0.05)
+    assert steps._delay() == POLL_FLOOR == 1.0
+    slow = follower(index, Recorder(), Switch(), interval=5.0)
+    assert slow._delay() == 5.0

@@ -60,11 +60,16 @@ def test_logs_go_to_the_destinations_forwarding_that_type(
         sink = FileSink(lambda _source: tmp_path / name, 1 << 20, 1)
         return Lane(name, sink, log_types=frozenset(types))
 
-    hub = Destinations([lane("results", "result"), lane("siem"), lane("all", "result", "status")])
+    forwarder = lane("log_forward_dir", "result")
+    forwarder.campaign_rows = False  # log forwarding's own lane: osquery logs only
+    hub = Destinations(
+        [lane("results", "result"), lane("siem"), lane("all", "result", "status"), forwarder]
+    )
     assert hub.names() == ["all", "results", "siem"] and hub.forwards_logs()
+    assert [v["name"] for v in hub.views()] == ["all", "log_forward_dir", "results", "siem"]
     hub.submit_logs(1, "result", [{"a": 1}, {"a": 2}])
     hub.submit_logs(1, "status", [{"s": 1}])
-    assert hub.queue_depths() == {"results": 2, "siem": 0, "all": 3}
+    assert hub.queue_depths() == {"results": 2, "siem": 0, "all": 3, "log_forward_dir": 2}
 
 
 # --- end to end ----------------------------------------------------------------------

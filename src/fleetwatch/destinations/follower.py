@@ -13,10 +13,12 @@ that gains the lease reloads the cursor (the previous holder may have moved it),
 before its next send once the lease lapses.
 
 Failures are the lane's: a retryable one is tried again after a doubling delay (`retry_base`
-up to `retry_max`), nothing behind it is sent first; a batch refused for good is counted as
-failed and passed. Rows older than the destination's `retention` when read are dropped and
-counted, as are stretches of the log trimmed (the server's `change_retention`) before they
-could be read: never silently.
+up to `retry_max`), nothing behind it is sent first; a batch refused for good, or one the sink
+fails on with an error that is not a `DestinationError` (a bug, an event it cannot take), is
+counted as failed, said in `last_error`, and passed. The log is read again at once while
+there is more to read, else every `interval` (POLL_FLOOR at least). Rows older than the
+destination's `retention` when read are dropped and counted, as are stretches of the log
+trimmed (the server's `change_retention`) before they could be read: never silently.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from fleetwatch.outbound.backoff import retry_delay
 from fleetwatch.periodic import Periodic
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two reads of the change log at least, while it has nothing more to read.
+POLL_FLOOR = 1.0
 
 
 @dataclass
@@ -132,7 +137,9 @@ class Follower:
     def _delay(self) -> float:
         if self.failures:
             return retry_delay(self.lane.retry_base, self.failures, self.lane.retry_max)
-        return self.lane.interval
+        # Polling the log is a query: not faster than POLL_FLOOR while nothing is waiting (a
+        # step that read a full page pokes the loop, so a backlog is sent without pause).
+        return max(self.lane.interval, POLL_FLOOR)
 
     async def step(self) -> None:
         """Read what is new (unless a batch is still unsent), send it, save the cursor."""
@@ -224,11 +231,12 @@ class Follower:
                 self._take(count)
                 lane.record("failed", count)
                 continue
-            except Exception as exc:  # a bug must not stop the destination for good
-                log.exception("destination %s failed", lane.name)
+            except Exception as exc:  # a bug: the same batch would fail the same way for ever
+                log.exception("destination %s could not send %d events", lane.name, count)
                 lane.record_error(f"{type(exc).__name__}: {exc}")
-                self.failures += 1
-                return False
+                self._take(count)
+                lane.record("failed", count)
+                continue
             self._take(count)
             self.failures = 0
             failed = refused.count if refused is not None else 0

@@ -38,8 +38,9 @@ class Destinations:
         self.followers.update((f.lane.name, f) for f in followers)
 
     def names(self) -> list[str]:
-        """The destination names, sorted (what a campaign's `destinations` may list)."""
-        return sorted(self.lanes)
+        """What a campaign's `destinations` may list, sorted: the `[destinations.NAME]`
+        lanes (log forwarding's own lanes take osquery logs only)."""
+        return sorted(name for name, lane in self.lanes.items() if lane.campaign_rows)
 
     def forwards_logs(self) -> bool:
         return bool(self._loggers)
@@ -64,7 +65,7 @@ class Destinations:
     def views(self) -> list[dict[str, Any]]:
         """Each destination's settings (no secret) and state, by name."""
         views = []
-        for name in self.names():
+        for name in sorted(self.lanes):
             view = self.lanes[name].view()
             view["queued"] = self._queued(name)
             follower = self.followers.get(name)

@@ -79,7 +79,13 @@ class FileSink:
     async def send(self, events: Sequence[Event]) -> Refused | None:
         runs: dict[Path, list[bytes]] = {}
         for event in events:
-            runs.setdefault(self.path_for(event.source), []).append(event.line)
+            try:
+                path = self.path_for(event.source)
+            except KeyError:
+                raise DestinationRejected(
+                    f"this destination has no file for {event.source!r} events"
+                ) from None
+            runs.setdefault(path, []).append(event.line)
         for path, lines in runs.items():
             try:
                 await asyncio.to_thread(self._write, path, lines)
