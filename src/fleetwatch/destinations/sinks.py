@@ -162,7 +162,9 @@ class HttpSink:
             raise DestinationError(
                 f"{self.url} did not answer in time ({type(exc).__name__})"
             ) from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:
+            # OSError: a socket error httpx let through is a network failure too (retried);
+            # any other error is taken as a bug and the batch is counted failed (the lane)
             raise DestinationError(f"{self.url}: {type(exc).__name__} {exc}".strip()) from exc
 
     def check(self, reply: httpx.Response, events: Sequence[Event]) -> Refused | None:
