@@ -68,13 +68,14 @@ def instrument(services: Services) -> None:
     services.campaigns.destination_names = services.saved_queries.destination_names = (
         destinations.names
     )
-    # Campaign rows: each destination follows the change log from its own durable cursor,
-    # delivered by the one node holding its lease (fleetwatch.destinations.follower).
+    # Campaign rows: each destination a campaign may name follows the change log from its
+    # own durable cursor, delivered by the one node holding its lease
+    # (fleetwatch.destinations.follower). Log forwarding's lanes follow nothing.
     feed, cursors = CampaignResults(services.index), StreamCursors(services.db)
     destinations.follow(
         [
-            Follower(lane, feed, cursors, services.bus.lease(cursor_name(name)))
-            for name, lane in destinations.lanes.items()
+            Follower(destinations.lanes[name], feed, cursors, services.bus.lease(cursor_name(name)))
+            for name in destinations.names()
         ]
     )
     services.distributed.on_write = metrics.on_distributed_write

@@ -13,10 +13,12 @@ that gains the lease reloads the cursor (the previous holder may have moved it),
 before its next send once the lease lapses.
 
 Failures are the lane's: a retryable one is tried again after a doubling delay (`retry_base`
-up to `retry_max`), nothing behind it is sent first; a batch refused for good is counted as
-failed and passed. Rows older than the destination's `retention` when read are dropped and
-counted, as are stretches of the log trimmed (the server's `change_retention`) before they
-could be read: never silently.
+up to `retry_max`), nothing behind it is sent first; a batch refused for good, or one the sink
+fails on with an error that is not a `DestinationError` (a bug, an event it cannot take), is
+counted as failed, said in `last_error`, and passed. The log is read again at once while
+there is more to read, else every `interval` (POLL_FLOOR at least). Rows older than the
+destination's `retention` when read are dropped and counted, as are stretches of the log
+trimmed (the server's `change_retention`) before they could be read: never silently.
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ from typing import Protocol
 from fleetwatch.destinations.events import Event
 from fleetwatch.destinations.lane import Lane
 from fleetwatch.destinations.sinks import DestinationError
+from fleetwatch.outbound.backoff import retry_delay
 from fleetwatch.periodic import Periodic
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two reads of the change log at least, while it has nothing more to read.
+POLL_FLOOR = 1.0
 
 
 @dataclass
@@ -43,7 +49,7 @@ class FeedBatch:
     events: list[Event]
     #: The last sequence read (with or without events: other campaigns' results).
     upto: int
-    #: True when the read stopped at its limit: more is waiting.
+    #: True when the read stopped at its limit: more may be waiting.
     full: bool
 
 
@@ -51,7 +57,10 @@ class Feed(Protocol):
     """The part of the change log one destination sends."""
 
     async def read(self, destination: str, after: int, limit: int) -> FeedBatch:
-        """Up to `limit` changes after sequence `after`, as `destination`'s events."""
+        """`destination`'s events of the changes after sequence `after`, in order, ending
+        with the change that made them `limit` or more (`upto` is that change's sequence, so
+        a cursor saved there is exact); a read may also stop early, `full`, after a bounded
+        stretch of the log."""
         ...
 
     async def end(self) -> int:
@@ -94,7 +103,8 @@ class Follower:
     feed: Feed
     cursors: Cursors
     lease: HasLease
-    #: Changes read at most per step (default: the lane's batch size).
+    #: Events read at most per step, give or take one result's rows (default: the lane's
+    #: batch size: the cursor moves, and is saved, after every batch).
     read_limit: int | None = None
     #: The sequence delivered through and saved (None until loaded under the lease).
     cursor: int | None = None
@@ -130,9 +140,10 @@ class Follower:
 
     def _delay(self) -> float:
         if self.failures:
-            backoff = self.lane.retry_base * 2.0 ** (self.failures - 1)
-            return min(self.lane.retry_max, backoff)
-        return self.lane.interval
+            return retry_delay(self.lane.retry_base, self.failures, self.lane.retry_max)
+        # Polling the log is a query: not faster than POLL_FLOOR while nothing is waiting (a
+        # step that read a full page pokes the loop, so a backlog is sent without pause).
+        return max(self.lane.interval, POLL_FLOOR)
 
     async def step(self) -> None:
         """Read what is new (unless a batch is still unsent), send it, save the cursor."""
@@ -152,6 +163,7 @@ class Follower:
                 return
         else:
             full = False
+        self._expire()
         if await self._send() and full and self._loop is not None:
             self._loop.poke()
 
@@ -176,33 +188,53 @@ class Follower:
         self.cursor = self.pending_upto = saved
 
     async def _read(self) -> bool:
+        """Read the next events into `pending`; True when more may be waiting."""
         assert self.cursor is not None
-        first = await self.feed.first_retained()
-        if first > self.cursor + 1:
-            trimmed = first - 1 - self.cursor
-            self.skipped_changes += trimmed
-            self.lane.record_error(
-                f"changes {self.cursor + 1}-{first - 1} left the change log (change_retention) "
-                "before they were delivered"
-            )
-            log.warning(
-                "destination %s: %d changes left the log before they were delivered",
-                self.lane.name,
-                trimmed,
-            )
-            self.cursor = first - 1
+        await self._skip_trimmed()
         limit = self.read_limit or self.lane.batch_size
         batch = await self.feed.read(self.lane.name, self.cursor, limit)
+        if await self._skip_trimmed():
+            # The log was trimmed under the read: it may have missed changes it should have
+            # seen. The trimmed stretch is counted; read again from what is left.
+            self.pending_upto = self.cursor
+            return True
         self.pending_upto = max(batch.upto, self.cursor)
-        cutoff = time.time() - self.lane.retention
-        fresh = [event for event in batch.events if event.time >= cutoff]
-        if len(fresh) < len(batch.events):
-            self.lane.record_drop(
-                len(batch.events) - len(fresh),
-                f"they were not delivered within its retention ({self.lane.retention:g} s)",
-            )
-        self.pending.extend(fresh)
+        self.pending.extend(batch.events)
+        self._expire()
         return batch.full
+
+    async def _skip_trimmed(self) -> bool:
+        """Count and pass the changes after the cursor that left the log (change_retention)
+        before they were read; True when there were any."""
+        assert self.cursor is not None
+        first = await self.feed.first_retained()
+        if first <= self.cursor + 1:
+            return False
+        trimmed = first - 1 - self.cursor
+        self.skipped_changes += trimmed
+        self.lane.record_error(
+            f"changes {self.cursor + 1}-{first - 1} left the change log (change_retention) "
+            "before they were delivered"
+        )
+        log.warning(
+            "destination %s: %d changes left the log before they were delivered",
+            self.lane.name,
+            trimmed,
+        )
+        self.cursor = first - 1
+        return True
+
+    def _expire(self) -> None:
+        """Drop the pending events older than the retention (the destination stayed down)."""
+        cutoff = time.time() - self.lane.retention
+        old = 0
+        while old < len(self.pending) and self.pending[old].time < cutoff:
+            old += 1
+        if old:
+            self._take(old)
+            self.lane.record_drop(
+                old, f"they were not delivered within its retention ({self.lane.retention:g} s)"
+            )
 
     async def _send(self) -> bool:
         """Send the pending events in batches; True once all were accepted (cursor saved)."""
@@ -224,11 +256,12 @@ class Follower:
                 self._take(count)
                 lane.record("failed", count)
                 continue
-            except Exception as exc:  # a bug must not stop the destination for good
-                log.exception("destination %s failed", lane.name)
+            except Exception as exc:  # a bug: the same batch would fail the same way for ever
+                log.exception("destination %s could not send %d events", lane.name, count)
                 lane.record_error(f"{type(exc).__name__}: {exc}")
-                self.failures += 1
-                return False
+                self._take(count)
+                lane.record("failed", count)
+                continue
             self._take(count)
             self.failures = 0
             failed = refused.count if refused is not None else 0

@@ -11,6 +11,8 @@ destination holds up only itself.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +20,8 @@ from typing import Any
 from fleetwatch.destinations.events import log_event
 from fleetwatch.destinations.follower import Follower
 from fleetwatch.destinations.lane import Lane
+
+log = logging.getLogger(__name__)
 
 
 class Destinations:
@@ -34,8 +38,9 @@ class Destinations:
         self.followers.update((f.lane.name, f) for f in followers)
 
     def names(self) -> list[str]:
-        """The destination names, sorted (what a campaign's `destinations` may list)."""
-        return sorted(self.lanes)
+        """What a campaign's `destinations` may list, sorted: the `[destinations.NAME]`
+        lanes (log forwarding's own lanes take osquery logs only)."""
+        return sorted(name for name, lane in self.lanes.items() if lane.campaign_rows)
 
     def forwards_logs(self) -> bool:
         return bool(self._loggers)
@@ -60,7 +65,7 @@ class Destinations:
     def views(self) -> list[dict[str, Any]]:
         """Each destination's settings (no secret) and state, by name."""
         views = []
-        for name in self.names():
+        for name in sorted(self.lanes):
             view = self.lanes[name].view()
             view["queued"] = self._queued(name)
             follower = self.followers.get(name)
@@ -81,9 +86,21 @@ class Destinations:
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop following the log (after the batch in flight), deliver what is queued (up
-        to `drain_timeout` s over all), then stop."""
-        for follower in self.followers.values():
-            await follower.stop()
+        to `drain_timeout` s over all), then stop. One that fails to stop is logged; the
+        others stop all the same."""
+        # Together: each may take its grace period to finish a send to a stuck receiver.
+        followers = list(self.followers.values())
+        outcomes = await asyncio.gather(*(f.stop() for f in followers), return_exceptions=True)
+        for follower, outcome in zip(followers, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error(
+                    "destination %s did not stop cleanly",
+                    follower.lane.name,
+                    exc_info=outcome,
+                )
         deadline = time.monotonic() + drain_timeout
         for lane in self.lanes.values():
-            await lane.stop(deadline)
+            try:
+                await lane.stop(deadline)
+            except Exception:
+                log.exception("destination %s did not stop cleanly", lane.name)

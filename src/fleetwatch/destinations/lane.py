@@ -6,7 +6,9 @@ to fill), sends them and only then removes them: a batch that failed with a retr
 is sent again, after a doubling delay (up to `retry_max`), before anything queued behind
 it. So delivery is in order and at least once for as long as the destination comes back
 within `retention`; events older than that are dropped while it stays down, and counted.
-A batch the destination refuses for good is counted as failed and not sent again.
+A batch the destination refuses for good is counted as failed and not sent again, as is one
+the sink fails on with an error that is not a `DestinationError` (a bug, an event it cannot
+take): retrying the same batch would fail the same way for ever.
 
 The state (`sent`, `queued`, `failed`, `dropped`, `last_error`) is what
 GET /api/v1/fleet/destinations shows; each outcome is also told to `on_outcome` (metrics).
@@ -62,6 +64,9 @@ class Lane:
     description: dict[str, Any] = field(default_factory=dict)
     #: osquery log types it receives.
     log_types: frozenset[str] = frozenset()
+    #: Campaigns and saved queries may name it (a `[destinations.NAME]` table); log
+    #: forwarding's own lanes (`log_forward_dir`, `log_forward_url`) take osquery logs only.
+    campaign_rows: bool = True
     on_outcome: OnOutcome | None = None
     retry_base: float = 0.5
     retry_max: float = 30.0
@@ -150,11 +155,11 @@ class Lane:
                 self.failures += 1
                 await asyncio.sleep(retry_delay(self.retry_base, self.failures, self.retry_max))
                 continue
-            except Exception as exc:  # a bug must not stop the destination for good
-                log.exception("destination %s failed", self.name)
+            except Exception as exc:  # a bug: sending the same batch again cannot help
+                log.exception("destination %s could not send %d events", self.name, count)
                 self.record_error(f"{type(exc).__name__}: {exc}")
-                self.failures += 1
-                await asyncio.sleep(retry_delay(self.retry_base, self.failures, self.retry_max))
+                self._take(count)
+                self.record("failed", count)
                 continue
             self._take(count)
             self.failures = 0

@@ -46,7 +46,8 @@ class DestinationSettings(BaseModel):
     index: str | None = None
     #: Events per request (or file write) at most.
     batch_size: int = Field(500, ge=1, le=100_000)
-    #: Seconds a batch waits for more events before it is sent anyway.
+    #: Seconds a batch waits for more events before it is sent anyway (campaign rows: the
+    #: change log is read again after this, 1 s at least, while there is nothing more).
     interval: float = Field(1.0, gt=0, le=3600)
     #: Longest wait between two tries of a batch that failed (seconds; the wait doubles
     #: from half a second up to this while the destination stays down).

@@ -10,11 +10,15 @@ the result (truncated) are not sent; an answer with an error has no rows and sen
 The rows are not handed over when they are stored: each destination reads the stored results
 from the change log (`CampaignResults`, its follower's feed), so what was stored is sent even
 after a restart. A result names its campaign's destinations, so a destination picks its own
-without looking up every campaign.
+without looking up every campaign (a result without the list, stored by an older version,
+takes its campaign's). The log is read a page of changes at a time, yielding to the event
+loop between results, and a read ends once it holds a batch of events: one read never holds
+more than a page of results and a batch of events, whatever the campaigns' sizes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -107,37 +111,60 @@ class CampaignFacts:
     id: int
     query: str | None
     query_id: int | None
+    #: Where its rows go (for results stored without the list: by an older version).
+    destinations: tuple[str, ...] = ()
 
 
 #: Campaigns whose facts a feed remembers (a destination reads a few campaigns at a time).
 FACTS_CACHE = 1024
+#: Changes fetched from the log per query (each may hold a large result body).
+PAGE = 50
+#: Changes looked at in one read at most: a read over others' results ends (its cursor
+#: saved) and the next goes on, so a step stays short.
+SCAN = 2000
 
 
 class CampaignResults:
     """The stored campaign results of the change log, as one destination's events (the
     `Feed` of fleetwatch.destinations.follower)."""
 
-    def __init__(self, index: DocumentIndex) -> None:
+    def __init__(self, index: DocumentIndex, page: int = PAGE, scan: int = SCAN) -> None:
         self.index = index
+        self.page = page
+        self.scan = scan
         self._facts: dict[int, CampaignFacts] = {}
 
     async def read(self, destination: str, after: int, limit: int) -> FeedBatch:
-        """Events of the results stored after sequence `after` that name `destination`."""
+        """Events of the results stored after sequence `after` that name `destination`,
+        through the result that brings them to `limit` (see the Feed protocol)."""
         # The end first: every change up to it is committed (the log is appended in commit
-        # order), so a read that is not full has seen all of them.
+        # order), so a read that reaches the log's end has seen all of them.
         end = await self.index.read_last_seq()
-        changes = await self.index.read_changes(after, limit, kinds=(RESULT_KIND,))
         events: list[Event] = []
-        for change in changes:
-            if change.action is not Action.POST:
-                continue  # a result is created once; later writes are not new rows
-            if destination not in (change.body.get("destinations") or ()):
-                continue
-            facts = await self._campaign(int(change.body["campaign_id"]))
-            events.extend(result_events(facts, change))
-        full = len(changes) >= limit
-        last = changes[-1].seq if changes else after
-        return FeedBatch(events, last if full else max(last, end), full)
+        last, scanned = after, 0
+        while True:
+            changes = await self.index.read_changes(last, self.page, kinds=(RESULT_KIND,))
+            for change in changes:
+                await asyncio.sleep(0)  # a result's rows at a time: others run between
+                last = change.seq
+                if change.action is Action.POST and destination in await self._names(change):
+                    facts = await self._campaign(int(change.body["campaign_id"]))
+                    events.extend(result_events(facts, change))
+                    if len(events) >= limit:
+                        return FeedBatch(events, last, True)
+            scanned += len(changes)
+            if len(changes) < self.page:
+                return FeedBatch(events, max(last, end), False)
+            if scanned >= self.scan:
+                return FeedBatch(events, last, True)
+
+    async def _names(self, change: Change) -> Collection[str]:
+        """The destinations a result names (a result is created once; later writes are not
+        new rows): its own list, or its campaign's when it has none (an older version's)."""
+        names = change.body.get("destinations")
+        if names is not None:
+            return tuple(names)
+        return (await self._campaign(int(change.body["campaign_id"]))).destinations
 
     async def end(self) -> int:
         return await self.index.read_last_seq()
@@ -155,6 +182,7 @@ class CampaignResults:
                 campaign_id,
                 body.get("query"),
                 int(query_id) if query_id is not None else None,
+                tuple(body.get("destinations") or ()),
             )
             if len(self._facts) >= FACTS_CACHE:
                 del self._facts[next(iter(self._facts))]
