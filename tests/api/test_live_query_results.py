@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from websockets.sync.client import connect
 
-from tests.api.test_live_queries import Fleet, read
+from tests.api.test_live_queries import Fleet, read, ws_messages, ws_url
 from tests.conftest import login
 from tests.server import RunningServer
 
@@ -222,5 +224,100 @@ def test_a_team_user_reads_only_their_teams_hosts_results_by_their_roles_now(
         assert [r["host_id"] for r in walk(reader, campaign_id, per_page=10)] == ids[3:5]
         # a global admin reads every host's entry
         assert [r["host_id"] for r in walk(fleet6, campaign_id, per_page=4)] == ids
+    finally:
+        reader.close()
+
+
+def _results(messages: list[dict[str, Any]]) -> list[int]:
+    return [m["data"]["host_id"] for m in messages if m["type"] == "result"]
+
+
+def test_a_team_user_streams_only_their_teams_hosts_answers_by_their_roles_now(
+    fleet6: Fleet,
+) -> None:
+    """The SSE and WebSocket streams scope results as the REST reads do: an answer by the
+    team its host had when it answered (a host moved out of the reader's teams before
+    answering is left out, in the initial results and live), and by the reader's roles at
+    each batch (a team the reader lost stops streaming); totals and status are unchanged."""
+    api = fleet6.api
+    by_name = {h["hostname"]: h["id"] for h in fleet6.hosts()}
+    ids = [by_name[f"host-{i}"] for i in range(6)]
+    team_a, team_b, team_c = (
+        api.post("/api/v1/fleet/teams", json={"name": n}).json()["team"]["id"] for n in "abc"
+    )
+
+    def transfer(team: int, hosts: list[int]) -> None:
+        moved = api.post("/api/v1/fleet/hosts/transfer", json={"team_id": team, "hosts": hosts})
+        assert moved.status_code == 200, moved.text
+
+    transfer(team_a, ids[:3])
+    transfer(team_b, ids[3:])
+    both = [{"id": team_a, "role": "maintainer"}, {"id": team_b, "role": "maintainer"}]
+    made = api.post(
+        "/api/v1/fleet/users",
+        json={"email": "tm@example.com", "password": "user-password-1", "teams": both},
+    )
+    assert made.status_code == 201, made.text
+    user_id = made.json()["user"]["id"]
+    token = login(fleet6.server, "tm@example.com", "user-password-1")
+    reader = httpx.Client(
+        base_url=fleet6.server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    try:
+        started = reader.post(
+            "/api/v1/fleet/queries/run", json={"query": "SELECT 1", "targets": [{"type": "all"}]}
+        )
+        assert started.status_code == 200, started.text
+        campaign_id = started.json()["campaign_id"]
+        transfer(team_c, [ids[2]])  # host 2 leaves the reader's teams before answering
+        for i in (0, 2, 3):
+            answer(fleet6, i, campaign_id, 1, {"wall_time_ms": 1})
+
+        # the initial results, on both streams: host 2's answer (team C) is left out
+        url = ws_url(fleet6.server, f"campaign_id={campaign_id}&token={token}")
+        with connect(url) as socket:
+            initial = ws_messages(socket, "current")
+        assert _results(initial) == [ids[0], ids[3]]
+        assert initial[0]["type"] == "totals" and initial[0]["data"]["responded"] == 3
+
+        # live on SSE: host 5 moves to team C, then it and host 4 (team B) answer
+        path = f"/api/v1/fleet/campaigns/{campaign_id}/events"
+        events: list[dict[str, Any]] = []
+        with reader.stream("GET", path) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                events.append(json.loads(line[6:]))
+                if events[-1]["type"] == "current":
+                    transfer(team_c, [ids[5]])
+                    answer(fleet6, 5, campaign_id, 1, {"wall_time_ms": 1})
+                    answer(fleet6, 4, campaign_id, 1, {"wall_time_ms": 1})
+                if ids[4] in _results(events):
+                    break
+        assert _results(events) == [ids[0], ids[3], ids[4]]  # never host 5's
+
+        # live on the WebSocket: the reader loses team A, then host 1 (team A) answers last
+        with connect(url) as socket:
+            assert _results(ws_messages(socket, "current")) == [ids[0], ids[3], ids[4]]
+            changed = api.patch(f"/api/v1/fleet/users/{user_id}", json={"teams": both[1:]})
+            assert changed.status_code == 200, changed.text
+            answer(fleet6, 1, campaign_id, 1, {"wall_time_ms": 1})
+            rest = ws_messages(socket, "status")
+        assert _results(rest) == []  # host 1's answer is not streamed
+        assert rest[-1]["data"]["status"] == "finished"
+        totals = [m for m in rest if m["type"] == "totals"]
+        assert totals and totals[-1]["data"]["responded"] == 6  # totals stay the campaign's
+
+        # the streams and the REST reads agree: team B's answers only
+        assert [r["host_id"] for r in walk(reader, campaign_id)] == [ids[3], ids[4]]
+        with reader.stream("GET", path) as response:
+            again: list[dict[str, Any]] = []
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    again.append(json.loads(line[6:]))
+                    if again[-1]["type"] == "current":
+                        break
+        assert _results(again) == [ids[3], ids[4]]
     finally:
         reader.close()

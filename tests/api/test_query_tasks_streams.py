@@ -7,6 +7,7 @@ writes racing the subscription, and bad stream requests.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -18,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import ClientDisconnect
+from starlette.types import Message
 
 from fleetwatch.config import Settings
 from fleetwatch.index import Action, Write, now_micros
@@ -166,6 +169,58 @@ def _raw_websocket(server: RunningServer, path: str, token: str) -> socket.socke
         reply += sock.recv(1)
     assert b" 101 " in reply
     return sock
+
+
+def _client_gone_before_the_body(server: RunningServer, path: str, token: str) -> int:
+    """Run GET `path` on the server's app, as a client that left before the response
+    started: the send of the response start fails, the body never runs. The status the
+    response was going to have."""
+    started: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        started.append(message)
+        raise OSError("connection reset by peer")
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", server.settings.port),
+        "state": {},
+    }
+
+    async def run() -> None:
+        with contextlib.suppress(ClientDisconnect, OSError):
+            await server.app(scope, receive, send)
+
+    server.call(run())
+    status: int = started[0]["status"]
+    return status
+
+
+def test_an_sse_client_gone_before_the_body_leaves_no_subscription(
+    live_server: RunningServer, tasks: TaskClient
+) -> None:
+    """The route subscribes before it returns its response; a client gone before the body
+    starts (so the body's own `finally` never runs) must not leave that subscription on the
+    hub, nor its stream slot taken."""
+    link = tasks.create(task_body(kind_query("docs:gone"), "CONTINUOUS"))["documentSelfLink"]
+    hub = live_server.services.subscriptions
+    for _ in range(3):  # each time the route subscribed and was about to answer 200
+        assert _client_gone_before_the_body(live_server, f"{link}/events", tasks.token) == 200
+    assert hub.subscriber_count == 0
+    assert live_server.services.stream_quota.open_streams(1) == 0
 
 
 def test_never_reading_subscriber_harms_nobody(
@@ -412,7 +467,9 @@ def test_a_websocket_ends_when_its_token_is_deleted_and_sse_on_a_new_password(
     from websockets.exceptions import ConnectionClosed
 
     observer, user_id = user_client(tasks, "observer@example.com", "observer")
-    made = observer.http.post("/api/v1/fleet/me/tokens", json={"name": "script"}).json()
+    made = observer.http.post(
+        "/api/v1/fleet/me/tokens", json={"name": "script", "password": "user-password-1"}
+    ).json()
     script = TaskClient(tasks.server, made["token"])
     link = observer.create(task_body(kind_query("docs:t"), "CONTINUOUS"))["documentSelfLink"]
     with (

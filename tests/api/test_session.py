@@ -104,7 +104,7 @@ def test_an_idle_session_expires_and_a_used_one_does_not(server_settings: Settin
         kept, idle = login(server), login(server)
         script = client.post(
             "/api/v1/fleet/me/tokens",
-            json={"name": "ci"},
+            json={"name": "ci", "password": "admin-password-1"},
             headers={"Authorization": f"Bearer {kept}"},
         ).json()["token"]
         for _ in range(6):  # 1.5 s in all, used every 0.25 s: never idle for 1 s
@@ -149,13 +149,36 @@ def test_a_browser_session_needs_the_password_to_create_an_api_token(
         )
         assert made.status_code == 201, made.text
         assert api_tokens(ui) == ["mine"]
-    # a bearer caller (a script holding a token) is not asked; a password it sends is checked
+    # a script holding an API token is not asked; a password it sends is checked
+    script = made.json()["token"]
     with httpx.Client(
-        base_url=live_server.url, headers={"Authorization": f"Bearer {session}"}
+        base_url=live_server.url, headers={"Authorization": f"Bearer {script}"}
     ) as api:
         assert api.post("/api/v1/fleet/me/tokens", json={"name": "ci"}).status_code == 201
         wrong = api.post("/api/v1/fleet/me/tokens", json={"name": "ci", "password": "nope-nope"})
         assert wrong.status_code == 403
+
+
+def test_a_login_session_sent_as_a_bearer_token_still_needs_the_password(
+    live_server: RunningServer,
+) -> None:
+    """The rule is about the token's kind, not how it arrives: the cookie's value sent as
+    `Authorization: Bearer` (no cookie, so no CSRF check either) is still a login session."""
+    session = login(live_server)
+    with httpx.Client(
+        base_url=live_server.url, headers={"Authorization": f"Bearer {session}"}
+    ) as api:
+        missing = api.post("/api/v1/fleet/me/tokens", json={"name": "stolen"})
+        assert missing.status_code == 400
+        assert "password: send your current password" in missing.json()["error"]
+        wrong = api.post("/api/v1/fleet/me/tokens", json={"name": "stolen", "password": "nope-no"})
+        assert wrong.status_code == 403
+        assert api_tokens(api) == []
+        made = api.post(
+            "/api/v1/fleet/me/tokens", json={"name": "mine", "password": "admin-password-1"}
+        )
+        assert made.status_code == 201, made.text
+        assert api_tokens(api) == ["mine"]
 
 
 def test_password_guesses_through_token_creation_count_against_the_login_limit(

@@ -112,3 +112,38 @@ async def test_a_finished_or_cancelled_response_gives_it_back() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert quota.open_streams(7) == 0
+
+
+async def test_on_close_runs_even_when_the_body_never_started() -> None:
+    """Closing a generator that never started skips its `finally`: what the route opened
+    before returning the response (a subscription) is closed by `on_close` instead."""
+    quota = StreamQuota(1)
+    closed: list[str] = []
+
+    async def close_subscription() -> None:
+        closed.append("subscription")
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        raise OSError("connection reset by peer")
+
+    body = Body()
+    response = SlotStreamingResponse(
+        body.events(), quota.acquire(7, "hash"), on_close=close_subscription
+    )
+    with pytest.raises(ClientDisconnect):
+        await response(scope("2.4"), receive, send)
+    assert not body.started and not body.closed  # its own finally never ran
+    assert closed == ["subscription"] and quota.open_streams(7) == 0
+
+    async def short() -> AsyncIterator[bytes]:
+        yield b"data: {}\n\n"
+
+    async def ok(message: Message) -> None:
+        return None
+
+    finished = SlotStreamingResponse(short(), quota.acquire(7, "hash"), on_close=close_subscription)
+    await finished(scope("2.4"), receive, ok)
+    assert closed == ["subscription", "subscription"]

@@ -23,7 +23,7 @@ from starlette.requests import HTTPConnection
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
 from fleetwatch.fleet.errors import AuthFailed
-from fleetwatch.fleet.users import User, hash_token
+from fleetwatch.fleet.users import TokenKind, TokenOwner, User, hash_token
 from fleetwatch.services import Services
 
 #: The browser UI's session cookie (HttpOnly) holding a token from /api/v1/fleet/login.
@@ -51,14 +51,6 @@ def bearer_token(conn: HTTPConnection, *, allow_query: bool = False) -> str | No
         if token:
             return token
     return cookie_token(conn)
-
-
-def authenticated_by_cookie(conn: HTTPConnection) -> bool:
-    """Whether the request's token is the UI's session cookie (no bearer header): what a
-    stolen or ridden browser session would send."""
-    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
-    has_bearer = scheme.lower() == "bearer" and bool(value.strip())
-    return not has_bearer and bool(conn.cookies.get(SESSION_COOKIE))
 
 
 async def confirm_password(
@@ -116,6 +108,11 @@ def cookie_token(conn: HTTPConnection) -> str | None:
 
 async def resolve_token(services: Services, token: str | None) -> User:
     """The user of a token; a 401 ApiError saying what to send when it is missing or wrong."""
+    return (await resolve_owner(services, token)).user
+
+
+async def resolve_owner(services: Services, token: str | None) -> TokenOwner:
+    """The user of a token and its kind; a 401 ApiError as `resolve_token`."""
     if not token:
         raise ApiError(
             401,
@@ -123,22 +120,33 @@ async def resolve_token(services: Services, token: str | None) -> User:
             "(POST /api/v1/fleet/login returns a token)",
         )
     try:
-        return await services.users.user_for_token(token)
+        return await services.users.owner_of_token(token)
     except AuthFailed as exc:
         raise ApiError(401, str(exc)) from exc
 
 
 async def current_user(conn: HTTPConnection, services: ServicesDep) -> User:
-    """The authenticated user of an HTTP request (header only)."""
-    return await resolve_token(services, bearer_token(conn))
+    """The authenticated user of an HTTP request (bearer header or session cookie)."""
+    owner = await resolve_owner(services, bearer_token(conn))
+    conn.state.token_kind = owner.kind
+    return owner.user
+
+
+def token_kind(conn: HTTPConnection) -> TokenKind:
+    """The kind of token the request was authenticated with (by `CurrentUser`): `session`
+    (from /login: the UI's cookie holds one) or `api`, however it was sent; a login session
+    sent as `Authorization: Bearer` is still a session."""
+    kind: TokenKind = conn.state.token_kind
+    return kind
 
 
 async def user_from_connection(conn: HTTPConnection, services: ServicesDep) -> User:
     """The authenticated user of a streaming request: header or `?token=`."""
     token = bearer_token(conn, allow_query=True)
-    user = await resolve_token(services, token)
+    owner = await resolve_owner(services, token)
+    conn.state.token_kind = owner.kind
     _remember_token(conn, token)
-    return user
+    return owner.user
 
 
 def _remember_token(conn: HTTPConnection, token: str | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
@@ -170,6 +170,21 @@ def _may_target(access: Access, role: str) -> Callable[[HostState], bool]:
     return lambda host: host.team_id in teams
 
 
+def _scope_now(services: Services, user_id: int) -> Callable[[], Awaitable[ResultScope]]:
+    """The result scope of the user's roles at the moment it is called: a stream asks for it
+    at every batch of results, so a change of teams applies to the results still to come. A
+    user deleted meanwhile sees nothing (their tokens are revoked, the stream is ending)."""
+
+    async def scope() -> ResultScope:
+        try:
+            user = await services.users.get(user_id)
+        except NotFound:
+            return ResultScope(frozenset())
+        return ResultScope.of(Access(user))
+
+    return scope
+
+
 async def _campaign(user: User, services: Services, campaign_id: int) -> dict[str, Any]:
     """The campaign, if the user started it or is a global admin; 404 otherwise."""
     campaign = await services.campaigns.get(campaign_id)
@@ -287,7 +302,13 @@ async def campaign_events(
     slot = services.stream_quota.acquire(user.id, stream_token_hash(request))
 
     async def events() -> AsyncIterator[bytes]:
-        stream = campaign_stream(services.campaigns, services.subscriptions, campaign_id, since)
+        stream = campaign_stream(
+            services.campaigns,
+            services.subscriptions,
+            campaign_id,
+            since,
+            _scope_now(services, user.id),
+        )
         try:
             yield b": connected\n\n"
             async for batch in with_keepalive(stream, keepalive, slot.ended):
@@ -321,6 +342,7 @@ def _since(raw: str | None) -> int | None:
 async def _pump_campaign(
     websocket: WebSocket,
     services: Services,
+    user_id: int,
     campaign_id: int,
     since: int | None,
     stop: asyncio.Future[Any],
@@ -333,7 +355,13 @@ async def _pump_campaign(
     """
 
     async def send() -> None:
-        stream = campaign_stream(services.campaigns, services.subscriptions, campaign_id, since)
+        stream = campaign_stream(
+            services.campaigns,
+            services.subscriptions,
+            campaign_id,
+            since,
+            _scope_now(services, user_id),
+        )
         try:
             async for batch in stream:
                 for message in batch:
@@ -377,7 +405,7 @@ async def results_websocket(websocket: WebSocket) -> None:
         # 429 (an error message) when none is left; the slot ends when the token is revoked
         slot = services.stream_quota.acquire(user.id, stream_token_hash(websocket))
         try:
-            await _pump_campaign(websocket, services, campaign_id, since, slot.ended)
+            await _pump_campaign(websocket, services, user.id, campaign_id, since, slot.ended)
             if slot.ended_reason is not None:  # an error message and close code 4401
                 raise ApiError(401, slot.ended_message)
         finally:

@@ -11,9 +11,9 @@ from starlette.requests import Request
 
 from fleetwatch.api.auth import (
     CurrentUser,
-    authenticated_by_cookie,
     bearer_token,
     confirm_password,
+    token_kind,
 )
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
@@ -55,8 +55,8 @@ async def login(body: LoginRequest, request: Request, services: ServicesDep) -> 
 
 class NewToken(BaseModel):
     name: str = Field("api", min_length=1, max_length=255)
-    #: The caller's current password: required from a browser session (cookie), checked
-    #: whenever it is given.
+    #: The caller's current password: required when the caller is authenticated by a login
+    #: session (the cookie or its value as a bearer token), checked whenever it is given.
     password: str | None = Field(None, max_length=1024)
 
 
@@ -73,18 +73,19 @@ async def create_token(
     """A named API token for scripts; revoke it with DELETE /me/tokens/{id}. Unlike a login
     session it does not expire when idle; a password change revokes it too.
 
-    From the browser UI's session cookie the body must carry the current `password` (400
-    without it, 403 when wrong): a stolen or ridden session cannot turn itself into a token
-    that outlives it. A bearer-token caller already holds a token (it logged in with the
-    password, or is a script); its `password` is checked when given."""
-    if body.password is not None or authenticated_by_cookie(request):
+    A caller authenticated by a login session (the kind of token /login returns and the
+    browser UI's cookie holds, whether sent as the cookie or as `Authorization: Bearer`) must
+    send its current `password` (400 without it, 403 when wrong): a stolen or ridden session
+    cannot turn itself into a token that outlives it. A caller with an API token is not
+    asked; a `password` it sends is checked."""
+    if body.password is not None or token_kind(request) == "session":
         await confirm_password(
             request,
             services,
             user,
             body.password,
             field="password",
-            why="to create an API token from a browser session",
+            why="to create an API token with a login session",
         )
     token = await services.users.issue_token(user.id, body.name, kind="api")
     tokens = await services.users.list_tokens(user.id)

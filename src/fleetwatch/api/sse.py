@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from starlette.responses import StreamingResponse
@@ -27,6 +27,10 @@ class SlotStreamingResponse(StreamingResponse):
     is closed at that moment too, so its `finally` (unsubscribing) runs now rather than when
     the garbage collector finds the generator; until then a dropped client's slot would
     count against its user, and enough drops would lock the user out of streaming.
+
+    Closing a generator that never started does not run its `finally`: whatever a route
+    opened before returning the response (a subscription) is given as `on_close`, which is
+    awaited here whatever happened to the body.
     """
 
     def __init__(
@@ -34,9 +38,12 @@ class SlotStreamingResponse(StreamingResponse):
         content: AsyncIterator[bytes],
         slot: StreamSlot,
         headers: Mapping[str, str] | None = None,
+        *,
+        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(content, media_type="text/event-stream", headers=headers)
         self.slot = slot
+        self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -48,6 +55,8 @@ class SlotStreamingResponse(StreamingResponse):
                 # RuntimeError: the generator is still running (never here: its task ended)
                 with contextlib.suppress(Exception):
                     await close()
+            if self.on_close is not None:
+                await self.on_close()
 
 
 def sse_event(data: bytes, seq: int | None, event: str | None = None) -> bytes:

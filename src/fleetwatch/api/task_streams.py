@@ -106,11 +106,13 @@ def _register(base: str) -> None:
             since = parse_since(request.headers.get("last-event-id"), "Last-Event-ID")
         sub, slot = await open_subscription(services, user, link, since, stream_token_hash(request))
         keepalive = services.settings.sse_keepalive
-        # the slot is given back when the response ends by any path (SlotStreamingResponse)
+        # the slot is given back and the subscription closed when the response ends by any
+        # path, the body never started included (SlotStreamingResponse, on_close)
         return SlotStreamingResponse(
             _sse_body(services, link, sub, keepalive, slot),
             slot,
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            on_close=sub.aclose,
         )
 
     async def task_stream(websocket: WebSocket, task_id: str) -> None:
