@@ -14,6 +14,7 @@ hidden from the interpreter is still a circle for the reader).
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -202,6 +203,63 @@ def test_index_and_query_know_nothing_of_the_domain() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+#: SQL written by hand over the index's tables (`text("SELECT ... FROM documents")`).
+INDEX_TABLE_SQL = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE)\s+(documents|changes)\b", re.IGNORECASE)
+
+
+def _index_table_uses(module: str, tree: ast.AST) -> list[str]:
+    """Where `module` reaches the index's tables other than by importing them by name: as
+    attributes of the schema module (`schema.documents`), through the metadata
+    (`metadata.tables["documents"]`), or in hand-written SQL."""
+    schema_names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "fleetwatch.storage":
+            schema_names |= {a.asname or a.name for a in node.names if a.name == "schema"}
+        elif isinstance(node, ast.Import):
+            schema_names |= {
+                a.asname or a.name for a in node.names if a.name == "fleetwatch.storage.schema"
+            }
+    uses = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in INDEX_TABLES
+            and ast.unparse(node.value) in schema_names
+        ):
+            uses.append(f"{module}:{node.lineno} uses {ast.unparse(node)}")
+        elif (
+            isinstance(node, ast.Subscript)
+            and ast.unparse(node.value).endswith(".tables")
+            and isinstance(node.slice, ast.Constant)
+            and node.slice.value in INDEX_TABLES
+        ):
+            uses.append(f"{module}:{node.lineno} uses {ast.unparse(node)}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found = INDEX_TABLE_SQL.search(node.value)
+            if found:
+                uses.append(f"{module}:{node.lineno} has SQL over {found.group(1)}")
+    return uses
+
+
+def test_the_table_check_sees_every_way_in() -> None:
+    # A check that recognised none of these would pass every module.
+    sample = ast.parse(
+        "from fleetwatch.storage import schema as s\n"
+        "import fleetwatch.storage.schema\n"
+        "a = s.documents\n"
+        "b = fleetwatch.storage.schema.changes\n"
+        "c = metadata.tables['documents']\n"
+        "d = text('select body from documents where kind = :k')\n"
+        "e = s.hosts\n"
+    )
+    assert [line.split(" ", 1)[0] for line in _index_table_uses("m", sample)] == [
+        "m:3",
+        "m:4",
+        "m:5",
+        "m:6",
+    ]
+
+
 def _index_table_readers() -> dict[str, list[str]]:
     readers: dict[str, list[str]] = defaultdict(list)
     for i in IMPORTS:
@@ -212,6 +270,12 @@ def _index_table_readers() -> dict[str, list[str]]:
         tables = sorted(INDEX_TABLES.intersection(i.names))
         if tables:
             readers[i.importer].append(f"{i.importer}:{i.line} imports {', '.join(tables)}")
+    for module, path in MODULES.items():
+        if package_of(module) in {"index", "query", "storage"}:
+            continue
+        uses = _index_table_uses(module, ast.parse(path.read_text(), str(path)))
+        if uses:
+            readers[module].extend(uses)
     return readers
 
 
