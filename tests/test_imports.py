@@ -6,6 +6,8 @@
   (`app.py`, `server.py`, `__main__.py`) and by other adapters where `ADAPTER_EDGES` says why.
 - The index and the query engine know nothing of the domain above them.
 - Only `index/` and `query/` read the index's own tables (`documents`, `changes`).
+- A name is imported from the module that defines it, not through one that re-exports it
+  (a package's `__init__.py` aside).
 
 Every import counts: function-local ones and those under `if TYPE_CHECKING:` too (a circle
 hidden from the interpreter is still a circle for the reader).
@@ -309,3 +311,43 @@ def test_no_json_operators_outside_the_engine() -> None:
         if "json_extract" in text or '"->>"' in text:
             wrong.append(module)
     assert not wrong, wrong
+
+
+def _bound_here(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """Names a module binds itself at top level, and names it only imports."""
+    own: set[str] = set()
+    imported: set[str] = set()
+    statements: list[ast.stmt] = list(tree.body)
+    while statements:
+        node = statements.pop()
+        if isinstance(node, (ast.If, ast.Try)):
+            statements.extend(node.body + node.orelse)
+            statements.extend(node.finalbody if isinstance(node, ast.Try) else [])
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            own.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            own |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.For, ast.With)):
+            own |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.ImportFrom):
+            imported |= {a.asname or a.name for a in node.names}
+    return own, imported - own
+
+
+def test_names_are_imported_from_where_they_are_defined() -> None:
+    # A module re-exporting what it imports keeps old import paths alive and hides where a
+    # name lives; only a package's face (`__init__.py`) lists names of its modules.
+    bound = {
+        module: _bound_here(ast.parse(path.read_text(), str(path)))
+        for module, path in MODULES.items()
+        if path.name != "__init__.py"
+    }
+    wrong = [
+        f"{i.importer}:{i.line} imports {name} from {i.imported}, which only imports it"
+        for i in IMPORTS
+        if i.imported in bound
+        for name in i.names
+        if name in bound[i.imported][1]
+    ]
+    assert not wrong, "\n".join(wrong)
