@@ -31,9 +31,10 @@ from typing import Any
 
 import httpx
 import orjson
-from fastapi import Request
+from fastapi import Request, Response
 
 from bench._harness import Measurement, Report, percentile, summarize
+from bench._processes import profiled
 from bench.bench_notify_latency import _free_port, _wait_ready
 
 TARGET_P99_MS = 50.0
@@ -57,7 +58,7 @@ def _serve(settings_kwargs: dict[str, Any]) -> None:
     app.state.tune_gc = tune_gc  # as run_server sets it
 
     @app.post("/bench/regroup")
-    async def paced_writes(request: Request) -> dict[str, Any]:
+    async def paced_writes(request: Request) -> Response:
         spec = orjson.loads(await request.body())
         first_doc, count = int(spec["first"]), int(spec["count"])
         rate, batch, groups = float(spec["rate"]), int(spec["batch"]), int(spec["groups"])
@@ -91,11 +92,14 @@ def _serve(settings_kwargs: dict[str, Any]) -> None:
                 await asyncio.sleep(delay)
             pending.append(asyncio.create_task(one(first, due)))
         await asyncio.gather(*pending)
-        return {
+        answer = {
             "latencies": latencies,
             "issued": issued,
             "total_seconds": time.perf_counter() - begin,
         }
+        # orjson, not FastAPI's encoder: that walks the 20,000 entries for ~100 ms on the
+        # loop, just as the last writes' notifications are due (it inflated the max).
+        return Response(orjson.dumps(answer), media_type="application/json")
 
     uvicorn.Server(config).run()
 
@@ -160,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each round")
     parser.add_argument("--batch", type=int, default=10, help="writes per index call")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results")
+    parser.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="profile the server with py-spy (raw stacks per thread) during the group-count "
+        "round into DIR/server-grouped.txt (summarize with python -m bench._spy_summary)",
+    )
+    parser.add_argument("--py-spy-rate", type=int, default=200, help="py-spy samples per s")
     args = parser.parse_args(argv)
     count = int(args.rate * args.seconds)
     if 3 * count > args.docs:
@@ -209,11 +220,17 @@ def main(argv: list[str] | None = None) -> int:
                     url, token, writes(count, "PATCH", count, args.rate, args.batch), False
                 )
             )
-            grouped, grouped_writes, start_seconds = asyncio.run(
-                _notify_round(
-                    url, token, writes(2 * count, "PATCH", count, args.rate, args.batch), True
+            profile = None
+            if args.py_spy is not None:
+                Path(args.py_spy).mkdir(parents=True, exist_ok=True)
+                profile = Path(args.py_spy, "server-grouped.txt")
+            assert server.pid is not None
+            with profiled(server.pid, profile, args.py_spy_rate):
+                grouped, grouped_writes, start_seconds = asyncio.run(
+                    _notify_round(
+                        url, token, writes(2 * count, "PATCH", count, args.rate, args.batch), True
+                    )
                 )
-            )
         finally:
             server.terminate()
             server.join(timeout=30)

@@ -210,10 +210,13 @@ class Receiver:
 
 
 @contextmanager
-def running_receiver(kind: Kind = WEBHOOKS) -> Iterator[Receiver]:
-    """Start a receiver on 127.0.0.1 in a thread; stop it afterwards."""
-    receiver = Receiver(kind)
-    port = free_port()
+def running_receiver(
+    kind: Kind = WEBHOOKS, port: int | None = None, receiver: Receiver | None = None
+) -> Iterator[Receiver]:
+    """Start a receiver on 127.0.0.1 in a thread (on `port`, or a free one; recording into
+    `receiver`, or a new one: a receiver that was down and comes back); stop it afterwards."""
+    receiver = receiver or Receiver(kind)
+    port = port or free_port()
     config = uvicorn.Config(receiver.app(), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="test-receiver", daemon=True)

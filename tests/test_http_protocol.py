@@ -5,16 +5,26 @@ HEAD answer, keep-alive and pipelined requests intact, and `fleetwatch serve` us
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from fleetwatch.config import Settings
-from fleetwatch.http_protocol import DISCONNECT, OneWriteProtocol
+from fleetwatch.http_protocol import (
+    DISCONNECT,
+    TESTED_UVICORN,
+    OneWriteProtocol,
+    checked_protocol,
+    uvicorn_internals_problem,
+)
 from fleetwatch.server import uvicorn_config
 from tests.services import free_port
 
@@ -180,3 +190,69 @@ def test_the_app_is_told_when_a_client_goes_away_before_its_answer() -> None:
 
     asyncio.run(scenario())
     assert calls == ["/hold"]
+
+
+# --- the uvicorn internals it relies on -------------------------------------------------------
+
+
+def test_the_installed_uvicorn_has_the_internals_it_needs() -> None:
+    assert uvicorn_internals_problem() is None
+    assert checked_protocol() is OneWriteProtocol
+
+
+def test_the_pinned_uvicorn_range_is_the_tested_one() -> None:
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert f'"uvicorn[standard]{TESTED_UVICORN}"' in pyproject
+    installed = tuple(int(p) for p in version("uvicorn").split(".")[:2])
+    low, high = (
+        tuple(int(p) for p in bound.lstrip("<>=").split(".")[:2])
+        for bound in TESTED_UVICORN.split(",")
+    )
+    assert low <= installed < high
+
+
+class _NoHook(HttpToolsProtocol):
+    _start_asgi_task = None  # type: ignore[assignment]
+
+
+class _OtherHook(HttpToolsProtocol):
+    def _start_asgi_task(self, cycle: Any, app: Any, extra: Any) -> None:  # type: ignore[override]
+        raise AssertionError("never called")
+
+
+class _NotCalled(HttpToolsProtocol):
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+
+
+class _OtherCycle:
+    def __init__(self, scope: Any, transport: Any) -> None:
+        self.scope = scope
+        self.writer = transport
+        self.response_started = self.response_complete = False
+
+
+@pytest.mark.parametrize(
+    ("protocol", "cycle", "problem"),
+    [
+        (_NoHook, RequestResponseCycle, "HttpToolsProtocol._start_asgi_task is gone"),
+        (_OtherHook, RequestResponseCycle, "_start_asgi_task now takes ('cycle', 'app', 'extra')"),
+        (_NotCalled, RequestResponseCycle, "on_response_complete no longer calls _start_asgi_task"),
+        (HttpToolsProtocol, _OtherCycle, "RequestResponseCycle no longer sets transport"),
+    ],
+)
+def test_a_changed_uvicorn_is_named_not_served(protocol: Any, cycle: Any, problem: str) -> None:
+    found = uvicorn_internals_problem(protocol, cycle)
+    assert found is not None and problem in found
+
+
+def test_start_up_stops_with_a_clear_message_when_uvicorn_changed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.delattr(HttpToolsProtocol, "_start_asgi_task")
+    with pytest.raises(SystemExit) as stopped:
+        uvicorn_config(Settings(data_dir=tmp_path))
+    message = str(stopped.value)
+    assert "uses uvicorn internals that uvicorn" in message
+    assert "_start_asgi_task is gone" in message
+    assert f"install uvicorn{TESTED_UVICORN}" in message

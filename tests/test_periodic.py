@@ -104,3 +104,24 @@ async def test_stop_before_start_and_twice_is_harmless() -> None:
     loop.start()  # can start again after a stop
     assert loop.running
     await loop.stop()
+
+
+async def test_a_failing_interval_is_logged_and_the_loop_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ran: asyncio.Queue[None] = asyncio.Queue()
+
+    async def step() -> None:
+        ran.put_nowait(None)
+
+    def interval() -> float:
+        raise OverflowError("(34, 'Numerical result out of range')")
+
+    loop = Periodic("test-interval", step, interval, run_first=True)
+    loop.start()
+    await asyncio.wait_for(ran.get(), 5)
+    loop.poke()  # the loop is alive: a poke runs the next step
+    await asyncio.wait_for(ran.get(), 5)
+    await loop.stop()  # and stopping it raises nothing
+    assert "test-interval: could not compute its interval" in caplog.text
+    assert "Numerical result out of range" in caplog.text

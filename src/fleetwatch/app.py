@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -74,6 +75,8 @@ from fleetwatch.responses import JsonResponse
 from fleetwatch.services import Services
 from fleetwatch.storage import Database
 from fleetwatch.web.routes import install_web
+
+log = logging.getLogger(__name__)
 
 
 def build_bus(settings: Settings, db: Database) -> Bus:
@@ -230,22 +233,33 @@ async def start_services(services: Services) -> None:
 
 
 async def stop_services(services: Services) -> None:
-    """Flush and stop background work, then close the store."""
-    await stop_operations(services.ops)
-    await services.stream_tokens.stop()
-    await services.campaigns.stop()
-    await services.secrets.stop()
-    await services.hosts.stop()
-    await services.retention.stop()
-    await services.expiry.stop()
-    await services.query_tasks.stop()
-    await services.policy_automations.stop()
-    services.policies.stop()
-    await services.subscriptions.stop()
+    """Flush and stop background work, then close the store. A part that fails to stop is
+    logged, and the others stop all the same (a shutdown must not end half way)."""
+
+    async def policies() -> None:
+        services.policies.stop()
+
+    stops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("operations", lambda: stop_operations(services.ops)),
+        ("stream tokens", services.stream_tokens.stop),
+        ("campaigns", services.campaigns.stop),
+        ("secrets", services.secrets.stop),
+        ("hosts", services.hosts.stop),
+        ("retention", services.retention.stop),
+        ("expiry", services.expiry.stop),
+        ("query tasks", services.query_tasks.stop),
+        ("policy automations", services.policy_automations.stop),
+        ("policies", policies),
+        ("subscriptions", services.subscriptions.stop),
+    ]
     if services.fanout is not None:
-        await services.fanout.stop()
-    await services.bus.stop()
-    await services.db.dispose()
+        stops.append(("fan-out", services.fanout.stop))
+    stops += [("bus", services.bus.stop), ("database", services.db.dispose)]
+    for name, stop in stops:
+        try:
+            await stop()
+        except Exception:
+            log.exception("stopping the %s failed; stopping the rest", name)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

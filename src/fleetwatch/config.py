@@ -75,8 +75,8 @@ class Settings(BaseSettings):
     #: Named destinations for campaign and saved query result rows (`"destinations":
     #: ["siem"]`) and, with `osquery_logs`, osquery logs: `[destinations.NAME]` tables of the
     #: config file with `type` (http, splunk_hec, elasticsearch, file), `url` (or `path`),
-    #: `token`, `index`, `batch_size`, `interval` (docs/destinations.md); as a flag or
-    #: variable, the same as JSON.
+    #: `token`, `index`, `batch_size`, `interval`, `retry_max` (docs/destinations.md); as a
+    #: flag or variable, the same as JSON.
     destinations: dict[str, DestinationSettings] = {}
 
     #: A global enroll secret added at start-up, at least 16 characters (more with

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from fleetwatch.destinations import Follower, cursor_name
 from fleetwatch.fleet.host_state import HostState
-from fleetwatch.live.campaign_destinations import result_events
+from fleetwatch.live.campaign_destinations import CampaignResults
 from fleetwatch.ops.logs import REDACTOR
 from fleetwatch.ops.metrics import GaugeCollector, StandingQueries
 from fleetwatch.ops.operations import build_destinations
 from fleetwatch.services import Services
+from fleetwatch.storage.cursors import StreamCursors
 
 
 class ObservedServices:
@@ -66,8 +68,15 @@ def instrument(services: Services) -> None:
     services.campaigns.destination_names = services.saved_queries.destination_names = (
         destinations.names
     )
-    services.campaigns.on_stored = lambda campaign, change: destinations.submit(
-        campaign.destinations, result_events(campaign, change)
+    # Campaign rows: each destination a campaign may name follows the change log from its
+    # own durable cursor, delivered by the one node holding its lease
+    # (fleetwatch.destinations.follower). Log forwarding's lanes follow nothing.
+    feed, cursors = CampaignResults(services.index), StreamCursors(services.db)
+    destinations.follow(
+        [
+            Follower(destinations.lanes[name], feed, cursors, services.bus.lease(cursor_name(name)))
+            for name in destinations.names()
+        ]
     )
     services.distributed.on_write = metrics.on_distributed_write
     services.query_tasks.webhooks.on_delivery = metrics.on_webhook

@@ -4,7 +4,9 @@ Cancelling a task in the middle of a database write cuts its transaction short: 
 the step had taken out to save is lost unless it puts it back, and asyncpg may leave the
 connection's socket open behind SQLAlchemy's pool (sqlalchemy#8145, asyncpg#1156). So
 `Periodic.stop` asks the loop to end, lets a running step finish (within a grace period),
-and cancels only a loop that is still stuck after it.
+and cancels only a loop that is still stuck after it. A loop never dies of an exception (a step's,
+or its interval's), and `stop` never raises one: one broken loop must not keep the rest of a
+shutdown from running.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ log = logging.getLogger(__name__)
 
 #: How long `stop` lets a running step finish before cancelling it.
 STOP_GRACE = 10.0
+#: Seconds to the next step when the interval itself could not be computed.
+FALLBACK_INTERVAL = 5.0
 
 Step = Callable[[], Awaitable[None]]
 
@@ -80,13 +84,17 @@ class Periodic:
         if not done:
             log.warning("%s did not finish its step within %.0f s; cancelled", self.name, grace)
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # the loop died (it should not): the rest of a shutdown goes on
+            log.exception("%s had stopped with an error", self.name)
 
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                await asyncio.wait_for(self._wake.wait(), self._next_interval())
             self._wake.clear()
             if self._stopping:
                 return
@@ -94,3 +102,11 @@ class Periodic:
                 await self.step()
             except Exception:  # retried next interval; never kill the loop
                 log.exception("%s: %s", self.name, self.failure)
+
+    def _next_interval(self) -> float:
+        """The interval, or FALLBACK_INTERVAL when computing it failed (logged like a step)."""
+        try:
+            return self.interval
+        except Exception:
+            log.exception("%s: could not compute its interval", self.name)
+            return FALLBACK_INTERVAL

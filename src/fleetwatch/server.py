@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from fleetwatch.app import create_app
 from fleetwatch.config import Settings
-from fleetwatch.http_protocol import OneWriteProtocol
+from fleetwatch.http_protocol import checked_protocol
 from fleetwatch.ops.heap import HeapTrimmer
 from fleetwatch.ops.logs import configure_logging
 from fleetwatch.tls import ensure_self_signed
@@ -20,6 +20,11 @@ from fleetwatch.tls import ensure_self_signed
 def uvicorn_config(settings: Settings, app: Any = None) -> uvicorn.Config:
     """The uvicorn configuration for these settings (TLS files made if self-signed), serving
     `app` (default: the app made from the settings here)."""
+    try:
+        # uvicorn internals it needs are checked first: a changed uvicorn stops start-up
+        protocol = checked_protocol()
+    except RuntimeError as exc:
+        raise SystemExit(f"fleetwatch: {exc}") from None
     ssl: dict[str, str] = {}
     if settings.tls_self_signed:
         cert, key = ensure_self_signed(settings.data_dir, settings.host)
@@ -42,7 +47,7 @@ def uvicorn_config(settings: Settings, app: Any = None) -> uvicorn.Config:
         timeout_keep_alive=75,
         proxy_headers=True,
         # A sized response (every agent reply) in one socket write instead of two.
-        http=OneWriteProtocol,
+        http=protocol,
         **ssl,  # type: ignore[arg-type]
     )
 

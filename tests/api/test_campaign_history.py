@@ -59,9 +59,12 @@ def test_rerun_asks_exactly_the_chosen_subset(fleet: Fleet) -> None:
     first = fleet.run(query="SELECT 1 AS one", targets=[{"type": "all"}], timeout=1)
     campaign_id = first.json()["campaign_id"]
     assert first.json()["campaign"]["rerun_of"] is None
-    # still running: its non-responders are not known yet
+    # still running: its non-responders are not known yet; nothing is started
+    before = fleet.api.get("/api/v1/fleet/campaigns").json()["count"]
     early = rerun(fleet, campaign_id, hosts="non_responders")
     assert early.status_code == 409 and "still running" in early.json()["error"]
+    assert "POST /api/v1/fleet/campaigns" in early.json()["error"]  # says what to do instead
+    assert fleet.api.get("/api/v1/fleet/campaigns").json()["count"] == before
     answer(fleet.agents[0], campaign_id, [{"one": "1"}])
     answer(fleet.agents[1], campaign_id, error="no such table")
     assert finished(fleet, campaign_id)["status"] == "expired"
@@ -103,6 +106,10 @@ def test_rerun_bad_input_changes_nothing(fleet: Fleet) -> None:
         ({}, 400, "hosts must be one of"),
         ({"hosts": "all", "timeout": 0}, 400, "timeout must be greater than 0"),
         ({"hosts": "all", "queue_offline": "no"}, 400, "queue_offline"),
+        ({"hosts": "all", "max_rows": 0}, 400, "max_rows must be a positive integer"),
+        ({"hosts": "all", "max_bytes": -1}, 400, "max_bytes must be a positive integer"),
+        ({"hosts": "all", "max_rows": "5"}, 400, "max_rows must be a positive integer"),
+        ({"hosts": "all", "destinations": ["siem"]}, 400, "unknown destination 'siem'"),
     ]
     for body, status, message in cases:
         reply = rerun(fleet, campaign_id, **body)

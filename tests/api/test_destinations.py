@@ -214,3 +214,37 @@ def test_a_server_without_destinations_says_so(live_server: RunningServer) -> No
         )
         assert reply.status_code == 400
         assert "this server has no destinations" in reply.json()["error"]
+
+
+def test_log_forwarding_lanes_are_not_campaign_destinations(
+    server_settings: Settings, tmp_path: Path
+) -> None:
+    settings = server_settings.model_copy(
+        update={
+            "log_forward_dir": tmp_path / "forwarded",
+            "destinations": {"archive": DestinationSettings(type="file", path=tmp_path / "a.log")},
+        }
+    )
+    with (
+        running_server(settings) as server,
+        httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {login(server)}"}
+        ) as api,
+    ):
+        reply = api.post(
+            "/api/v1/fleet/queries/run",
+            json={
+                "query": "SELECT 1",
+                "targets": [{"type": "all"}],
+                "destinations": ["log_forward_dir"],
+            },
+        )
+        assert reply.status_code == 400, reply.text
+        error = reply.json()["error"]
+        assert "unknown destination 'log_forward_dir'" in error
+        assert "the known destinations are archive" in error
+        shown = {d["name"]: d for d in api.get("/api/v1/fleet/destinations").json()["destinations"]}
+        assert sorted(shown) == ["archive", "log_forward_dir"]  # both shown
+        assert "cursor" in shown["archive"]  # it follows the change log for campaign rows
+        assert "cursor" not in shown["log_forward_dir"]  # it follows nothing
+    assert sorted(server.services.ops.destinations.followers) == ["archive"]

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+from websockets.sync.client import connect
 
-from tests.api.test_live_queries import Fleet, read
+from tests.api.test_live_queries import Fleet, read, ws_messages, ws_url
+from tests.conftest import login
 from tests.server import RunningServer
 
 Q = "fleet_distributed_query_"
@@ -35,13 +39,15 @@ def answer(fleet: Fleet, i: int, campaign_id: int, rows: int, stats: dict[str, A
     assert fleet.agents[i].post("distributed/write", body).json() == {}
 
 
-def walk(fleet: Fleet, campaign_id: int, **params: Any) -> list[dict[str, Any]]:
+def walk(fleet: Fleet | httpx.Client, campaign_id: int, **params: Any) -> list[dict[str, Any]]:
+    """Every entry, page after page by cursor, as the fleet's admin (or another client)."""
+    api = fleet.api if isinstance(fleet, Fleet) else fleet
     path = f"/api/v1/fleet/campaigns/{campaign_id}/results"
     seen: list[dict[str, Any]] = []
     after = None
     while True:
         query = {**params, **({"after": after} if after else {})}
-        reply = fleet.api.get(path, params=query)
+        reply = api.get(path, params=query)
         assert reply.status_code == 200, reply.text
         body = reply.json()
         seen.extend(body["results"])
@@ -152,3 +158,166 @@ def test_max_rows_caps_the_whole_campaign(fleet6: Fleet) -> None:
     )
     assert by_host["host-2"]["rows"] == [] and by_host["host-2"]["rows_count"] == 4
     assert by_host["host-2"]["truncated_reason"] == "max_rows"
+
+
+def test_a_team_user_reads_only_their_teams_hosts_results_by_their_roles_now(
+    fleet6: Fleet, admin_token: str
+) -> None:
+    """Pages (by host and by a stat), exports and a cursor given out before the reader's
+    teams changed: entries of hosts outside the reader's teams are left out, an answer by
+    the team its host had when it answered, an unanswered host by its team now."""
+    api = fleet6.api
+    by_name = {h["hostname"]: h["id"] for h in fleet6.hosts()}
+    ids = [by_name[f"host-{i}"] for i in range(6)]
+    team_a, team_b = (
+        api.post("/api/v1/fleet/teams", json={"name": n}).json()["team"]["id"] for n in "ab"
+    )
+    for team, hosts in ((team_a, ids[:3]), (team_b, ids[3:])):
+        moved = api.post("/api/v1/fleet/hosts/transfer", json={"team_id": team, "hosts": hosts})
+        assert moved.status_code == 200, moved.text
+    both = [{"id": team_a, "role": "maintainer"}, {"id": team_b, "role": "maintainer"}]
+    made = api.post(
+        "/api/v1/fleet/users",
+        json={"email": "tm@example.com", "password": "user-password-1", "teams": both},
+    )
+    assert made.status_code == 201, made.text
+    user_id = made.json()["user"]["id"]
+    token = login(fleet6.server, "tm@example.com", "user-password-1")
+    reader = httpx.Client(
+        base_url=fleet6.server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    try:
+        started = reader.post(
+            "/api/v1/fleet/queries/run", json={"query": "SELECT 1", "targets": [{"type": "all"}]}
+        )
+        assert started.status_code == 200, started.text
+        campaign_id = started.json()["campaign_id"]
+        for i in (0, 1, 3, 4):  # hosts 2 and 5 stay pending
+            answer(fleet6, i, campaign_id, 1, {"wall_time_ms": 10 * (i + 1)})
+        path = f"/api/v1/fleet/campaigns/{campaign_id}/results"
+        assert [r["host_id"] for r in walk(reader, campaign_id, per_page=2)] == ids
+        first = reader.get(path, params={"per_page": 2}).json()
+        assert [r["host_id"] for r in first["results"]] == ids[:2] and first["next"]
+
+        # the reader is now on team B only
+        changed = api.patch(f"/api/v1/fleet/users/{user_id}", json={"teams": both[1:]})
+        assert changed.status_code == 200, changed.text
+        # the old cursor goes on under the new scope: no host of team A after it
+        rest = reader.get(path, params={"per_page": 2, "after": first["next"]}).json()
+        seen = [r["host_id"] for r in rest["results"]]
+        while rest["next"]:
+            rest = reader.get(path, params={"per_page": 2, "after": rest["next"]}).json()
+            seen += [r["host_id"] for r in rest["results"]]
+        assert seen == ids[3:]
+        assert [r["host_id"] for r in walk(reader, campaign_id, per_page=2)] == ids[3:]
+        by_cost = walk(reader, campaign_id, per_page=1, order_key="wall_time_ms")
+        assert [r["host_id"] for r in by_cost] == [ids[3], ids[4]]
+        ndjson = reader.get(path, params={"format": "ndjson"}).text.splitlines()
+        assert [orjson.loads(line)["host_id"] for line in ndjson] == ids[3:]
+        records = list(csv.reader(io.StringIO(reader.get(path, params={"format": "csv"}).text)))
+        assert sorted({int(r[0]) for r in records[1:]}) == ids[3:]
+
+        # host 3 (answered in team B) and host 5 (pending) move to team A
+        api.post(
+            "/api/v1/fleet/hosts/transfer", json={"team_id": team_a, "hosts": [ids[3], ids[5]]}
+        )
+        assert [r["host_id"] for r in walk(reader, campaign_id, per_page=10)] == ids[3:5]
+        # a global admin reads every host's entry
+        assert [r["host_id"] for r in walk(fleet6, campaign_id, per_page=4)] == ids
+    finally:
+        reader.close()
+
+
+def _results(messages: list[dict[str, Any]]) -> list[int]:
+    return [m["data"]["host_id"] for m in messages if m["type"] == "result"]
+
+
+def test_a_team_user_streams_only_their_teams_hosts_answers_by_their_roles_now(
+    fleet6: Fleet,
+) -> None:
+    """The SSE and WebSocket streams scope results as the REST reads do: an answer by the
+    team its host had when it answered (a host moved out of the reader's teams before
+    answering is left out, in the initial results and live), and by the reader's roles at
+    each batch (a team the reader lost stops streaming); totals and status are unchanged."""
+    api = fleet6.api
+    by_name = {h["hostname"]: h["id"] for h in fleet6.hosts()}
+    ids = [by_name[f"host-{i}"] for i in range(6)]
+    team_a, team_b, team_c = (
+        api.post("/api/v1/fleet/teams", json={"name": n}).json()["team"]["id"] for n in "abc"
+    )
+
+    def transfer(team: int, hosts: list[int]) -> None:
+        moved = api.post("/api/v1/fleet/hosts/transfer", json={"team_id": team, "hosts": hosts})
+        assert moved.status_code == 200, moved.text
+
+    transfer(team_a, ids[:3])
+    transfer(team_b, ids[3:])
+    both = [{"id": team_a, "role": "maintainer"}, {"id": team_b, "role": "maintainer"}]
+    made = api.post(
+        "/api/v1/fleet/users",
+        json={"email": "tm@example.com", "password": "user-password-1", "teams": both},
+    )
+    assert made.status_code == 201, made.text
+    user_id = made.json()["user"]["id"]
+    token = login(fleet6.server, "tm@example.com", "user-password-1")
+    reader = httpx.Client(
+        base_url=fleet6.server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    try:
+        started = reader.post(
+            "/api/v1/fleet/queries/run", json={"query": "SELECT 1", "targets": [{"type": "all"}]}
+        )
+        assert started.status_code == 200, started.text
+        campaign_id = started.json()["campaign_id"]
+        transfer(team_c, [ids[2]])  # host 2 leaves the reader's teams before answering
+        for i in (0, 2, 3):
+            answer(fleet6, i, campaign_id, 1, {"wall_time_ms": 1})
+
+        # the initial results, on both streams: host 2's answer (team C) is left out
+        url = ws_url(fleet6.server, f"campaign_id={campaign_id}&token={token}")
+        with connect(url) as socket:
+            initial = ws_messages(socket, "current")
+        assert _results(initial) == [ids[0], ids[3]]
+        assert initial[0]["type"] == "totals" and initial[0]["data"]["responded"] == 3
+
+        # live on SSE: host 5 moves to team C, then it and host 4 (team B) answer
+        path = f"/api/v1/fleet/campaigns/{campaign_id}/events"
+        events: list[dict[str, Any]] = []
+        with reader.stream("GET", path) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                events.append(json.loads(line[6:]))
+                if events[-1]["type"] == "current":
+                    transfer(team_c, [ids[5]])
+                    answer(fleet6, 5, campaign_id, 1, {"wall_time_ms": 1})
+                    answer(fleet6, 4, campaign_id, 1, {"wall_time_ms": 1})
+                if ids[4] in _results(events):
+                    break
+        assert _results(events) == [ids[0], ids[3], ids[4]]  # never host 5's
+
+        # live on the WebSocket: the reader loses team A, then host 1 (team A) answers last
+        with connect(url) as socket:
+            assert _results(ws_messages(socket, "current")) == [ids[0], ids[3], ids[4]]
+            changed = api.patch(f"/api/v1/fleet/users/{user_id}", json={"teams": both[1:]})
+            assert changed.status_code == 200, changed.text
+            answer(fleet6, 1, campaign_id, 1, {"wall_time_ms": 1})
+            rest = ws_messages(socket, "status")
+        assert _results(rest) == []  # host 1's answer is not streamed
+        assert rest[-1]["data"]["status"] == "finished"
+        totals = [m for m in rest if m["type"] == "totals"]
+        assert totals and totals[-1]["data"]["responded"] == 6  # totals stay the campaign's
+
+        # the streams and the REST reads agree: team B's answers only
+        assert [r["host_id"] for r in walk(reader, campaign_id)] == [ids[3], ids[4]]
+        with reader.stream("GET", path) as response:
+            again: list[dict[str, Any]] = []
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    again.append(json.loads(line[6:]))
+                    if again[-1]["type"] == "current":
+                        break
+        assert _results(again) == [ids[3], ids[4]]
+    finally:
+        reader.close()

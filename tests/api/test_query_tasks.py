@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from fleetwatch.config import Settings
 from fleetwatch.index import Action, Write
+from fleetwatch.storage import sqlite_functions
 from fleetwatch.storage.sqlite_functions import ascii_words
 from tests.agent import Agent
 from tests.conftest import login
@@ -410,25 +410,27 @@ class _CountedPhrase:
         self.calls = 0
         self.started = threading.Event()
 
-    def install(self, server: RunningServer) -> None:
-        """Write the documents and count on the server's connections from now on."""
-        engine = server.services.index.db.engine
-        event.listen(engine.sync_engine, "connect", self._hook)
-        server.call(engine.dispose())  # new connections get the counting function
+    def install(self, server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Write the documents and count what the SQL function sees from now on.
+
+        The function registered on every connection looks `ascii_words` up when called, so
+        patching it reaches the connections already open (replacing the pool instead left
+        connections checked out at that moment to be collected unclosed: a ResourceWarning
+        in CI)."""
+        monkeypatch.setattr(sqlite_functions, "ascii_words", self._words)
         writes = [
             Write(Action.POST, f"/docs/p/{i}", "docs:p", {"text": f"quick brown fox {i}"})
             for i in range(self.rows)
         ]
         server.call(server.services.index.apply(writes))
+        self.calls = 0  # only the task's query counts
+        self.started.clear()
 
-    def _words(self, value: object) -> str | None:
+    def _words(self, value: str) -> str:
         self.calls += 1
         self.started.set()
         time.sleep(0.002)
-        return ascii_words(value) if isinstance(value, str) else None
-
-    def _hook(self, dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.create_function("fleetwatch_words", 1, self._words)
+        return ascii_words(value)
 
     def settled(self) -> int:
         """The count once it stops moving (or every row was seen)."""
@@ -443,11 +445,13 @@ PHRASE_TASK = task_body(query(term("text", "brown fox", match="PHRASE")), direct
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_direct_query_stops_when_its_client_disconnects(server_settings: Settings) -> None:
+def test_direct_query_stops_when_its_client_disconnects(
+    server_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 14: a direct PHRASE query kept running after its client had gone."""
     counted = _CountedPhrase(5000)
     with running_server(server_settings) as server:
-        counted.install(server)
+        counted.install(server, monkeypatch)
         body = json.dumps(PHRASE_TASK).encode()
         host, port = server.url.removeprefix("http://").split(":")
         head = (
@@ -461,11 +465,13 @@ def test_direct_query_stops_when_its_client_disconnects(server_settings: Setting
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_query_task_timeout_stops_the_query(server_settings: Settings) -> None:
+def test_query_task_timeout_stops_the_query(
+    server_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = server_settings.model_copy(update={"query_task_timeout": 1.0})
     counted = _CountedPhrase(5000)
     with running_server(settings) as server:
-        counted.install(server)
+        counted.install(server, monkeypatch)
         with TaskClient(server, login(server)).http as http:
             reply = http.post(TASKS, json=PHRASE_TASK)
         assert reply.status_code == 400

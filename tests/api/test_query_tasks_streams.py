@@ -7,6 +7,7 @@ writes racing the subscription, and bad stream requests.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -18,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import ClientDisconnect
+from starlette.types import Message
 
 from fleetwatch.config import Settings
 from fleetwatch.index import Action, Write, now_micros
@@ -168,6 +171,58 @@ def _raw_websocket(server: RunningServer, path: str, token: str) -> socket.socke
     return sock
 
 
+def _client_gone_before_the_body(server: RunningServer, path: str, token: str) -> int:
+    """Run GET `path` on the server's app, as a client that left before the response
+    started: the send of the response start fails, the body never runs. The status the
+    response was going to have."""
+    started: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        started.append(message)
+        raise OSError("connection reset by peer")
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", server.settings.port),
+        "state": {},
+    }
+
+    async def run() -> None:
+        with contextlib.suppress(ClientDisconnect, OSError):
+            await server.app(scope, receive, send)
+
+    server.call(run())
+    status: int = started[0]["status"]
+    return status
+
+
+def test_an_sse_client_gone_before_the_body_leaves_no_subscription(
+    live_server: RunningServer, tasks: TaskClient
+) -> None:
+    """The route subscribes before it returns its response; a client gone before the body
+    starts (so the body's own `finally` never runs) must not leave that subscription on the
+    hub, nor its stream slot taken."""
+    link = tasks.create(task_body(kind_query("docs:gone"), "CONTINUOUS"))["documentSelfLink"]
+    hub = live_server.services.subscriptions
+    for _ in range(3):  # each time the route subscribed and was about to answer 200
+        assert _client_gone_before_the_body(live_server, f"{link}/events", tasks.token) == 200
+    assert hub.subscriber_count == 0
+    assert live_server.services.stream_quota.open_streams(1) == 0
+
+
 def test_never_reading_subscriber_harms_nobody(
     live_server: RunningServer, tasks: TaskClient
 ) -> None:
@@ -311,6 +366,68 @@ def test_a_user_holds_at_most_max_streams_per_user_streams(server_settings: Sett
         admin.close()
 
 
+def _drop_sse(server: RunningServer, path: str, token: str, how: str) -> None:
+    """Open an SSE stream over a raw socket and drop it: right after the request, after
+    the response head, or with a reset while the server is blocked on the full socket of a
+    client that never reads."""
+    port = int(server.url.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills at once
+    sock.connect(("127.0.0.1", port))
+    try:
+        request = f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        sock.sendall(request.encode())
+        if how == "at once":
+            return
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(1)  # the head only: the body stays unread in the socket
+            assert chunk, head
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 200"), head
+        if how == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+    finally:
+        sock.close()
+
+
+def test_dropped_sse_streams_give_their_slots_back(server_settings: Settings) -> None:
+    """Open and drop many more SSE streams than the user may hold at once, every way a
+    client can leave (issue 14 follow-up): the next one still opens."""
+    settings = server_settings.model_copy(update={"max_streams_per_user": 3})
+    with running_server(settings) as server:
+        admin = TaskClient(server, login(server))
+        with httpx.Client(base_url=server.url) as agents:
+            Agent(agents, "test-enroll-secret", "host-a", "uuid-a").enroll()
+        maintainer, me = user_client(admin, "dropper@example.com", "maintainer")
+        quota = server.services.stream_quota
+        # initial results far larger than the socket buffers: a client that never reads
+        # leaves the server waiting on a full socket
+        write_many(server, "big", "b", 60, pad=50_000)
+        link = maintainer.create(task_body(kind_query("docs:big"), "CONTINUOUS", "EXPAND_CONTENT"))[
+            "documentSelfLink"
+        ]
+        campaign = maintainer.http.post(
+            "/api/v1/fleet/queries/run", json={"query": "SELECT 1", "targets": [{"type": "all"}]}
+        ).json()["campaign_id"]
+        paths = (f"{link}/events", f"/api/v1/fleet/campaigns/{campaign}/events")
+        for round_ in range(12):  # 4 times the allowance
+            deadline = time.monotonic() + 20
+            while quota.open_streams(me) >= 3 and time.monotonic() < deadline:
+                time.sleep(0.02)  # the server has yet to notice an earlier client leaving
+            how = ("at once", "after the head", "reset")[round_ % 3]
+            _drop_sse(server, paths[round_ % 2], maintainer.token, how)
+        deadline = time.monotonic() + 20
+        while quota.open_streams(me) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert quota.open_streams(me) == 0
+        for path in paths:
+            with maintainer.http.stream("GET", path) as again:
+                assert again.status_code == 200
+        maintainer.close()
+        admin.close()
+
+
 def test_a_stream_ends_when_its_token_is_revoked(tasks: TaskClient) -> None:
     """Logging out (or a new password, which revokes every token) must also end the streams
     opened with the token: otherwise a stolen session keeps reading after its owner logged
@@ -350,7 +467,9 @@ def test_a_websocket_ends_when_its_token_is_deleted_and_sse_on_a_new_password(
     from websockets.exceptions import ConnectionClosed
 
     observer, user_id = user_client(tasks, "observer@example.com", "observer")
-    made = observer.http.post("/api/v1/fleet/me/tokens", json={"name": "script"}).json()
+    made = observer.http.post(
+        "/api/v1/fleet/me/tokens", json={"name": "script", "password": "user-password-1"}
+    ).json()
     script = TaskClient(tasks.server, made["token"])
     link = observer.create(task_body(kind_query("docs:t"), "CONTINUOUS"))["documentSelfLink"]
     with (

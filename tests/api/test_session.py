@@ -6,6 +6,7 @@ import time
 
 import httpx
 
+from fleetwatch.api.auth import SESSION_COOKIE, csrf_token
 from fleetwatch.config import Settings
 from tests.conftest import login
 from tests.server import RunningServer, running_server
@@ -103,7 +104,7 @@ def test_an_idle_session_expires_and_a_used_one_does_not(server_settings: Settin
         kept, idle = login(server), login(server)
         script = client.post(
             "/api/v1/fleet/me/tokens",
-            json={"name": "ci"},
+            json={"name": "ci", "password": "admin-password-1"},
             headers={"Authorization": f"Bearer {kept}"},
         ).json()["token"]
         for _ in range(6):  # 1.5 s in all, used every 0.25 s: never idle for 1 s
@@ -115,3 +116,82 @@ def test_an_idle_session_expires_and_a_used_one_does_not(server_settings: Settin
         assert "session expired after 1 s without use" in expired.json()["error"]
         api = client.get("/api/v1/fleet/me", headers={"Authorization": f"Bearer {script}"})
         assert api.status_code == 200  # a named API token does not idle out
+
+
+def api_tokens(client: httpx.Client) -> list[str]:
+    tokens = client.get("/api/v1/fleet/me/tokens").json()["tokens"]
+    return [t["name"] for t in tokens if t["kind"] == "api"]
+
+
+def test_a_browser_session_needs_the_password_to_create_an_api_token(
+    live_server: RunningServer,
+) -> None:
+    """A stolen (or ridden) session cookie cannot mint a token that outlives the session:
+    POST /me/tokens from the cookie needs the current password in the body."""
+    session = login(live_server)
+    csrf = {"X-CSRF-Token": csrf_token(session)}
+    with httpx.Client(base_url=live_server.url, cookies={SESSION_COOKIE: session}) as ui:
+        missing = ui.post("/api/v1/fleet/me/tokens", json={"name": "stolen"}, headers=csrf)
+        assert missing.status_code == 400
+        assert "password: send your current password" in missing.json()["error"]
+        wrong = ui.post(
+            "/api/v1/fleet/me/tokens",
+            json={"name": "stolen", "password": "not-the-password"},
+            headers=csrf,
+        )
+        assert wrong.status_code == 403
+        assert "password is not your current password" in wrong.json()["error"]
+        assert api_tokens(ui) == []
+        made = ui.post(
+            "/api/v1/fleet/me/tokens",
+            json={"name": "mine", "password": "admin-password-1"},
+            headers=csrf,
+        )
+        assert made.status_code == 201, made.text
+        assert api_tokens(ui) == ["mine"]
+    # a script holding an API token is not asked; a password it sends is checked
+    script = made.json()["token"]
+    with httpx.Client(
+        base_url=live_server.url, headers={"Authorization": f"Bearer {script}"}
+    ) as api:
+        assert api.post("/api/v1/fleet/me/tokens", json={"name": "ci"}).status_code == 201
+        wrong = api.post("/api/v1/fleet/me/tokens", json={"name": "ci", "password": "nope-nope"})
+        assert wrong.status_code == 403
+
+
+def test_a_login_session_sent_as_a_bearer_token_still_needs_the_password(
+    live_server: RunningServer,
+) -> None:
+    """The rule is about the token's kind, not how it arrives: the cookie's value sent as
+    `Authorization: Bearer` (no cookie, so no CSRF check either) is still a login session."""
+    session = login(live_server)
+    with httpx.Client(
+        base_url=live_server.url, headers={"Authorization": f"Bearer {session}"}
+    ) as api:
+        missing = api.post("/api/v1/fleet/me/tokens", json={"name": "stolen"})
+        assert missing.status_code == 400
+        assert "password: send your current password" in missing.json()["error"]
+        wrong = api.post("/api/v1/fleet/me/tokens", json={"name": "stolen", "password": "nope-no"})
+        assert wrong.status_code == 403
+        assert api_tokens(api) == []
+        made = api.post(
+            "/api/v1/fleet/me/tokens", json={"name": "mine", "password": "admin-password-1"}
+        )
+        assert made.status_code == 201, made.text
+        assert api_tokens(api) == ["mine"]
+
+
+def test_password_guesses_through_token_creation_count_against_the_login_limit(
+    live_server: RunningServer,
+) -> None:
+    session = login(live_server)
+    cookies = {SESSION_COOKIE: session}
+    headers = {"X-CSRF-Token": csrf_token(session)}
+    with httpx.Client(base_url=live_server.url, cookies=cookies, headers=headers) as ui:
+        codes = [
+            ui.post(
+                "/api/v1/fleet/me/tokens", json={"name": "x", "password": f"guess-{n}"}
+            ).status_code
+            for n in range(12)
+        ]
+    assert codes[:9].count(403) == 9 and codes[-1] == 429

@@ -143,7 +143,11 @@ def test_changing_ones_own_password_needs_the_current_one_and_logs_out_everywher
         user_id = client.post("/api/v1/fleet/users", json=body, headers=admin).json()["user"]["id"]
         sessions = [login(live_server, "me@example.com", "my-first-passphrase") for _ in range(2)]
         mine = {"Authorization": f"Bearer {sessions[0]}"}
-        script = client.post("/api/v1/fleet/me/tokens", json={"name": "ci"}, headers=mine)
+        script = client.post(
+            "/api/v1/fleet/me/tokens",
+            json={"name": "ci", "password": "my-first-passphrase"},
+            headers=mine,
+        )
         tokens = [*sessions, script.json()["token"]]
         url = f"/api/v1/fleet/users/{user_id}"
         new = {"password": "my-second-passphrase"}

@@ -43,8 +43,14 @@ class AnsweringAgents:
                 if not queries:
                     continue
                 rows = {n: [{"host": agent.hostname, "n": "1", **self.extra}] for n in queries}
+                number = int(agent.hostname.rsplit("-", 1)[1])
+                stats = {
+                    n: {"wall_time_ms": 10 * (number + 1), "memory": 1024 * (number + 1)}
+                    for n in queries
+                }
                 agent.post(
-                    "distributed/write", {"queries": rows, "statuses": {n: 0 for n in queries}}
+                    "distributed/write",
+                    {"queries": rows, "statuses": {n: 0 for n in queries}, "stats": stats},
                 )
 
     def stop(self) -> None:
@@ -191,11 +197,76 @@ def test_rerun_a_campaign_on_some_of_its_hosts(
     api.close()
 
 
+def test_query_caps_the_campaign_and_prints_its_cost_and_truncation(
+    live_server: RunningServer, admin_token: str, agents: AnsweringAgents
+) -> None:
+    whole = run_query(live_server, admin_token, "--sql", "SELECT 1 AS n", "--all", "--exit")
+    assert whole.returncode == 0, whole.stderr
+    # three answers: wall time 10, 20, 30 ms and memory 1, 2, 3 KiB (the p95 of three is
+    # the second: the campaign's sketch answers with a value it saw, at or below the rank)
+    assert (
+        "cost over 3 answers: wall time p50 20 ms, p95 20 ms, max 30 ms; "
+        "memory p50 2.0 KiB, p95 2.0 KiB, max 3.0 KiB" in whole.stderr
+    ), whole.stderr
+    assert "truncated" not in whole.stderr
+    capped = run_query(
+        live_server,
+        admin_token,
+        "--sql",
+        "SELECT 1 AS n",
+        "--all",
+        "--max-rows",
+        "2",
+        "--max-bytes",
+        "100000",
+        "--timeout",
+        "5",
+        "--format",
+        "json",
+    )
+    results = [json.loads(line) for line in capped.stdout.splitlines() if line.strip()]
+    assert sum(len(r["rows"]) for r in results) == 2, capped.stdout
+    assert (
+        "truncated: the campaign's max_rows (2) was reached; no host was asked after that"
+        in capped.stderr
+    ), capped.stderr
+    api = httpx.Client(
+        base_url=live_server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
+    )
+    latest = api.get("/api/v1/fleet/campaigns").json()["campaigns"][0]
+    assert latest["limits"] == {"max_rows": 2, "max_bytes": 100000}
+    assert latest["truncated"] is True and latest["truncated_reason"] == "max_rows"
+    # a re-run keeps the original's limits unless given; the CLI passes its own
+    again = run_query(
+        live_server,
+        admin_token,
+        "--rerun",
+        str(latest["id"]),
+        "--hosts",
+        "all",
+        "--max-bytes",
+        "5",
+        "--timeout",
+        "5",
+    )
+    assert "truncated: the campaign's max_bytes (5) was reached" in again.stderr, again.stderr
+    rerun = api.get("/api/v1/fleet/campaigns").json()["campaigns"][0]
+    assert rerun["limits"] == {"max_rows": 2, "max_bytes": 5}
+    for bad in ("0", "-3"):
+        refused = run_query(
+            live_server, admin_token, "--sql", "SELECT 1", "--all", "--max-rows", bad
+        )
+        assert refused.returncode == 2 and "--max-rows" in refused.stderr
+    api.close()
+
+
 def test_diff_two_runs(live_server: RunningServer, admin_token: str) -> None:
     api = httpx.Client(
         base_url=live_server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
     )
-    agent = Agent(httpx.Client(base_url=live_server.url), "test-enroll-secret", "d-0", "d-uuid")
+    # a hostname an agent chose to be a spreadsheet formula: the CSV diff must defuse it
+    hostname = "=cmd|' /C calc'!A0"
+    agent = Agent(httpx.Client(base_url=live_server.url), "test-enroll-secret", hostname, "d-u")
     agent.enroll()
     runs = []
     for rows in ([{"p": "sshd"}, {"p": "cron"}], [{"p": "sshd"}, {"p": "miner"}]):
@@ -211,7 +282,7 @@ def test_diff_two_runs(live_server: RunningServer, admin_token: str) -> None:
     shown = run_query(live_server, admin_token, "--diff", str(new), str(old))
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines()[1:] == ['+ {"p": "miner"}', '- {"p": "cron"}']
-    assert "d-0" in shown.stdout.splitlines()[0]
+    assert hostname in shown.stdout.splitlines()[0]
     assert "1 hosts answered differently" in shown.stderr
     as_json = run_query(live_server, admin_token, "--diff", str(new), str(old), "--format", "json")
     expected = api.get(f"/api/v1/fleet/campaigns/{new}/diff", params={"against": old}).json()
@@ -220,6 +291,12 @@ def test_diff_two_runs(live_server: RunningServer, admin_token: str) -> None:
     other = api.post(
         "/api/v1/fleet/queries/run", json={"query": "SELECT 2", "targets": [{"type": "all"}]}
     ).json()["campaign_id"]
+    as_csv = run_query(live_server, admin_token, "--diff", str(new), str(old), "--format", "csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    assert as_csv.stdout.splitlines()[1:] == [
+        '"1","\'=cmd|\' /C calc\'!A0","added","{""p"": ""miner""}"',
+        '"1","\'=cmd|\' /C calc\'!A0","removed","{""p"": ""cron""}"',
+    ]
     different = run_query(live_server, admin_token, "--diff", str(new), str(other))
     assert different.returncode == 1 and "ran different SQL" in different.stderr
     agent.client.close()

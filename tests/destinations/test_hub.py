@@ -2,20 +2,32 @@
 `log_forward_dir` files and the `log_forward_url` receiver (and a named destination's
 `osquery_logs`), and a hanging receiver neither delays the agent nor loses lines silently:
 they wait in the bounded queue, the overflow is counted as dropped, and they arrive once the
-receiver recovers."""
+receiver recovers. Followers stop together at shutdown, not one grace period after another."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from fleetwatch.config import Settings
-from fleetwatch.destinations import Destinations, DestinationSettings, FileSink, Lane, log_event
+from fleetwatch.destinations import (
+    Destinations,
+    DestinationSettings,
+    Event,
+    FeedBatch,
+    FileSink,
+    Follower,
+    Lane,
+    Refused,
+    log_event,
+)
 from tests.agent import Agent
 from tests.conftest import login
 from tests.ops.scrape import scrape, value
@@ -41,19 +53,23 @@ def test_log_event_keeps_the_line_adds_the_host_and_a_stable_id() -> None:
     }
 
 
-def test_logs_go_to_the_destinations_forwarding_that_type_campaigns_to_those_named(
+def test_logs_go_to_the_destinations_forwarding_that_type(
     tmp_path: Path,
 ) -> None:
     def lane(name: str, *types: str) -> Lane:
         sink = FileSink(lambda _source: tmp_path / name, 1 << 20, 1)
         return Lane(name, sink, log_types=frozenset(types))
 
-    hub = Destinations([lane("results", "result"), lane("siem"), lane("all", "result", "status")])
+    forwarder = lane("log_forward_dir", "result")
+    forwarder.campaign_rows = False  # log forwarding's own lane: osquery logs only
+    hub = Destinations(
+        [lane("results", "result"), lane("siem"), lane("all", "result", "status"), forwarder]
+    )
     assert hub.names() == ["all", "results", "siem"] and hub.forwards_logs()
+    assert [v["name"] for v in hub.views()] == ["all", "log_forward_dir", "results", "siem"]
     hub.submit_logs(1, "result", [{"a": 1}, {"a": 2}])
     hub.submit_logs(1, "status", [{"s": 1}])
-    hub.submit(["siem", "unknown"], [log_event(1, "campaign", {"row": 1})])
-    assert hub.queue_depths() == {"results": 2, "siem": 1, "all": 3}
+    assert hub.queue_depths() == {"results": 2, "siem": 0, "all": 3, "log_forward_dir": 2}
 
 
 # --- end to end ----------------------------------------------------------------------
@@ -186,3 +202,76 @@ def test_hanging_receiver_does_not_delay_agents(
         assert value(text, "fleetwatch_osquery_log_lines_total", log_type="result") == 10
         assert value(text, "fleetwatch_destination_queued", destination="log_forward_url") == 0
         admin.close()
+
+
+class StuckSink:
+    """A receiver that takes a batch and answers only when released."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, events: Sequence[Event]) -> Refused | None:
+        self.entered.set()
+        await self.release.wait()
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class OneEvent:
+    """A change log holding one event for every destination."""
+
+    async def read(self, destination: str, after: int, limit: int) -> FeedBatch:
+        if after >= 1:
+            return FeedBatch([], after, False)
+        return FeedBatch([Event("campaign", "1-1-0", b"{}", time.time())], 1, False)
+
+    async def end(self) -> int:
+        return 0
+
+    async def first_retained(self) -> int:
+        return 0
+
+
+class Saved:
+    def __init__(self) -> None:
+        self.saved: dict[str, int] = {}
+
+    async def load(self, name: str) -> int | None:
+        return self.saved.get(name)
+
+    async def save(self, name: str, seq: int) -> None:
+        self.saved[name] = seq
+
+
+@dataclass
+class Held:
+    held: bool = True
+    token: int = 1
+
+
+async def test_followers_stop_together_not_one_grace_after_another() -> None:
+    sinks = [StuckSink(), StuckSink()]
+    lanes = [Lane(f"d{n}", sink) for n, sink in enumerate(sinks)]
+    hub = Destinations(lanes)
+    cursors = Saved()
+    hub.follow([Follower(lane, OneEvent(), cursors, Held()) for lane in lanes])
+    hub.start()
+    for sink in sinks:
+        await asyncio.wait_for(sink.entered.wait(), 5)  # each is stuck in a send
+    loops = [f._loop for f in hub.followers.values()]
+    stopping = asyncio.create_task(hub.stop(drain_timeout=0))
+    for _ in range(200):  # a bound on the wait, not a timing threshold
+        if all(loop is not None and loop._stopping for loop in loops):
+            break
+        await asyncio.sleep(0.01)
+    # both stops began while both receivers still hold their batch (one after another,
+    # the second would only begin after the first's grace period)
+    assert all(loop is not None and loop._stopping for loop in loops)
+    assert not stopping.done()
+    for sink in sinks:
+        sink.release.set()
+    await stopping
+    assert cursors.saved == {"destination:d0": 1, "destination:d1": 1}

@@ -152,3 +152,46 @@ async def test_stop_drains_then_counts_what_it_could_not_deliver() -> None:
     lane.put(events(3))
     await lane.stop(deadline=0)  # the gate never opens
     assert lane.state.dropped == 3 and lane.worker is None
+
+
+async def test_a_lane_failing_for_good_keeps_retrying_past_a_thousand_failures() -> None:
+    """base * 2**failures overflowed a float after ~1,024 failures (OverflowError), which
+    stopped the lane's worker for good; the delay is capped instead."""
+    down = Down()
+    lane = Lane("down", down, batch_size=10, interval=0.01, retry_base=0.001, retry_max=0.001)
+    lane.failures = 5_000  # as after a long outage
+    lane.start()
+    lane.put(events(1))
+    await until(lambda: down.tries >= 3)
+    assert lane.worker is not None and not lane.worker.done()
+    await lane.stop(deadline=0)
+
+
+class Buggy:
+    """A sink that fails on the first batch with an error that is not a DestinationError."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    async def send(self, batch: Sequence[Event]) -> Refused | None:
+        if not self.batches:
+            self.batches.append([])
+            raise KeyError("campaign")
+        self.batches.append([int(e.id[1:]) for e in batch])
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_sink_bug_fails_its_batch_once_and_delivery_goes_on() -> None:
+    sink = Buggy()
+    lane = Lane("buggy", sink, batch_size=2, interval=0.01)
+    lane.start()
+    lane.put(events(2))
+    await until(lambda: lane.state.failed == 2)
+    lane.put(events(1, start=2))
+    await until(lambda: lane.state.sent == 1)
+    await lane.stop(0)
+    assert sink.batches == [[], [2]]  # the failing batch was not tried again
+    assert lane.state.last_error == "KeyError: 'campaign'" and lane.failures == 0

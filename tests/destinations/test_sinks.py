@@ -221,3 +221,10 @@ async def test_bulk_sink_item_failures(bulk: Receiver) -> None:
     assert isinstance(refused, Refused) and refused.count == 1
     assert "mapper_parsing_exception" in refused.reason
     assert sorted(bulk.documents("strict")) == ["id-0", "id-2"]
+
+
+async def test_a_file_sink_without_a_file_for_a_source_refuses_for_good(tmp_path: Path) -> None:
+    names = {"result": "osquery_result.log"}
+    sink = FileSink(lambda source: tmp_path / names[source], 1 << 20, 1)
+    with pytest.raises(DestinationRejected, match="no file for 'campaign' events"):
+        await sink.send([Event("campaign", "1-1-0", b"{}", 0.0)])

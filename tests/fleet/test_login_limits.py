@@ -95,3 +95,15 @@ async def test_nodes_share_the_address_limit(redis_url: str) -> None:
     finally:
         await one.aclose()
         await two.aclose()
+
+
+def test_ipv6_addresses_of_one_64_count_as_one_address() -> None:
+    """A client holding a /64 cannot spray past the address limit by changing address."""
+    limiter = LoginLimiter(address_limit=5)
+    waits = [
+        limiter.attempt(f"user{n}@x.org", f"2001:db8:9:9::{n + 1:x}", now=0.0) for n in range(8)
+    ]
+    assert waits[:5] == [0] * 5 and all(w > 0 for w in waits[5:])
+    assert limiter.attempt("user0@x.org", "2001:db8:9:a::1", now=0.0) == 0  # another /64
+    limiter.succeeded("user9@x.org", "2001:db8:9:9::ffff")  # gives the /64 its token back
+    assert limiter.attempt("user9@x.org", "2001:db8:9:9::1234", now=0.0) == 0

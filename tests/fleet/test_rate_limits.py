@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from fleetwatch.fleet.rate_limits import FailureLimiter, SharedFailureLimiter
+from fleetwatch.fleet.rate_limits import FailureLimiter, SharedFailureLimiter, address_key
 from tests.services import RedisServer
 
 
@@ -138,3 +138,32 @@ async def test_nodes_look_at_the_shared_buckets(redis_url: str) -> None:
     finally:
         await one.aclose()
         await two.aclose()
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2:0:0:0:9", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::1", "::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("", ""),
+        ("unix:/run/fw.sock", "unix:/run/fw.sock"),
+    ],
+)
+def test_an_address_is_keyed_by_itself_for_ipv4_and_by_its_64_for_ipv6(
+    address: str, key: str
+) -> None:
+    assert address_key(address) == key
+
+
+def test_rotating_ipv6_addresses_within_a_64_shares_one_bucket() -> None:
+    limiter = FailureLimiter("enroll", burst=3, per_minute=1)
+    waits = [limiter.attempt_now(address_key(f"2001:db8:5:6::{n:x}"), 0.0) for n in range(1, 6)]
+    assert waits[:3] == [0, 0, 0] and all(w > 0 for w in waits[3:])
+    # the next /64 is another client
+    assert limiter.attempt_now(address_key("2001:db8:5:7::1"), 0.0) == 0

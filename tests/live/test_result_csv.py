@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fleetwatch.live.result_csv import csv_records, csv_writer, safe_cell
+from fleetwatch.live.result_csv import csv_records, csv_writer, safe_cell, safe_record
 
 
 @pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
@@ -54,4 +54,17 @@ def test_every_cell_is_quoted_so_no_other_separator_splits_one() -> None:
     assert buffer.getvalue().splitlines() == [
         '"host_id","hostname","status","error","c"',
         '"7","h","complete","","x;=cmd|\' /C calc\'!A0"',
+    ]
+
+
+def test_safe_record_defuses_every_cell_and_keeps_numbers() -> None:
+    """The one function every CSV writer (API export, `fleetwatch query` and its --diff)
+    builds records with."""
+    assert safe_record((7, "=cmd", "added", "{}", "-1", None)) == [
+        7,
+        "'=cmd",
+        "added",
+        "{}",
+        "'-1",
+        None,
     ]

@@ -199,6 +199,22 @@ def test_failed_enrolls_are_limited_per_address(limited: httpx.Client) -> None:
     assert "options" in assert_json_object(agents[0].post("config", {}))
 
 
+def test_failed_enrolls_from_one_ipv6_64_are_limited_together(limited: httpx.Client) -> None:
+    """Over a real socket from 127.0.0.1, which uvicorn trusts for X-Forwarded-For (its
+    FORWARDED_ALLOW_IPS default): every guess claims another address of one /64, as a client
+    holding the /64 can; they share one allowance. No packet leaves loopback."""
+    wrong = {"enroll_secret": "wrong-secret-guess-0", "host_identifier": "h"}
+
+    def guess(address: str) -> int:
+        headers = {"X-Forwarded-For": address}
+        return limited.post("/api/v1/osquery/enroll", json=wrong, headers=headers).status_code
+
+    codes = [guess(f"2001:db8:77:1::{n:x}") for n in range(1, 9)]
+    assert codes == [401] * 5 + [429] * 3
+    assert guess("2001:db8:77:2::1") == 401  # another /64 is another client
+    assert guess("192.0.2.10") == 401 and guess("192.0.2.11") == 401  # IPv4: per address
+
+
 def test_guessing_at_full_speed_is_limited_by_default(client: httpx.Client) -> None:
     started = time.monotonic()
     codes = [

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpcore
 import httpx
 import pytest
 
@@ -22,6 +23,7 @@ from fleetwatch.outbound import (
     OutboundUnresolved,
     parse_networks,
 )
+from fleetwatch.outbound.guard import GuardedTransport
 from fleetwatch.tls import ensure_self_signed
 from tests.outbound.stub_resolver import StubResolver
 
@@ -203,6 +205,102 @@ async def test_tls_keeps_the_name_for_sni_and_the_certificate(tmp_path: Path) ->
             # the certificate is checked against the name, not the address connected to
             with pytest.raises(httpx.ConnectError, match="certificate"):
                 await client.get(f"https://other.invalid:{target.port}/ok")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_the_transport_is_built_from_public_apis_only() -> None:
+    """No private attribute of httpx's transport (its `_pool`): an httpx release that
+    renames one would otherwise break every webhook silently."""
+    transport = GuardedTransport(OutboundGuard(LOOPBACK), LIMITS)
+    assert isinstance(transport, httpx.AsyncBaseTransport)
+    assert not isinstance(transport, httpx.AsyncHTTPTransport)
+    assert [name for name in vars(transport) if name.startswith("_")] == []
+    assert isinstance(transport.pool, httpcore.AsyncConnectionPool)
+
+
+@pytest.mark.parametrize("answer", ["127.0.0.1", "10.1.2.3", "169.254.169.254", "::1"])
+async def test_a_name_resolving_inside_is_refused_at_connect_time(
+    target: Target, answer: str
+) -> None:
+    """Checked when the call connects (no check_url first), for each inside range; nothing is
+    sent anywhere: the refusal comes before any connection."""
+    stub = StubResolver({"inside.invalid": [answer]})
+    with pytest.raises(OutboundRefused, match="resolves to a"):
+        await get(OutboundGuard(resolver=stub), f"http://inside.invalid:{target.port}/ok")
+    assert stub.calls == ["inside.invalid"] and target.connections == 0
+
+
+async def test_outbound_allow_lets_a_name_reach_an_allowed_range(target: Target) -> None:
+    stub = StubResolver({"inside.invalid": ["127.0.0.1"]})
+    guard = OutboundGuard(parse_networks("127.0.0.0/8"), stub)
+    reply = await get(guard, f"http://inside.invalid:{target.port}/ok")
+    assert reply.status_code == 200 and target.connections == 1
+    stub.answers["inside.invalid"] = ["169.254.169.254"]  # allowed: loopback only
+    with pytest.raises(OutboundRefused, match="link-local"):
+        await get(guard, f"http://inside.invalid:{target.port}/ok")
+    assert target.connections == 1
+
+
+async def test_httpcore_errors_reach_callers_as_httpx_errors() -> None:
+    """A target that accepts and never answers: the read times out as httpx.ReadTimeout;
+    one that closes at once: httpx.RemoteProtocolError (what webhooks catch as HTTPError)."""
+
+    done = asyncio.Event()
+    handlers: list[asyncio.Task[None]] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        await reader.read(1)
+        await done.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    async def rude(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    guard = OutboundGuard(LOOPBACK)
+    for handler, error in ((silent, httpx.ReadTimeout), (rude, httpx.RemoteProtocolError)):
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with guard.client(0.3, LIMITS) as client:
+                with pytest.raises(error):
+                    await client.get(f"http://127.0.0.1:{port}/x")
+        finally:
+            done.set()
+            await asyncio.gather(*handlers)
+            server.close()
+            await server.wait_closed()
+
+
+async def test_a_body_is_sent_and_a_streamed_answer_read_as_it_arrives() -> None:
+    received: list[bytes] = []
+
+    async def echo_big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        received.append(await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(64):
+            writer.write(b"4000\r\n" + b"x" * 0x4000 + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo_big, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with OutboundGuard(LOOPBACK).client(5.0, LIMITS) as client:
+            body = b'{"n": 1}' * 1000
+            async with client.stream("PATCH", f"http://127.0.0.1:{port}/x", content=body) as reply:
+                chunks = [chunk async for chunk in reply.aiter_raw()]
+        assert received == [body]
+        assert reply.status_code == 200 and sum(map(len, chunks)) == 64 * 0x4000
+        assert len(chunks) > 1
     finally:
         server.close()
         await server.wait_closed()

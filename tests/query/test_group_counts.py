@@ -11,8 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleetwatch.query.group_by import WITHOUT_VALUE
-from fleetwatch.query.group_counts import group_name
+from fleetwatch.index.document import Action, Change
+from fleetwatch.query.group_by import WITHOUT_VALUE, group_value
+from fleetwatch.query.group_counts import GroupCounts, group_name
+from fleetwatch.query.option_rules import parse_query_task
+from fleetwatch.query.spec_enums import TaskStage
+from fleetwatch.query.stream_events import Event, classify
+from fleetwatch.query.task_records import TaskRecord
 from tests.query.task_client import TASKS, TaskClient, WsReader, kind_query, task_body
 from tests.server import RunningServer
 
@@ -211,3 +216,105 @@ def test_live_counts_equal_a_fresh_count_after_any_writes(tasks: TaskClient) -> 
 )
 def test_sql_groups_are_named_as_bodies_are(kind: str | None, value: Any, name: str) -> None:
     assert group_name(kind, value) == name
+
+
+# --- the live counts in memory (GroupCounts) ---------------------------------------------
+
+
+def _event(seq: int, prev: dict[str, Any] | None, body: dict[str, Any], delete: bool) -> Event:
+    """The event a write is to a stream of every document (all match)."""
+    action = Action.DELETE if delete else Action.PUT
+    change = Change(seq, "/docs/g/1", "docs:g", seq, action, seq, body, prev)
+    kind = classify(action, True, prev is not None)
+    assert kind is not None
+    return Event(change, kind, prev is not None)
+
+
+#: Documents (0-5) written with a group value, or deleted.
+MEMORY_WRITES = st.lists(
+    st.tuples(st.integers(0, 5), st.one_of(st.none(), st.sampled_from(["a", "b", "c"]))),
+    max_size=30,
+)
+
+
+@given(MEMORY_WRITES)
+def test_counts_in_memory_equal_a_recount_after_any_writes(
+    writes: list[tuple[int, str | None]],
+) -> None:
+    """Property: the counts, their total and each annotation follow a recount of the
+    documents as written (None: delete the document)."""
+    counts = GroupCounts("v")
+    docs: dict[int, dict[str, Any]] = {}
+    for seq, (n, value) in enumerate(writes, 1):
+        prev = docs.get(n)
+        if value is None:
+            if prev is None:
+                continue
+            annotation = counts.apply(_event(seq, prev, prev, True))
+            del docs[n]
+        else:
+            body = {"v": value}
+            annotation = counts.apply(_event(seq, prev, body, False))
+            docs[n] = body
+        recount: dict[str, int] = {}
+        for doc in docs.values():
+            recount[group_value(doc, "v")] = recount.get(group_value(doc, "v"), 0) + 1
+        assert counts.counts == recount
+        assert counts.total == len(docs)
+        assert counts.results() == {
+            "documentLinks": [],
+            "documentCount": len(docs),
+            "groupCounts": recount,
+        }
+        if annotation is not None:
+            assert annotation["documentCount"] == len(docs)
+            for group, n_in in annotation["groupCounts"].items():
+                assert recount.get(group, 0) == n_in
+
+
+class _NoScan(dict[str, int]):
+    """Group counts that refuse to be walked whole (keys, values, items, copies)."""
+
+    def _scanned(self, *_: object) -> Any:
+        raise AssertionError("an event visited every group")
+
+    keys = values = items = __iter__ = copy = _scanned
+
+
+def test_an_event_costs_the_same_whatever_the_number_of_groups() -> None:
+    """Following a change touches its two groups only: with one group per host, summing
+    or copying every group per event is what kept notifications waiting."""
+    counts = GroupCounts("v", {f"g{i}": 1 for i in range(1000)})
+    counts.counts = _NoScan(counts.counts)
+    annotation = counts.apply(_event(1, {"v": "g1"}, {"v": "g2"}, False))
+    assert annotation == {"groupCounts": {"g1": 0, "g2": 2}, "documentCount": 1000}
+    assert counts.total == 1000
+
+
+def test_a_task_builds_its_full_counts_when_read_not_per_event() -> None:
+    """A live group-count task follows events without copying every group; its GET view
+    (and the saved state) shows every group's current count."""
+    body = task_body(
+        kind_query("docs:g"), "GROUP_BY", "COUNT", "CONTINUOUS", groupByTerm={"propertyName": "v"}
+    )
+    record = TaskRecord(
+        link="/core/local-query-tasks/t",
+        factory="/core/local-query-tasks",
+        task=parse_query_task(body),
+        stage=TaskStage.STARTED,
+        expiration_micros=0,
+        created_micros=0,
+    )
+    record.start_counting()
+    assert record.group_counts is not None
+    record.group_counts.reset({f"g{i}": 1 for i in range(1000)})
+    record.results = record.group_counts.results()
+    record.group_counts.counts = _NoScan(record.group_counts.counts)
+    for seq in range(1, 4):
+        assert record.on_event(_event(seq, {"v": f"g{seq}"}, {"v": "g0"}, False)) is not None
+    record.group_counts.counts = dict(dict.items(record.group_counts.counts))  # readable
+    shown = record.to_json()["results"]
+    assert shown["documentCount"] == 1000
+    assert shown["groupCounts"]["g0"] == 4
+    assert "g1" not in shown["groupCounts"] and len(shown["groupCounts"]) == 997
+    assert record.dirty and record.row().body["results"] == shown

@@ -1,7 +1,7 @@
 """End to end in headless Chromium against a real server and 50 simulated osquery hosts:
 log in, hosts, a live query answered by every host with CSV and JSON export, a validation
 error at its position, 100,000 rows kept virtual, a watch seeing changes arrive, saved
-queries with form errors, and the theme."""
+queries with form errors, the theme, re-run and compare, and a campaign's cost and truncation."""
 
 from __future__ import annotations
 
@@ -461,6 +461,58 @@ def test_rerun_the_hosts_that_did_not_answer_and_compare_two_runs(
         expect(rows.nth(0)).to_contain_text("quiet-host")
         expect(rows.nth(0)).to_contain_text('+ added{"a":"2"}')
         expect(rows.nth(1)).to_contain_text('− removed{"a":"1"}')
+    finally:
+        api.delete(f"/api/v1/fleet/hosts/{host_id}")
+        api.close()
+        agent.client.close()
+
+
+def test_the_live_page_shows_the_campaigns_cost_and_why_it_was_truncated(
+    page: Page, ui_server: RunningServer, api_token: str
+) -> None:
+    api = httpx.Client(base_url=ui_server.url, headers={"Authorization": f"Bearer {api_token}"})
+    agent = Agent(httpx.Client(base_url=ui_server.url), ENROLL_SECRET, "costly-host", "costly-uuid")
+    agent.enroll()
+    host_id = api.get("/api/v1/fleet/hosts", params={"query": "costly-host"}).json()["hosts"][0][
+        "id"
+    ]
+    try:
+        campaign_id = api.post(
+            "/api/v1/fleet/queries/run",
+            json={
+                "query": "SELECT pid FROM processes",
+                "targets": [{"type": "host", "id": host_id}],
+                "max_rows": 2,
+            },
+        ).json()["campaign_id"]
+        page.goto(f"{ui_server.url}/ui/live?campaign_id={campaign_id}")
+        expect(page.locator("#campaign-badge")).to_have_text("running")
+        expect(page.locator("#cost")).to_be_hidden()  # no answer yet: nothing to measure
+        expect(page.locator("#truncated")).to_be_hidden()
+        name = f"fleet_distributed_query_{campaign_id}"
+        written = agent.post(
+            "distributed/write",
+            {
+                "queries": {name: [{"pid": "1"}, {"pid": "2"}, {"pid": "3"}]},
+                "statuses": {name: 0},
+                "stats": {name: {"wall_time_ms": 40, "memory": 2048}},
+            },
+        )
+        assert written.json() == {}
+        expect(page.locator("#campaign-badge")).to_have_text("finished")
+        cost = page.get_by_role("group", name="Cost over the answers")
+        expect(cost).to_be_visible()
+        expect(page.locator("#cost-wall")).to_have_text("40 ms · 40 ms · 40 ms")
+        expect(page.locator("#cost-memory")).to_have_text("2.0 KiB · 2.0 KiB · 2.0 KiB")
+        expect(page.locator("#truncated")).to_have_text(
+            "Truncated: the campaign's row limit (max_rows) (2) was reached. No host was asked "
+            "after that; later answers were counted but their rows not stored."
+        )
+        expect(page.locator("#row-count")).to_have_text("2 rows")
+        # reopened, the stored campaign says the same
+        page.reload()
+        expect(page.locator("#cost-wall")).to_have_text("40 ms · 40 ms · 40 ms")
+        expect(page.locator("#truncated")).to_contain_text("max_rows")
     finally:
         api.delete(f"/api/v1/fleet/hosts/{host_id}")
         api.close()

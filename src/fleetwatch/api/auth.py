@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import math
 from typing import Annotated
 
 import orjson
@@ -22,7 +23,7 @@ from starlette.requests import HTTPConnection
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
 from fleetwatch.fleet.errors import AuthFailed
-from fleetwatch.fleet.users import User, hash_token
+from fleetwatch.fleet.users import TokenKind, TokenOwner, User, hash_token
 from fleetwatch.services import Services
 
 #: The browser UI's session cookie (HttpOnly) holding a token from /api/v1/fleet/login.
@@ -52,6 +53,35 @@ def bearer_token(conn: HTTPConnection, *, allow_query: bool = False) -> str | No
     return cookie_token(conn)
 
 
+async def confirm_password(
+    conn: HTTPConnection,
+    services: Services,
+    user: User,
+    password: str | None,
+    *,
+    field: str,
+    why: str,
+    wrong_status: int = 403,
+) -> None:
+    """Check that `password` (the body's `field`) is the user's current password: 400 when
+    it is missing, `wrong_status` when it is wrong, 429 past the login limits (guesses count
+    against them, so a stolen session cannot try passwords faster than a login)."""
+    if not password:
+        raise ApiError(400, f"{field}: send your current password {why} (as {field})")
+    address = conn.client.host if conn.client else ""
+    wait = await services.login_limiter.check(user.email, address)
+    if wait > 0:
+        seconds = math.ceil(wait)
+        raise ApiError(429, f"too many wrong passwords; retry in {seconds} s", retry_after=seconds)
+    try:
+        await services.users.check_own_password(user.id, password)
+    except AuthFailed as exc:
+        raise ApiError(
+            wrong_status, f"{field} is not your current password; send the one you log in with"
+        ) from exc
+    await services.login_limiter.reset(user.email, address)
+
+
 def cookie_token(conn: HTTPConnection) -> str | None:
     """The session cookie's token; unsafe methods need the CSRF header, and a WebSocket
     opened with the cookie must come from this server's own pages (its Origin)."""
@@ -78,6 +108,11 @@ def cookie_token(conn: HTTPConnection) -> str | None:
 
 async def resolve_token(services: Services, token: str | None) -> User:
     """The user of a token; a 401 ApiError saying what to send when it is missing or wrong."""
+    return (await resolve_owner(services, token)).user
+
+
+async def resolve_owner(services: Services, token: str | None) -> TokenOwner:
+    """The user of a token and its kind; a 401 ApiError as `resolve_token`."""
     if not token:
         raise ApiError(
             401,
@@ -85,22 +120,33 @@ async def resolve_token(services: Services, token: str | None) -> User:
             "(POST /api/v1/fleet/login returns a token)",
         )
     try:
-        return await services.users.user_for_token(token)
+        return await services.users.owner_of_token(token)
     except AuthFailed as exc:
         raise ApiError(401, str(exc)) from exc
 
 
 async def current_user(conn: HTTPConnection, services: ServicesDep) -> User:
-    """The authenticated user of an HTTP request (header only)."""
-    return await resolve_token(services, bearer_token(conn))
+    """The authenticated user of an HTTP request (bearer header or session cookie)."""
+    owner = await resolve_owner(services, bearer_token(conn))
+    conn.state.token_kind = owner.kind
+    return owner.user
+
+
+def token_kind(conn: HTTPConnection) -> TokenKind:
+    """The kind of token the request was authenticated with (by `CurrentUser`): `session`
+    (from /login: the UI's cookie holds one) or `api`, however it was sent; a login session
+    sent as `Authorization: Bearer` is still a session."""
+    kind: TokenKind = conn.state.token_kind
+    return kind
 
 
 async def user_from_connection(conn: HTTPConnection, services: ServicesDep) -> User:
     """The authenticated user of a streaming request: header or `?token=`."""
     token = bearer_token(conn, allow_query=True)
-    user = await resolve_token(services, token)
+    owner = await resolve_owner(services, token)
+    conn.state.token_kind = owner.kind
     _remember_token(conn, token)
-    return user
+    return owner.user
 
 
 def _remember_token(conn: HTTPConnection, token: str | None) -> None:

@@ -16,8 +16,10 @@ from fleetwatch.api.errors import ApiError
 from fleetwatch.api.live_queries import _campaign, _may_target, _number
 from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.errors import NotFound
+from fleetwatch.live.campaign_limits import limit_value
 from fleetwatch.live.diff import diff
 from fleetwatch.live.rerun import parse_subset, rerun
+from fleetwatch.live.result_scope import ResultScope
 from fleetwatch.services import Services
 
 router = APIRouter(prefix="/api/v1/fleet", tags=["live queries"])
@@ -44,11 +46,15 @@ async def rerun_campaign(
 ) -> dict[str, Any]:
     """A new campaign with the same SQL over a subset of this one's targets: `hosts` is
     `non_responders` (no answer), `failed` (an error answer), `all`, or `remaining` (the
-    targets a sampled campaign left out). `timeout`, `queue_offline`, `queue_expiry` and
-    `destinations` as on a run (the destinations are the original's unless given). 409
-    while the campaign is still running; 400 when the subset has no host."""
+    targets a sampled campaign left out). `timeout`, `queue_offline`, `queue_expiry`,
+    `max_rows`, `max_bytes` and `destinations` as on a run (the destinations, and the limits,
+    are the original's unless given). 409 while the campaign is still running; 400 when the
+    subset has no host."""
     original = await _campaign(user, services, campaign_id)
     subset = parse_subset(body.get("hosts"))
+    limits = original.get("limits") or {}
+    max_rows = limit_value(body, "max_rows") or limits.get("max_rows")
+    max_bytes = limit_value(body, "max_bytes") or limits.get("max_bytes")
     role = "observer" if await _observer_can_run(services, original) else "maintainer"
     may_target = _may_target(Access(user), role)
     queue_offline = body.get("queue_offline", True)
@@ -64,6 +70,8 @@ async def rerun_campaign(
         queue_offline=queue_offline,
         queue_expiry=_number(body, "queue_expiry", None),
         destinations=body.get("destinations", original.get("destinations") or None),
+        max_rows=max_rows,
+        max_bytes=max_bytes,
     )
     try:
         await services.activities.record(
@@ -96,4 +104,5 @@ async def diff_campaigns(
     answered only one (`only_in_campaign`, `only_in_other`). Different SQL is 400."""
     campaign = await _campaign(user, services, campaign_id)
     other = await _campaign(user, services, against)
-    return await diff(services.campaigns.index, campaign, other)
+    scope = ResultScope.of(Access(user))  # a team-only user: their teams' hosts
+    return await diff(services.campaigns.index, campaign, other, scope)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
@@ -22,7 +22,7 @@ from fleetwatch.api.auth import (
 )
 from fleetwatch.api.deps import MAX_PAGE, ServicesDep, services_of
 from fleetwatch.api.errors import ApiError, fleet_error_status
-from fleetwatch.api.sse import KEEPALIVE, sse_event, with_keepalive
+from fleetwatch.api.sse import KEEPALIVE, SlotStreamingResponse, sse_event, with_keepalive
 from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.errors import FleetError, Forbidden, Invalid, NotFound
 from fleetwatch.fleet.host_state import HostState
@@ -33,6 +33,7 @@ from fleetwatch.live.history import CampaignFilter, parse_time
 from fleetwatch.live.history import list_campaigns as campaign_history
 from fleetwatch.live.result_export import csv_lines, ndjson_lines
 from fleetwatch.live.result_pages import CampaignResults, ResultOrder
+from fleetwatch.live.result_scope import ResultScope
 from fleetwatch.live.sample import parse_sample
 from fleetwatch.live.stream import campaign_stream
 from fleetwatch.responses import JsonResponse
@@ -138,6 +139,7 @@ async def run_live_query(
     await services.campaigns.wait(campaign.id, wait)
     # one snapshot: status, totals and results describe the same instant
     current, results = await services.campaigns.read(campaign.id)
+    results = ResultScope.of(Access(user)).filter(results, services.hosts.by_id)
     return {
         "campaign_id": campaign.id,
         "status": current["status"],
@@ -166,6 +168,21 @@ def _may_target(access: Access, role: str) -> Callable[[HostState], bool]:
             "saved queries marked observer_can_run"
         )
     return lambda host: host.team_id in teams
+
+
+def _scope_now(services: Services, user_id: int) -> Callable[[], Awaitable[ResultScope]]:
+    """The result scope of the user's roles at the moment it is called: a stream asks for it
+    at every batch of results, so a change of teams applies to the results still to come. A
+    user deleted meanwhile sees nothing (their tokens are revoked, the stream is ending)."""
+
+    async def scope() -> ResultScope:
+        try:
+            user = await services.users.get(user_id)
+        except NotFound:
+            return ResultScope(frozenset())
+        return ResultScope.of(Access(user))
+
+    return scope
 
 
 async def _campaign(user: User, services: Services, campaign_id: int) -> dict[str, Any]:
@@ -244,7 +261,10 @@ async def campaign_results(
     per line; both are streamed from the store in chunks."""
     campaign = await _campaign(user, services, campaign_id)
     order = ResultOrder.parse(order_key, order_direction)
-    results = CampaignResults(services.index, services.hosts, campaign)
+    # a team-only user reads only their teams' hosts' entries, by their roles now (a cursor
+    # from before a change of teams is only a position: it goes on under the new scope)
+    scope = ResultScope.of(Access(user))
+    results = CampaignResults(services.index, services.hosts, campaign, scope)
     if format != "json":
         lines = csv_lines(results, order) if format == "csv" else ndjson_lines(results, order)
         return StreamingResponse(
@@ -271,18 +291,24 @@ async def campaign_results(
 @router.get("/campaigns/{campaign_id}/events", response_model=None)
 async def campaign_events(
     campaign_id: int, request: Request, user: StreamUser, services: ServicesDep
-) -> StreamingResponse:
+) -> SlotStreamingResponse:
     """Server-Sent Events: the WebSocket's messages, one per event; `id:` is a cursor that
     `Last-Event-ID` (or `?since=`) resumes after."""
     await _campaign(user, services, campaign_id)  # 404 before the stream starts
     since = _since(request.headers.get("last-event-id") or request.query_params.get("since"))
     keepalive = services.settings.sse_keepalive
-    # one of the user's stream slots (429 when none is left); freed when the stream ends, or
-    # with the generator if the response never starts; it ends when the token is revoked
+    # one of the user's stream slots (429 when none is left); the response gives it back when
+    # it ends by any path (SlotStreamingResponse); it ends when the token is revoked
     slot = services.stream_quota.acquire(user.id, stream_token_hash(request))
 
     async def events() -> AsyncIterator[bytes]:
-        stream = campaign_stream(services.campaigns, services.subscriptions, campaign_id, since)
+        stream = campaign_stream(
+            services.campaigns,
+            services.subscriptions,
+            campaign_id,
+            since,
+            _scope_now(services, user.id),
+        )
         try:
             yield b": connected\n\n"
             async for batch in with_keepalive(stream, keepalive, slot.ended):
@@ -300,10 +326,8 @@ async def campaign_events(
             with contextlib.suppress(RuntimeError):
                 await stream.aclose()  # type: ignore[attr-defined]
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return SlotStreamingResponse(
+        events(), slot, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
 
 
@@ -318,6 +342,7 @@ def _since(raw: str | None) -> int | None:
 async def _pump_campaign(
     websocket: WebSocket,
     services: Services,
+    user_id: int,
     campaign_id: int,
     since: int | None,
     stop: asyncio.Future[Any],
@@ -330,7 +355,13 @@ async def _pump_campaign(
     """
 
     async def send() -> None:
-        stream = campaign_stream(services.campaigns, services.subscriptions, campaign_id, since)
+        stream = campaign_stream(
+            services.campaigns,
+            services.subscriptions,
+            campaign_id,
+            since,
+            _scope_now(services, user_id),
+        )
         try:
             async for batch in stream:
                 for message in batch:
@@ -374,7 +405,7 @@ async def results_websocket(websocket: WebSocket) -> None:
         # 429 (an error message) when none is left; the slot ends when the token is revoked
         slot = services.stream_quota.acquire(user.id, stream_token_hash(websocket))
         try:
-            await _pump_campaign(websocket, services, campaign_id, since, slot.ended)
+            await _pump_campaign(websocket, services, user.id, campaign_id, since, slot.ended)
             if slot.ended_reason is not None:  # an error message and close code 4401
                 raise ApiError(401, slot.ended_message)
         finally:

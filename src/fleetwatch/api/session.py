@@ -9,7 +9,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 
-from fleetwatch.api.auth import CurrentUser, bearer_token
+from fleetwatch.api.auth import (
+    CurrentUser,
+    bearer_token,
+    confirm_password,
+    token_kind,
+)
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
 from fleetwatch.fleet.errors import AuthFailed
@@ -50,6 +55,9 @@ async def login(body: LoginRequest, request: Request, services: ServicesDep) -> 
 
 class NewToken(BaseModel):
     name: str = Field("api", min_length=1, max_length=255)
+    #: The caller's current password: required when the caller is authenticated by a login
+    #: session (the cookie or its value as a bearer token), checked whenever it is given.
+    password: str | None = Field(None, max_length=1024)
 
 
 @router.get("/me/tokens")
@@ -59,9 +67,26 @@ async def list_tokens(user: CurrentUser, services: ServicesDep) -> dict[str, Any
 
 
 @router.post("/me/tokens", status_code=201)
-async def create_token(body: NewToken, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+async def create_token(
+    body: NewToken, request: Request, user: CurrentUser, services: ServicesDep
+) -> dict[str, Any]:
     """A named API token for scripts; revoke it with DELETE /me/tokens/{id}. Unlike a login
-    session it does not expire when idle; a password change revokes it too."""
+    session it does not expire when idle; a password change revokes it too.
+
+    A caller authenticated by a login session (the kind of token /login returns and the
+    browser UI's cookie holds, whether sent as the cookie or as `Authorization: Bearer`) must
+    send its current `password` (400 without it, 403 when wrong): a stolen or ridden session
+    cannot turn itself into a token that outlives it. A caller with an API token is not
+    asked; a `password` it sends is checked."""
+    if body.password is not None or token_kind(request) == "session":
+        await confirm_password(
+            request,
+            services,
+            user,
+            body.password,
+            field="password",
+            why="to create an API token with a login session",
+        )
     token = await services.users.issue_token(user.id, body.name, kind="api")
     tokens = await services.users.list_tokens(user.id)
     return {"token": token, "id": tokens[-1]["id"] if tokens else None, "name": body.name}

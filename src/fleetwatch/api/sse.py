@@ -4,12 +4,59 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from fleetwatch.fleet.stream_quota import StreamSlot
 
 T = TypeVar("T")
 
 KEEPALIVE = b": keep-alive\n\n"
+
+
+class SlotStreamingResponse(StreamingResponse):
+    """An event stream holding one of its user's stream slots (`max_streams_per_user`).
+
+    The slot is given back when the response ends, by whatever path: the body finished,
+    the client went away (Starlette cancels the body's task, possibly while the body
+    generator waits at a `yield` for a full socket, where its own `finally` does not run),
+    the request was cancelled, or the body never started (the client left first). The body
+    is closed at that moment too, so its `finally` (unsubscribing) runs now rather than when
+    the garbage collector finds the generator; until then a dropped client's slot would
+    count against its user, and enough drops would lock the user out of streaming.
+
+    Closing a generator that never started does not run its `finally`: whatever a route
+    opened before returning the response (a subscription) is given as `on_close`, which is
+    awaited here whatever happened to the body.
+    """
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        slot: StreamSlot,
+        headers: Mapping[str, str] | None = None,
+        *,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self.slot = slot
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                # RuntimeError: the generator is still running (never here: its task ended)
+                with contextlib.suppress(Exception):
+                    await close()
+            if self.on_close is not None:
+                await self.on_close()
 
 
 def sse_event(data: bytes, seq: int | None, event: str | None = None) -> bytes:

@@ -21,13 +21,12 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
-from starlette.responses import StreamingResponse
 
 from fleetwatch.api.auth import StreamUser, close_websocket, stream_token_hash, websocket_user
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
 from fleetwatch.api.query_tasks import owner_filter
-from fleetwatch.api.sse import KEEPALIVE, sse_event, with_keepalive
+from fleetwatch.api.sse import KEEPALIVE, SlotStreamingResponse, sse_event, with_keepalive
 from fleetwatch.fleet.errors import TooMany
 from fleetwatch.fleet.stream_quota import StreamSlot
 from fleetwatch.fleet.users import User
@@ -99,7 +98,7 @@ def _event_id(message: Message) -> int | None:
 def _register(base: str) -> None:
     async def task_events(
         task_id: str, request: Request, user: StreamUser, services: ServicesDep
-    ) -> StreamingResponse:
+    ) -> SlotStreamingResponse:
         """Server-Sent Events: the task's notifications, resumable with Last-Event-ID."""
         link = f"{base}/{task_id}"
         since = parse_since(request.query_params.get("since"), "since")
@@ -107,10 +106,13 @@ def _register(base: str) -> None:
             since = parse_since(request.headers.get("last-event-id"), "Last-Event-ID")
         sub, slot = await open_subscription(services, user, link, since, stream_token_hash(request))
         keepalive = services.settings.sse_keepalive
-        return StreamingResponse(
+        # the slot is given back and the subscription closed when the response ends by any
+        # path, the body never started included (SlotStreamingResponse, on_close)
+        return SlotStreamingResponse(
             _sse_body(services, link, sub, keepalive, slot),
-            media_type="text/event-stream",
+            slot,
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            on_close=sub.aclose,
         )
 
     async def task_stream(websocket: WebSocket, task_id: str) -> None:

@@ -9,17 +9,15 @@ the user's tokens, which ends their open streams (`fleetwatch.fleet.stream_token
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 
-from fleetwatch.api.auth import CurrentUser, require_admin
+from fleetwatch.api.auth import CurrentUser, confirm_password, require_admin
 from fleetwatch.api.deps import ServicesDep
 from fleetwatch.api.errors import ApiError
-from fleetwatch.fleet.errors import AuthFailed
 from fleetwatch.fleet.users import TeamRole, Unset, User
 from fleetwatch.query.task_requests import FACTORIES
 from fleetwatch.services import Services
@@ -114,22 +112,15 @@ async def _check_old_password(
 ) -> None:
     """400 unless `old_password` is the user's current password; guesses count against
     the login limits, so a stolen session cannot try passwords faster than a login."""
-    if not old_password:
-        raise ApiError(
-            400, "old_password: send your current password to change it (as old_password)"
-        )
-    address = request.client.host if request.client else ""
-    wait = await services.login_limiter.check(user.email, address)
-    if wait > 0:
-        seconds = math.ceil(wait)
-        raise ApiError(429, f"too many wrong passwords; retry in {seconds} s", retry_after=seconds)
-    try:
-        await services.users.check_own_password(user.id, old_password)
-    except AuthFailed as exc:
-        raise ApiError(
-            400, "old_password is not your current password; send the one you log in with"
-        ) from exc
-    await services.login_limiter.reset(user.email, address)
+    await confirm_password(
+        request,
+        services,
+        user,
+        old_password,
+        field="old_password",
+        why="to change it",
+        wrong_status=400,
+    )
 
 
 @router.patch("/{user_id}")

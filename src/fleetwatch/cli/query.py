@@ -27,8 +27,9 @@ from rich.table import Table
 from rich.text import Text
 
 from fleetwatch.cli.api_client import CaFileOpt, ServerOpt, TokenOpt, api_client, fail, request
+from fleetwatch.cli.campaign_cost import cost_lines
 from fleetwatch.cli.root import app
-from fleetwatch.live.result_csv import csv_records, csv_writer
+from fleetwatch.live.result_csv import csv_records, csv_writer, safe_record
 
 #: Exit status: every host the campaign waited for answered.
 EXIT_ALL_ANSWERED = 0
@@ -221,6 +222,19 @@ def query(
     diff: tuple[int, int] | None = typer.Option(
         None, "--diff", help="Compare campaign ID1 with ID2 (same SQL): rows added and removed."
     ),
+    max_rows: int | None = typer.Option(
+        None,
+        "--max-rows",
+        min=1,
+        help="Rows the whole campaign stores at most; once reached no host is asked any more "
+        "(default: the server's campaign_max_rows; a re-run keeps the original's).",
+    ),
+    max_bytes: int | None = typer.Option(
+        None,
+        "--max-bytes",
+        min=1,
+        help="Bytes of row data the whole campaign stores at most (as --max-rows).",
+    ),
     server: str | None = ServerOpt,
     token: str | None = TokenOpt,
     ca_file: str | None = CaFileOpt,
@@ -228,7 +242,9 @@ def query(
     """Ask hosts a SQL question; print their answers, with progress on stderr.
 
     Waits for the hosts online when the query starts, until they all answered (--exit) or
-    the timeout passed; then names on stderr, by hostname and id, those that did not.
+    the timeout passed; then names on stderr, by hostname and id, those that did not, and
+    prints the campaign's cost (p50, p95 and max wall time and memory over the answers) and
+    any truncation (which cap kept rows out).
     Exit status: 0 when every host it waited for answered, 1 when no host answered, 3 when
     some answered and others did not.
     """
@@ -237,6 +253,11 @@ def query(
     if sum(x is not None for x in (sql, rerun, diff)) != 1:
         raise fail("give one of --sql, --rerun ID or --diff ID1 ID2", 2)
     client = api_client(server, token, ca_file)
+    limits = {
+        key: value
+        for key, value in (("max_rows", max_rows), ("max_bytes", max_bytes))
+        if value is not None
+    }
     if diff is not None:
         _print_diff(client, diff[0], diff[1], output)
         return
@@ -248,7 +269,7 @@ def query(
             client,
             "POST",
             f"/api/v1/fleet/campaigns/{rerun}/rerun",
-            json={"hosts": subset[0], "timeout": timeout},
+            json={"hosts": subset[0], "timeout": timeout, **limits},
         )
         _follow(client, started, output, timeout, exit_when_done)
         return
@@ -260,7 +281,7 @@ def query(
     targets += [{"type": "team", "id": int(t)} for t in _split(teams) if t.isdigit()]
     if not targets:
         raise fail("no targets: give --hosts, --labels, --teams or --all", 2)
-    body: dict[str, Any] = {"query": sql, "targets": targets, "timeout": timeout}
+    body: dict[str, Any] = {"query": sql, "targets": targets, "timeout": timeout, **limits}
     if sample is not None:
         body["sample"] = _sample(sample)
     started = request(client, "POST", "/api/v1/fleet/queries/run", json=body)
@@ -336,6 +357,8 @@ def _follow(
         highlight=False,
         soft_wrap=True,
     )
+    for line in cost_lines(final, results):
+        err.print(line, highlight=False, soft_wrap=True)
     silent = [int(h) for h in final.get("non_responders") or ()]
     if silent:
         err.print(
@@ -362,7 +385,9 @@ def _print_diff(client: httpx.Client, campaign_id: int, against: int, output: st
         for host in found["hosts"]:
             for change, rows in (("added", host["added"]), ("removed", host["removed"])):
                 for row in rows:
-                    writer.writerow([host["host_id"], host["hostname"], change, json.dumps(row)])
+                    # hostnames come from agents: defused as the API's CSV export does
+                    record = (host["host_id"], host["hostname"], change, json.dumps(row))
+                    writer.writerow(safe_record(record))
         return
     out = Console()
     for host in found["hosts"]:

@@ -1,11 +1,20 @@
 """Destinations: named places events are sent to (an HTTP endpoint as NDJSON, Splunk's HEC,
 Elasticsearch's bulk API, a rotated file), in order, at least once, without ever making the
-sender wait. Live query campaigns send their result rows there and osquery log forwarding
-its log lines: one mechanism. Imports nothing of fleetwatch but `outbound` (the address
-guard every HTTP destination connects through).
+sender wait. Live query campaigns send their result rows there (read from the change log
+after a durable cursor) and osquery log forwarding its log lines: one mechanism. Imports
+nothing of fleetwatch but `outbound` (the address guard every HTTP destination connects
+through) and `periodic`.
 """
 
 from fleetwatch.destinations.events import Event, dumps, log_event
+from fleetwatch.destinations.follower import (
+    Cursors,
+    Feed,
+    FeedBatch,
+    Follower,
+    HasLease,
+    cursor_name,
+)
 from fleetwatch.destinations.hub import Destinations
 from fleetwatch.destinations.lane import Lane, LaneState, OnOutcome
 from fleetwatch.destinations.settings import LOG_TYPES, NAME_PATTERN, TYPES, DestinationSettings
@@ -26,12 +35,17 @@ __all__ = [
     "NAME_PATTERN",
     "TYPES",
     "BulkSink",
+    "Cursors",
     "DestinationError",
     "DestinationRejected",
     "DestinationSettings",
     "Destinations",
     "Event",
+    "Feed",
+    "FeedBatch",
     "FileSink",
+    "Follower",
+    "HasLease",
     "HecSink",
     "HttpSink",
     "Lane",
@@ -40,6 +54,7 @@ __all__ = [
     "OnOutcome",
     "Refused",
     "Sink",
+    "cursor_name",
     "dumps",
     "log_event",
 ]

@@ -6,7 +6,9 @@ to fill), sends them and only then removes them: a batch that failed with a retr
 is sent again, after a doubling delay (up to `retry_max`), before anything queued behind
 it. So delivery is in order and at least once for as long as the destination comes back
 within `retention`; events older than that are dropped while it stays down, and counted.
-A batch the destination refuses for good is counted as failed and not sent again.
+A batch the destination refuses for good is counted as failed and not sent again, as is one
+the sink fails on with an error that is not a `DestinationError` (a bug, an event it cannot
+take): retrying the same batch would fail the same way for ever.
 
 The state (`sent`, `queued`, `failed`, `dropped`, `last_error`) is what
 GET /api/v1/fleet/destinations shows; each outcome is also told to `on_outcome` (metrics).
@@ -25,6 +27,7 @@ from typing import Any
 
 from fleetwatch.destinations.events import Event
 from fleetwatch.destinations.sinks import DestinationError, Sink
+from fleetwatch.outbound.backoff import retry_delay
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,9 @@ class Lane:
     description: dict[str, Any] = field(default_factory=dict)
     #: osquery log types it receives.
     log_types: frozenset[str] = frozenset()
+    #: Campaigns and saved queries may name it (a `[destinations.NAME]` table); log
+    #: forwarding's own lanes (`log_forward_dir`, `log_forward_url`) take osquery logs only.
+    campaign_rows: bool = True
     on_outcome: OnOutcome | None = None
     retry_base: float = 0.5
     retry_max: float = 30.0
@@ -81,7 +87,7 @@ class Lane:
         for event in events[: max(0, room)]:
             self.queue.append((now, event))
         if len(events) > room:
-            self._drop(len(events) - max(0, room), f"its queue is full ({self.queue_limit})")
+            self.record_drop(len(events) - max(0, room), f"its queue is full ({self.queue_limit})")
         self._arrived.set()
 
     def start(self) -> None:
@@ -100,7 +106,9 @@ class Lane:
                 await self.worker
             self.worker = None
         if self.queue:
-            self._drop(len(self.queue), "the server stopped before they were delivered", force=True)
+            self.record_drop(
+                len(self.queue), "the server stopped before they were delivered", force=True
+            )
             self.queue.clear()
         await self.sink.close()
 
@@ -138,29 +146,29 @@ class Lane:
             try:
                 refused = await self.sink.send(batch)
             except DestinationError as exc:
-                self._error(str(exc))
+                self.record_error(str(exc))
                 if not exc.retryable:
                     self._take(count)
-                    self._count("failed", count)
+                    self.record("failed", count)
                     log.warning("destination %s refused %d events: %s", self.name, count, exc)
                     continue
                 self.failures += 1
-                await asyncio.sleep(min(self.retry_max, self.retry_base * 2 ** (self.failures - 1)))
+                await asyncio.sleep(retry_delay(self.retry_base, self.failures, self.retry_max))
                 continue
-            except Exception as exc:  # a bug must not stop the destination for good
-                log.exception("destination %s failed", self.name)
-                self._error(f"{type(exc).__name__}: {exc}")
-                self.failures += 1
-                await asyncio.sleep(min(self.retry_max, self.retry_base * 2 ** (self.failures - 1)))
+            except Exception as exc:  # a bug: sending the same batch again cannot help
+                log.exception("destination %s could not send %d events", self.name, count)
+                self.record_error(f"{type(exc).__name__}: {exc}")
+                self._take(count)
+                self.record("failed", count)
                 continue
             self._take(count)
             self.failures = 0
             failed = refused.count if refused is not None else 0
             if refused is not None:
-                self._error(refused.reason)
-                self._count("failed", failed)
+                self.record_error(refused.reason)
+                self.record("failed", failed)
             self.state.last_sent_at = time.time()
-            self._count("sent", count - failed)
+            self.record("sent", count - failed)
 
     async def _fill(self) -> None:
         """Wait up to `interval` for a full batch."""
@@ -178,17 +186,21 @@ class Lane:
             old += 1
         if old:
             self._take(old)
-            self._drop(old, f"they were not delivered within its retention ({self.retention:g} s)")
+            self.record_drop(
+                old, f"they were not delivered within its retention ({self.retention:g} s)"
+            )
 
     def _take(self, count: int) -> None:
         for _ in range(count):
             self.queue.popleft()
 
-    def _error(self, reason: str) -> None:
+    def record_error(self, reason: str) -> None:
+        """Remember the last failure (shown as `last_error`)."""
         self.state.last_error = reason
         self.state.last_error_at = time.time()
 
-    def _count(self, outcome: str, count: int) -> None:
+    def record(self, outcome: str, count: int) -> None:
+        """Count events `sent`, `failed` or `dropped` (and tell `on_outcome`)."""
         if not count:
             return
         if outcome == "sent":
@@ -200,8 +212,9 @@ class Lane:
         if self.on_outcome is not None:
             self.on_outcome(self.name, outcome, count)
 
-    def _drop(self, count: int, why: str, force: bool = False) -> None:
-        self._count("dropped", count)
+    def record_drop(self, count: int, why: str, force: bool = False) -> None:
+        """Count dropped events and warn (at most every WARN_EVERY s unless `force`)."""
+        self.record("dropped", count)
         self._dropped_unwarned += count
         now = time.monotonic()
         if force or now - self._last_warning >= WARN_EVERY:

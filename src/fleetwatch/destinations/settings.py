@@ -46,8 +46,12 @@ class DestinationSettings(BaseModel):
     index: str | None = None
     #: Events per request (or file write) at most.
     batch_size: int = Field(500, ge=1, le=100_000)
-    #: Seconds a batch waits for more events before it is sent anyway.
+    #: Seconds a batch waits for more events before it is sent anyway (campaign rows: the
+    #: change log is read again after this, 1 s at least, while there is nothing more).
     interval: float = Field(1.0, gt=0, le=3600)
+    #: Longest wait between two tries of a batch that failed (seconds; the wait doubles
+    #: from half a second up to this while the destination stays down).
+    retry_max: float = Field(30.0, gt=0, le=3600)
     #: Time allowed for one request (seconds); longer counts as a failed try.
     timeout: float = Field(10.0, gt=0, le=600)
     #: Events queued at most; more are dropped, and counted (`dropped`).

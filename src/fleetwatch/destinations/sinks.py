@@ -79,7 +79,13 @@ class FileSink:
     async def send(self, events: Sequence[Event]) -> Refused | None:
         runs: dict[Path, list[bytes]] = {}
         for event in events:
-            runs.setdefault(self.path_for(event.source), []).append(event.line)
+            try:
+                path = self.path_for(event.source)
+            except KeyError:
+                raise DestinationRejected(
+                    f"this destination has no file for {event.source!r} events"
+                ) from None
+            runs.setdefault(path, []).append(event.line)
         for path, lines in runs.items():
             try:
                 await asyncio.to_thread(self._write, path, lines)
@@ -156,7 +162,9 @@ class HttpSink:
             raise DestinationError(
                 f"{self.url} did not answer in time ({type(exc).__name__})"
             ) from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:
+            # OSError: a socket error httpx let through is a network failure too (retried);
+            # any other error is taken as a bug and the batch is counted failed (the lane)
             raise DestinationError(f"{self.url}: {type(exc).__name__} {exc}".strip()) from exc
 
     def check(self, reply: httpx.Response, events: Sequence[Event]) -> Refused | None:

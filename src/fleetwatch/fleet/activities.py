@@ -1,10 +1,17 @@
-"""The audit feed: who did what, stored as `fleet:activity` documents (so it can be watched)."""
+"""The audit feed: who did what, stored as `fleet:activity` documents (so it can be watched).
+
+Some activities tell what only their actor and global admins may read: a `live_query`
+activity holds the campaign's SQL, targets and id, and a campaign is private to the user who
+started it (see `fleetwatch.live.scope`). Anyone else reading the feed gets such an activity
+redacted (`redacted_for`): who did it and when, `"redacted": true`, no details.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.errors import Invalid
 from fleetwatch.fleet.host_state import iso
 from fleetwatch.fleet.users import User
@@ -14,6 +21,22 @@ from fleetwatch.storage.counters import next_id
 
 ACTIVITY_KIND = "fleet:activity"
 MAX_PER_PAGE = 1000
+#: Activity types whose details only their actor and global admins may read.
+PRIVATE_TYPES = ("live_query",)
+#: What a redacted activity keeps.
+_REDACTED_KEEPS = ("id", "type", "actor_id", "actor_email", "created_at")
+
+
+def redacted_for(access: Access, activity: dict[str, Any]) -> dict[str, Any]:
+    """The activity as `access`'s user may read it: whole for its actor, for a global admin
+    and for a type that is not private; otherwise without its details, marked redacted."""
+    if (
+        activity.get("type") not in PRIVATE_TYPES
+        or access.global_at_least("admin")
+        or (activity.get("actor_id") is not None and activity.get("actor_id") == access.user.id)
+    ):
+        return activity
+    return {k: activity[k] for k in _REDACTED_KEEPS if k in activity} | {"redacted": True}
 
 
 class ActivityService:

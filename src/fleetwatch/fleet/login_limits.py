@@ -6,7 +6,8 @@ it allows `address_limit` failed logins a minute from one address, whatever the 
 an attempt takes a token from it too, and a good login gives that token back, so only
 failures count there.
 
-Both are `FailureLimiter`s (fleet/rate_limits.py): in memory on one node, in Redis on a
+An address is counted by `address_key` (IPv4 the address, IPv6 its /64). Both are
+`FailureLimiter`s (fleet/rate_limits.py): in memory on one node, in Redis on a
 cluster (shared by every node, each node's own buckets if Redis is away).
 """
 
@@ -16,7 +17,7 @@ import time
 
 from redis.asyncio import Redis
 
-from fleetwatch.fleet.rate_limits import FailureLimiter, SharedFailureLimiter
+from fleetwatch.fleet.rate_limits import FailureLimiter, SharedFailureLimiter, address_key
 
 #: Attempts allowed in a burst, and how many come back per minute, per (email, address).
 BURST = 10
@@ -47,6 +48,7 @@ class LoginLimiter:
 
     def attempt(self, email: str, address: str, now: float | None = None) -> float:
         """0 when the attempt may go ahead (and is counted), else seconds to wait."""
+        address = address_key(address)
         now = time.monotonic() if now is None else now
         pair = self._pair(email, address)
         wait = self.pairs.attempt_now(pair, now)
@@ -59,15 +61,18 @@ class LoginLimiter:
     def succeeded(self, email: str, address: str) -> None:
         """A good login refills the pair's bucket and gives the address its token back:
         the limits are for guessing, not for using."""
+        address = address_key(address)
         self.pairs.forget_now(self._pair(email, address))
         self.addresses.refund_now(address)
 
     def tracked(self, email: str, address: str) -> bool:
         """Whether buckets for this pair and address are held in memory (for tests)."""
+        address = address_key(address)
         return self._pair(email, address) in self.pairs and address in self.addresses
 
     async def check(self, email: str, address: str) -> float:
         """`attempt`, through the limiters' shared (Redis) buckets when they have them."""
+        address = address_key(address)
         pair = self._pair(email, address)
         wait = await self.pairs.attempt(pair)
         if wait == 0:
@@ -78,6 +83,7 @@ class LoginLimiter:
 
     async def reset(self, email: str, address: str) -> None:
         """`succeeded`, through the limiters' shared (Redis) buckets when they have them."""
+        address = address_key(address)
         await self.pairs.forget(self._pair(email, address))
         await self.addresses.refund(address)
 

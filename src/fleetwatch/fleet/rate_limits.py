@@ -1,5 +1,7 @@
 """Failure limits: a token bucket per key (e.g. failed enrolls per client address).
 
+A client address is keyed by `address_key`: IPv4 by the address, IPv6 by its /64.
+
 A key's bucket holds `burst` tokens and gets `per_minute` back a minute. Two ways to use it:
 
 - take a token before the work (`attempt`) and give a success's back (`refund`), when the
@@ -24,12 +26,32 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from ipaddress import IPv6Address, IPv6Network, ip_address
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 #: Buckets kept in memory at most (a spray of addresses cannot grow memory without bound).
 MAX_KEYS = 100_000
+#: The IPv6 prefix one client is counted by: a subscriber is usually given a whole /64
+#: (SLAAC, privacy addresses) and can use a new address in it for every request.
+IPV6_CLIENT_PREFIX = 64
+
+
+def address_key(address: str) -> str:
+    """The key a client address's failures count under: an IPv4 address as it is, an IPv6
+    address as its /64 (e.g. `2001:db8:1:2::/64`), so rotating addresses within the /64 a
+    client holds gains nothing; an IPv4-mapped IPv6 address counts as its IPv4 address.
+    Anything that is not an address (empty, a unix socket path) is its own key."""
+    try:
+        parsed = ip_address(address.split("%", 1)[0])  # a zone id names no other client
+    except ValueError:
+        return address
+    if not isinstance(parsed, IPv6Address):
+        return str(parsed)
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(IPv6Network((parsed, IPV6_CLIENT_PREFIX), strict=False))
 
 
 @dataclass

@@ -3,8 +3,9 @@ campaign holds one of the user's slots (`max_streams_per_user`) while it is open
 
 Slots are counted per node, in memory: a user whose streams a load balancer spreads over N
 nodes may hold up to N times the limit (each node still bounds what it serves). A slot is
-freed when its stream ends; it also frees itself when it is garbage collected, so a
-streaming response the server never started (the client left first) does not keep it.
+freed when its stream ends, by any path (an SSE response gives it back when the response
+ends: `fleetwatch.api.sse.SlotStreamingResponse`; a WebSocket when its handler returns); as
+a last resort it also frees itself when it is garbage collected.
 
 A slot also remembers the token (its stored hash) the stream was opened with: when that
 token is revoked, `end_streams` ends the slot (`StreamSlot.ended` resolves with the reason)

@@ -82,6 +82,15 @@ class User:
 
 
 @dataclass(frozen=True)
+class TokenOwner:
+    """Who a bearer token authenticates, and the kind of token it is (`session` from a
+    login, which the UI's cookie also holds, or a named `api` token)."""
+
+    user: User
+    kind: TokenKind
+
+
+@dataclass(frozen=True)
 class Revocation:
     """Tokens that stopped being valid: all of `user_id`'s, or those whose stored hash
     starts with `token_prefix` (of `user_id` when given too)."""
@@ -377,6 +386,10 @@ class UserService:
     async def user_for_token(self, token: str) -> User:
         """The user a bearer token belongs to; AuthFailed if unknown, revoked or (a login
         session) idle for longer than `session_idle_timeout`."""
+        return (await self.owner_of_token(token)).user
+
+    async def owner_of_token(self, token: str) -> TokenOwner:
+        """The user of a bearer token and the token's kind; AuthFailed as `user_for_token`."""
         token_hash = hash_token(token)
         async with self.db.connect() as conn:
             row = (
@@ -403,4 +416,5 @@ class UserService:
                     .where(api_tokens.c.token_hash == token_hash)
                     .values(last_used_at=now)
                 )
-        return _user(row._mapping)
+        kind: TokenKind = "api" if row.kind == "api" else "session"
+        return TokenOwner(_user(row._mapping), kind)

@@ -4,7 +4,6 @@ its answers stored once each, capped per host, per campaign and by the campaign'
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -30,9 +29,6 @@ from fleetwatch.live.campaign_log import CampaignLog
 
 class CampaignAnswers(CampaignLog):
     """The part of `CampaignService` that offers campaigns to hosts and stores answers."""
-
-    #: Told each committed answer of a campaign with destinations (the app sends its rows).
-    on_stored: Callable[[Campaign, Change], None] | None
 
     if TYPE_CHECKING:
 
@@ -96,8 +92,6 @@ class CampaignAnswers(CampaignLog):
             if isinstance(outcome, Change):
                 # Counted by the change listener; count it here if delivery failed.
                 self._count(claimed, host.id, outcome.body)
-                if claimed.destinations and self.on_stored is not None:
-                    self.on_stored(claimed, outcome)  # sent by the node that stored it, once
             if claimed.limit_reached is not None and not claimed.limit_written:
                 # the campaign document (and so its stream) says it stopped asking
                 claimed.limit_written = True
@@ -168,4 +162,7 @@ class CampaignAnswers(CampaignLog):
             "late": campaign.status != "running" and host.id in campaign.online_at_start,
             "received_at": iso(time.time()),
         }
+        if campaign.destinations:
+            # each destination follows the change log for the results that name it
+            body["destinations"] = list(campaign.destinations)
         return body

@@ -31,7 +31,7 @@ from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
 from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.targets import LabelLookup
-from fleetwatch.index import Change, DocumentIndex
+from fleetwatch.index import DocumentIndex
 from fleetwatch.live.campaign import Campaign
 from fleetwatch.live.campaign_answers import CampaignAnswers
 from fleetwatch.live.campaign_completion import CampaignCompletion
@@ -93,7 +93,6 @@ class CampaignService(CampaignCreation, CampaignAnswers, CampaignReads, Campaign
         self.destination_names: Names = tuple
         #: Told each committed answer of a campaign with destinations, on the node that
         #: stored it (the app sends its rows there; it must not wait).
-        self.on_stored: Callable[[Campaign, Change], None] | None = None
 
     def start(self) -> None:
         self._sweeper.start()

@@ -9,7 +9,8 @@ A host counts as having answered a campaign when its result is `complete` (an er
 has no rows to compare). For each host that answered both and whose rows differ, `added`
 holds the rows of `{id}` that `{other}` lacks and `removed` the reverse. Rows are compared
 as whole rows (every column), as multisets: a row twice in one and once in the other is
-added or removed once. Rows keep the order their host sent them in.
+added or removed once. Rows keep the order their host sent them in. A team-only reader
+compares only their teams' hosts' answers (`fleetwatch.live.result_scope`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ import orjson
 from fleetwatch.fleet.errors import Invalid
 from fleetwatch.index import DocumentIndex
 from fleetwatch.live.campaign_docs import result_link, result_view
+from fleetwatch.live.result_scope import EVERY_HOST, ResultScope
 from fleetwatch.query.listing import Listing, read_page
 
 
-async def answers(index: DocumentIndex, campaign_id: int) -> dict[int, dict[str, Any]]:
-    """The campaign's complete answers by host id."""
+async def answers(
+    index: DocumentIndex, campaign_id: int, scope: ResultScope = EVERY_HOST
+) -> dict[int, dict[str, Any]]:
+    """The campaign's complete answers by host id (those `scope` lets the reader see)."""
     prefix = result_link(campaign_id, 0)[:-1]
     page = await read_page(index.db, Listing(link_prefix=prefix))
-    results = [result_view(body) for body in page.bodies]
+    results = [result_view(body) for body in page.bodies if scope.keeps_answer(body)]
     return {int(r["host_id"]): r for r in results if r.get("status") == "complete"}
 
 
@@ -69,7 +73,10 @@ def compare(mine: dict[int, dict[str, Any]], theirs: dict[int, dict[str, Any]]) 
 
 
 async def diff(
-    index: DocumentIndex, campaign: dict[str, Any], other: dict[str, Any]
+    index: DocumentIndex,
+    campaign: dict[str, Any],
+    other: dict[str, Any],
+    scope: ResultScope = EVERY_HOST,
 ) -> dict[str, Any]:
     """Compare two campaigns (as `CampaignService.get` shows them); Invalid if their SQL
     differs (the rows of two different questions say nothing about change)."""
@@ -79,5 +86,5 @@ async def diff(
             "compares two runs of the same query; pick an earlier run of the same SQL "
             "(GET /api/v1/fleet/campaigns?sql=...)"
         )
-    mine = await answers(index, int(campaign["id"]))
-    return compare(mine, await answers(index, int(other["id"])))
+    mine = await answers(index, int(campaign["id"]), scope)
+    return compare(mine, await answers(index, int(other["id"]), scope))

@@ -85,6 +85,8 @@ async def rerun(
     queue_offline: bool = True,
     queue_expiry: float | None = None,
     destinations: object = None,
+    max_rows: int | None = None,
+    max_bytes: int | None = None,
 ) -> Campaign:
     """Start the re-run (not woken: the caller wakes its hosts, see `CampaignService.create`).
 
@@ -117,4 +119,6 @@ async def rerun(
         wake=False,
         rerun_of=campaign_id,
         destinations=destinations,
+        max_rows=max_rows,
+        max_bytes=max_bytes,
     )

@@ -10,7 +10,7 @@ or tab instead of `,` would otherwise start a new cell, formula and all, inside 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 #: The columns in front of every record: which host, and how it answered.
@@ -32,6 +32,12 @@ def safe_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value
+
+
+def safe_record(values: Iterable[object]) -> list[object]:
+    """A CSV record whose every cell went through `safe_cell`: every CSV the server or the
+    CLI writes builds its records with this, so none forgets a cell."""
+    return [safe_cell(v) for v in values]
 
 
 def csv_records(results: Sequence[dict[str, Any]]) -> Iterator[list[object]]:
@@ -62,11 +68,11 @@ class Columns:
 
 def csv_header(columns: Sequence[str]) -> list[object]:
     """The header record: the host columns, then `columns`."""
-    return [safe_cell(c) for c in (*BASE_COLUMNS, *columns)]
+    return safe_record((*BASE_COLUMNS, *columns))
 
 
 def result_records(result: dict[str, Any], columns: Sequence[str]) -> Iterator[list[object]]:
     """One host's records: one per row, or one for a host with no rows."""
     base = [result["host_id"], result["hostname"], result["status"], result["error"] or ""]
     for row in result["rows"] or [{}]:
-        yield [safe_cell(v) for v in base + [row.get(c, "") for c in columns]]
+        yield safe_record(base + [row.get(c, "") for c in columns])

@@ -14,6 +14,10 @@ Two orders:
 
 A cursor is opaque to clients (`next` in a page, `after` to continue); `page` / `per_page`
 keep working as before (an offset in the same order).
+
+A team-only reader sees only their teams' hosts (`fleetwatch.live.result_scope`, applied at
+every read): the entries of other hosts are left out of a page, which may then hold fewer
+than `per_page` (`next` says whether more follow), and `count` stays the campaign's.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import weakref
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +39,7 @@ from fleetwatch.fleet.hosts import HostService
 from fleetwatch.index import DocumentIndex
 from fleetwatch.live.campaign_cost import STAT_FIELDS
 from fleetwatch.live.campaign_docs import RESULT_KIND, result_link, result_view, targets_link
+from fleetwatch.live.result_scope import EVERY_HOST, ResultScope
 from fleetwatch.query import keyset
 
 #: What results can be ordered by.
@@ -134,9 +139,17 @@ def _target_cache(index: DocumentIndex) -> TargetListCache:
 class CampaignResults:
     """Reads one campaign's results (its documents and target list) in pages."""
 
-    def __init__(self, index: DocumentIndex, hosts: HostService, campaign: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        index: DocumentIndex,
+        hosts: HostService,
+        campaign: dict[str, Any],
+        scope: ResultScope = EVERY_HOST,
+    ) -> None:
         self.index = index
         self.hosts = hosts
+        #: Whose hosts' entries the reader sees (a team-only reader: their teams').
+        self.scope = scope
         self.campaign_id = int(campaign["id"])
         #: The campaign's status, shown on the entries of hosts that have not answered.
         self.status = str(campaign["status"])
@@ -215,7 +228,7 @@ class CampaignResults:
         if len(found.documents) > per_page:
             end = found.positions[per_page - 1]
             cursor = self._encode(order, {"l": end.link, "v": end.value})
-        return ResultPage([result_view(d.body) for d in docs], self.responded, cursor)
+        return ResultPage(self._answers(d.body for d in docs), self.responded, cursor)
 
     # --- whole exports, chunk by chunk -------------------------------------------------
 
@@ -231,10 +244,14 @@ class CampaignResults:
             found = await self._read(order, limit=size, after=position)
             if not found.documents:
                 return
-            yield [result_view(d.body) for d in found.documents]
+            yield self._answers(d.body for d in found.documents)
             position = found.end
 
     # --- reading -----------------------------------------------------------------------
+
+    def _answers(self, bodies: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Stored answers as the API shows them, those the reader may see."""
+        return [result_view(b) for b in bodies if self.scope.keeps_answer(b)]
 
     def _result_prefix(self) -> str:
         return result_link(self.campaign_id, 0)[:-1]
@@ -297,9 +314,12 @@ class CampaignResults:
         for host_id, link in zip(host_ids, links, strict=True):
             doc = stored.get(link)
             if doc is not None:
-                out.append(result_view(doc.body))
+                if self.scope.keeps_answer(doc.body):
+                    out.append(result_view(doc.body))
                 continue
             state = self.hosts.by_id(host_id)
+            if not self.scope.keeps_host(state):
+                continue
             i = bisect_left(online, host_id)
             out.append(
                 unanswered(

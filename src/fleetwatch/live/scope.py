@@ -6,7 +6,9 @@ other user's tasks are scoped. A global observer or maintainer sees everything e
 
 - `fleet:campaign` documents other users started, and their `fleet:result` documents (each
   result carries its campaign's `campaign_user_id`; a result without one is admins' only);
-- `fleet:campaign-targets` documents (the server's own bookkeeping of campaigns).
+- `fleet:campaign-targets` documents (the server's own bookkeeping of campaigns);
+- `fleet:activity` documents of other users' live queries (they hold the campaign's SQL and
+  targets; the REST feed shows them redacted, a scope can only leave them out).
 
 A team-only user's query tasks are restricted further, to:
 
@@ -26,6 +28,7 @@ Nothing else (activities, user `/docs` collections, query internals) is visible 
 
 from __future__ import annotations
 
+from fleetwatch.fleet.activities import ACTIVITY_KIND, PRIVATE_TYPES
 from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.host_state import HOST_KIND
 from fleetwatch.fleet.label_definitions import LABEL_KIND
@@ -52,10 +55,14 @@ def document_scope(access: Access) -> Query | None:
     own_campaigns = all_of(term(KIND, CAMPAIGN_KIND), term("user_id", me))
     teams = access.visible_teams()
     if teams is None:
+        private_activities = [
+            all_of(term(KIND, ACTIVITY_KIND), term("type", kind)) for kind in PRIVATE_TYPES
+        ]
         return any_of(
-            none_of(*(term(KIND, kind) for kind in PRIVATE_KINDS)),
+            none_of(*(term(KIND, kind) for kind in PRIVATE_KINDS), *private_activities),
             own_campaigns,
             all_of(term(KIND, RESULT_KIND), term(CREATOR, me)),
+            *(all_of(activity, term("actor_id", me)) for activity in private_activities),
         )
     clauses: list[Query] = []
     for team_id in sorted(teams):

@@ -13,6 +13,13 @@ after any of them gives exactly what came after it. `current` (with `seq` N) say
 now holds everything up to N: it follows the initial results and a resume's replay, and
 tells "still loading" from "live". A cursor older than the change log's retention gets an
 `error` with `"resync": true`, then the current results afresh.
+
+Results are scoped as the REST reads are (`fleetwatch.live.result_scope`): a team-only
+reader gets only the answers of hosts that were in one of their teams when they answered.
+The scope is taken afresh from the reader's current roles for every batch that holds a
+result (the initial ones and the live ones alike), so a reader who loses a team stops
+receiving its hosts' answers from the next batch on. Totals and status are the campaign's
+own and are sent unscoped (they count hosts, not rows).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +36,7 @@ import orjson
 from fleetwatch.index.document import Change
 from fleetwatch.live.campaign_docs import RESULT_KIND, campaign_link, result_view
 from fleetwatch.live.campaigns import CampaignService
+from fleetwatch.live.result_scope import EVERY_HOST, ResultScope
 from fleetwatch.query.spec import Query, parse_query
 from fleetwatch.query.stream_messages import (
     Closed,
@@ -44,6 +52,23 @@ from fleetwatch.query.subscriptions import SubscriptionHub
 TOTALS_INTERVAL = 0.5
 #: Messages taken from the subscription per batch at most.
 MAX_BATCH = 500
+#: The reader's scope as of now (read again for every batch holding results).
+ScopeNow = Callable[[], Awaitable[ResultScope]]
+
+
+async def _every_host() -> ResultScope:
+    return EVERY_HOST
+
+
+async def _visible(batch: list[StreamMessage], scope_now: ScopeNow) -> list[StreamMessage]:
+    """The batch without the results its reader may not see now: the scope is read once per
+    batch, and only when the batch holds a result."""
+    if not any(m.type == "result" for m in batch):
+        return batch
+    scope = await scope_now()
+    if scope.everything:
+        return batch
+    return [m for m in batch if m.type != "result" or scope.keeps_answer(m.data)]
 
 
 @dataclass
@@ -141,8 +166,13 @@ async def campaign_stream(
     hub: SubscriptionHub,
     campaign_id: int,
     since: int | None = None,
+    scope_now: ScopeNow = _every_host,
 ) -> AsyncIterator[list[StreamMessage]]:
     """Messages of one campaign, in batches, until the caller stops iterating.
+
+    `scope_now` gives the reader's result scope from their roles at that moment; it is
+    called for every batch holding a result, whose results outside it are left out (a batch
+    left empty is not sent).
 
     Whatever has arrived by the time a batch is built goes into it (up to MAX_BATCH), so a
     burst of results costs one totals check and one socket write per batch rather than per
@@ -183,7 +213,7 @@ async def campaign_stream(
                 last_totals = current["totals"]
                 batch.append(StreamMessage("totals", {"campaign_id": campaign_id, **last_totals}))
             if queue.empty():
-                if batch:
+                if batch:  # totals and opening errors: never a result
                     yield batch
                     batch = []
                 try:
@@ -199,6 +229,7 @@ async def campaign_stream(
                     batch.append(message)
                     continue
                 if message is None or isinstance(message, Closed):
+                    batch = await _visible(batch, scope_now)
                     if batch:
                         yield batch
                     return
@@ -238,8 +269,9 @@ async def campaign_stream(
                             },
                         )
                     )
-                    yield batch
+                    yield await _visible(batch, scope_now)
                     return
+            batch = await _visible(batch, scope_now)
             if batch:
                 yield batch
     finally:

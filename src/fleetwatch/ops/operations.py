@@ -53,7 +53,8 @@ def build_destinations(
     settings: Settings, guard: OutboundGuard, on_outcome: OnOutcome | None = None
 ) -> Destinations:
     """The named destinations of the settings, and log forwarding's as two more
-    (`log_forward_dir`, `log_forward_url`): one mechanism (fleetwatch.destinations)."""
+    (`log_forward_dir`, `log_forward_url`: osquery logs only, no campaign may name them):
+    one mechanism (fleetwatch.destinations)."""
     lanes = [
         named_lane(name, config, guard, on_outcome)
         for name, config in sorted(settings.destinations.items())
@@ -73,6 +74,7 @@ def build_destinations(
                 queue_limit=settings.log_forward_queue_limit,
                 description={"type": "file", "path": str(directory)},
                 log_types=frozenset(LOG_TYPES),
+                campaign_rows=False,
                 on_outcome=on_outcome,
             )
         )
@@ -87,6 +89,7 @@ def build_destinations(
                 queue_limit=settings.log_forward_queue_limit,
                 description={"type": "http", "url": shown_url(settings.log_forward_url)},
                 log_types=frozenset(LOG_TYPES),
+                campaign_rows=False,
                 on_outcome=on_outcome,
             )
         )
@@ -122,6 +125,7 @@ def named_lane(
         interval=config.interval,
         queue_limit=config.queue_limit,
         retention=config.retention,
+        retry_max=config.retry_max,
         description=description,
         log_types=frozenset(config.osquery_logs),
         on_outcome=on_outcome,
@@ -148,8 +152,11 @@ async def start_operations(ops: Operations, settings: Settings) -> None:
 
 
 async def stop_operations(ops: Operations) -> None:
-    """Stop the metrics listener; deliver what is queued for the destinations, then stop."""
-    if ops.metrics_server is not None:
-        await ops.metrics_server.stop()
-        ops.metrics_server = None
-    await ops.destinations.stop()
+    """Stop the metrics listener; deliver what is queued for the destinations, then stop
+    (whether or not the listener stopped cleanly)."""
+    try:
+        if ops.metrics_server is not None:
+            await ops.metrics_server.stop()
+            ops.metrics_server = None
+    finally:
+        await ops.destinations.stop()

@@ -27,6 +27,7 @@ from starlette.responses import Response
 from fleetwatch.dispatch.distributed import WriteError
 from fleetwatch.fleet.errors import FleetError
 from fleetwatch.fleet.host_state import HostState
+from fleetwatch.fleet.rate_limits import address_key
 from fleetwatch.ops.logs import bind_host
 from fleetwatch.osquery.body import BodyError
 from fleetwatch.osquery.call import AgentRequest, Reply, reply
@@ -110,7 +111,7 @@ async def enroll(request: AgentRequest) -> Reply:
     found = await services.secrets.find(secret) if isinstance(secret, str) and given else None
     limiter = services.enroll_limiter
     if limiter is not None:
-        address = request.client_host
+        address = address_key(request.client_host)  # IPv6: the client's /64
         # A failure's answer is decided by its own (atomic) take of a token, so guesses sent
         # at once get at most the burst of "invalid" answers, the rest 429 like a blocked
         # address's good secret.

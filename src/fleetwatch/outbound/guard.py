@@ -11,9 +11,10 @@ not followed (a redirect is another URL nobody checked).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 
 import httpcore
 import httpx
@@ -151,12 +152,14 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a connection pool with the pinned network backend.
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over httpcore's connection pool with the pinned network backend.
 
-    httpx has no parameter for a network backend yet (encode/httpx#3749), so this builds
-    the pool that `AsyncHTTPTransport.__init__` would, with the backend added; the pool is
-    the transport's only state."""
+    Built from public APIs only: httpx's `AsyncHTTPTransport` takes no network backend
+    (encode/httpx#3749), and reaching into its private pool would break silently with an
+    httpx release. So this is the small adapter `AsyncHTTPTransport` is: an httpx request
+    becomes an httpcore request, the response's stream is handed back as it arrives, and
+    httpcore's errors become httpx's (an `OutboundRefused` passes as it is)."""
 
     def __init__(
         self,
@@ -164,12 +167,87 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         limits: httpx.Limits,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        # Not calling super().__init__: it would build (and load CA certificates for) a
-        # second pool that is never used.
-        self._pool = httpcore.AsyncConnectionPool(
+        self.pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=PinnedBackend(guard),
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(request.stream, httpx.AsyncByteStream):
+            raise TypeError("the guarded transport sends async request bodies only")
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _httpx_errors(request):
+            core_response = await self.pool.handle_async_request(core_request)
+        stream = core_response.stream
+        if not isinstance(stream, AsyncIterable):  # httpcore's async pool never does this
+            raise TypeError("httpcore answered an async request with a sync stream")
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_ResponseStream(stream, request),
+            extensions=core_response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """httpcore's response body as httpx reads it, with httpcore's errors as httpx's."""
+
+    def __init__(self, stream: AsyncIterable[bytes], request: httpx.Request) -> None:
+        self.stream = stream
+        self.request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors(self.request):
+            async for chunk in self.stream:
+                yield chunk
+
+    async def aclose(self) -> None:
+        close = getattr(self.stream, "aclose", None)
+        if close is not None:
+            with _httpx_errors(self.request):
+                await close()
+
+
+#: httpcore's errors and the httpx errors they are (most specific first).
+_ERRORS: tuple[tuple[type[Exception], type[httpx.RequestError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextlib.contextmanager
+def _httpx_errors(request: httpx.Request) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for core, mapped in _ERRORS:
+            if isinstance(exc, core):
+                raise mapped(str(exc), request=request) from exc
+        raise

@@ -111,6 +111,8 @@ class TaskRecord:
     scope: Query | None = None
     #: Unsaved changes (the flusher writes dirty records).
     dirty: bool = False
+    #: Group counts moved since `results` was last built from them (see `on_event`).
+    counts_moved: bool = False
 
     # --- properties of the spec --------------------------------------------------------
 
@@ -202,7 +204,9 @@ class TaskRecord:
         if self.group_counts is not None:
             moved = self.group_counts.apply(event)
             if moved is not None:
-                self.results = self.group_counts.results()
+                # GET's view copies every group: built when read (`current_results`), not
+                # on each of thousands of events a second.
+                self.counts_moved = True
                 self.touch()
             return moved
         annotation: JsonObject | None = None
@@ -236,6 +240,13 @@ class TaskRecord:
 
     # --- views -------------------------------------------------------------------------
 
+    def current_results(self) -> JsonObject:
+        """The results GET shows (group counts brought up to date first)."""
+        if self.counts_moved and self.group_counts is not None:
+            self.results = self.group_counts.results()
+            self.counts_moved = False
+        return self.results
+
     def spec_json(self) -> JsonObject:
         dumped: JsonObject = self.task.spec.model_dump(
             mode="json", by_alias=True, exclude_none=True
@@ -259,7 +270,7 @@ class TaskRecord:
             "documentExpirationTimeMicros": self.expiration_micros,
             "taskInfo": task_info,
             "querySpec": self.spec_json(),
-            "results": self.results,
+            "results": self.current_results(),
             "indexLink": INDEX_LINK,
             "nodeSelectorLink": NODE_SELECTOR_LINK,
             "seq": self.snapshot_seq,

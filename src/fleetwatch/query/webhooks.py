@@ -46,6 +46,7 @@ import orjson
 
 from fleetwatch.index.document import JsonObject, now_micros
 from fleetwatch.outbound import OutboundGuard, OutboundRefused
+from fleetwatch.outbound.backoff import retry_delay
 from fleetwatch.query.stream_messages import (
     Closed,
     Initial,
@@ -324,7 +325,7 @@ class WebhookDispatcher:
                     f"dropped after {failures} consecutive failed deliveries; last: {reason}",
                 )
                 return False
-            await asyncio.sleep(min(self.policy.retry_base * 2 ** (failures - 1), MAX_BACKOFF))
+            await asyncio.sleep(retry_delay(self.policy.retry_base, failures, MAX_BACKOFF))
 
     async def _save_cursor(self, row: WebhookRow) -> bool:
         """Save the cursor now; False when the subscription was removed meanwhile."""

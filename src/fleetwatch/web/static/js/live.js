@@ -111,6 +111,7 @@ async function openCampaign(body) {
   $("#campaign-info").textContent = `campaign ${body.id}`;
   $("#compare").hidden = true;
   showOrigin(body);
+  showCost(body);
   updateTotals(body.totals);
   setStatus(body);
   listen(null);
@@ -234,6 +235,74 @@ function updateTotals(totals) {
   $("#stat-late").textContent = fmtNumber(totals.late || 0);
   $("#stat-late-box").hidden = !totals.late;
   refreshRerun();
+  if (campaign.status === "running") scheduleCost();
+}
+
+// --- cost and truncation ----------------------------------------------------------------
+
+/** Seconds between two reads of a running campaign's cost (its totals come by the stream). */
+const COST_EVERY = 2000;
+let costTimer = 0;
+
+/** Read the campaign's cost again soon (once per COST_EVERY however many answers come). */
+function scheduleCost() {
+  if (costTimer) return;
+  const id = campaign.id;
+  costTimer = setTimeout(async () => {
+    costTimer = 0;
+    try {
+      const data = await get(`/api/v1/fleet/campaigns/${id}`);
+      if (campaign?.id === id) showCost(data.campaign);
+    } catch {
+      // the next totals try again
+    }
+  }, COST_EVERY);
+}
+
+function fmtMs(value) {
+  return value == null ? "–" : `${fmtNumber(value)} ms`;
+}
+
+function fmtBytes(value) {
+  if (value == null) return "–";
+  for (const [size, unit] of [[2 ** 30, "GiB"], [2 ** 20, "MiB"], [2 ** 10, "KiB"]]) {
+    if (value >= size) return `${(value / size).toFixed(1)} ${unit}`;
+  }
+  return `${fmtNumber(value)} B`;
+}
+
+/** What a cap is called where a person reads why rows are missing (`truncated_reason`). */
+const CAPS = {
+  max_rows: "the campaign's row limit (max_rows)",
+  max_bytes: "the campaign's size limit (max_bytes)",
+  rows_per_host: "the server's rows per host",
+  result_bytes: "the server's bytes per answer",
+  rows_per_campaign: "the server's rows per campaign",
+};
+
+/** p50 / p95 / max of wall time and memory over the answers; `truncated` and why. */
+function showCost(body) {
+  const cost = body.cost;
+  if (cost) {
+    const triple = (measure, fmt) => [measure?.p50, measure?.p95, measure?.max].map(fmt).join(" · ");
+    $("#cost-wall").textContent = triple(cost.wall_time_ms, fmtMs);
+    $("#cost-memory").textContent = triple(cost.memory, fmtBytes);
+    $("#cost").hidden = !cost.samples;
+  }
+  const notice = $("#truncated");
+  const parts = [];
+  if (body.truncated) {
+    const reason = body.truncated_reason;
+    const limit = body.limits?.[reason];
+    parts.push(h("b", {}, "Truncated: "),
+      `${CAPS[reason] || reason}${limit != null ? ` (${fmtNumber(limit)})` : ""} was reached. `
+      + "No host was asked after that; later answers were counted but their rows not stored.");
+  } else if (body.totals?.truncated) {
+    parts.push(h("b", {}, "Truncated: "),
+      `${fmtNumber(body.totals.truncated)} answers were cut by the server's caps per host or per campaign.`);
+  }
+  notice.replaceChildren(...parts);
+  notice.hidden = !parts.length;
 }
 
 function setStatus(body) {
@@ -247,7 +316,10 @@ function setStatus(body) {
   if (!running) {
     markNonResponders();
     // The final totals, then the stream has nothing more to say.
-    get(`/api/v1/fleet/campaigns/${campaign.id}`).then((data) => updateTotals(data.campaign.totals));
+    get(`/api/v1/fleet/campaigns/${campaign.id}`).then((data) => {
+      updateTotals(data.campaign.totals);
+      showCost(data.campaign);
+    });
     // An expired campaign still takes late answers from the hosts it waited for: keep
     // listening, so they arrive here as they do on the server.
     if (body.status !== "expired") setTimeout(() => events?.close(), 1500);
