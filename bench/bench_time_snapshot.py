@@ -33,7 +33,8 @@ from fleetwatch.query import one_shot
 from fleetwatch.query.option_rules import parse_query_task
 from fleetwatch.query.pages import PageStore
 from fleetwatch.query.snapshot import snapshot
-from fleetwatch.query.spec import QuerySpecification, TaskStage
+from fleetwatch.query.spec import QuerySpecification
+from fleetwatch.query.spec_enums import TaskStage
 from fleetwatch.query.subscriptions import SubscriptionHub
 from fleetwatch.query.task_initial import initial_loader, set_initial
 from fleetwatch.query.task_records import TaskRecord

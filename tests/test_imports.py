@@ -6,6 +6,8 @@
   (`app.py`, `server.py`, `__main__.py`) and by other adapters where `ADAPTER_EDGES` says why.
 - The index and the query engine know nothing of the domain above them.
 - Only `index/` and `query/` read the index's own tables (`documents`, `changes`).
+- A name is imported from the module that defines it, not through one that re-exports it
+  (a package's `__init__.py` aside).
 
 Every import counts: function-local ones and those under `if TYPE_CHECKING:` too (a circle
 hidden from the interpreter is still a circle for the reader).
@@ -14,6 +16,7 @@ hidden from the interpreter is still a circle for the reader).
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -202,6 +205,63 @@ def test_index_and_query_know_nothing_of_the_domain() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+#: SQL written by hand over the index's tables (`text("SELECT ... FROM documents")`).
+INDEX_TABLE_SQL = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE)\s+(documents|changes)\b", re.IGNORECASE)
+
+
+def _index_table_uses(module: str, tree: ast.AST) -> list[str]:
+    """Where `module` reaches the index's tables other than by importing them by name: as
+    attributes of the schema module (`schema.documents`), through the metadata
+    (`metadata.tables["documents"]`), or in hand-written SQL."""
+    schema_names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "fleetwatch.storage":
+            schema_names |= {a.asname or a.name for a in node.names if a.name == "schema"}
+        elif isinstance(node, ast.Import):
+            schema_names |= {
+                a.asname or a.name for a in node.names if a.name == "fleetwatch.storage.schema"
+            }
+    uses = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in INDEX_TABLES
+            and ast.unparse(node.value) in schema_names
+        ):
+            uses.append(f"{module}:{node.lineno} uses {ast.unparse(node)}")
+        elif (
+            isinstance(node, ast.Subscript)
+            and ast.unparse(node.value).endswith(".tables")
+            and isinstance(node.slice, ast.Constant)
+            and node.slice.value in INDEX_TABLES
+        ):
+            uses.append(f"{module}:{node.lineno} uses {ast.unparse(node)}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found = INDEX_TABLE_SQL.search(node.value)
+            if found:
+                uses.append(f"{module}:{node.lineno} has SQL over {found.group(1)}")
+    return uses
+
+
+def test_the_table_check_sees_every_way_in() -> None:
+    # A check that recognised none of these would pass every module.
+    sample = ast.parse(
+        "from fleetwatch.storage import schema as s\n"
+        "import fleetwatch.storage.schema\n"
+        "a = s.documents\n"
+        "b = fleetwatch.storage.schema.changes\n"
+        "c = metadata.tables['documents']\n"
+        "d = text('select body from documents where kind = :k')\n"
+        "e = s.hosts\n"
+    )
+    assert [line.split(" ", 1)[0] for line in _index_table_uses("m", sample)] == [
+        "m:3",
+        "m:4",
+        "m:5",
+        "m:6",
+    ]
+
+
 def _index_table_readers() -> dict[str, list[str]]:
     readers: dict[str, list[str]] = defaultdict(list)
     for i in IMPORTS:
@@ -212,6 +272,12 @@ def _index_table_readers() -> dict[str, list[str]]:
         tables = sorted(INDEX_TABLES.intersection(i.names))
         if tables:
             readers[i.importer].append(f"{i.importer}:{i.line} imports {', '.join(tables)}")
+    for module, path in MODULES.items():
+        if package_of(module) in {"index", "query", "storage"}:
+            continue
+        uses = _index_table_uses(module, ast.parse(path.read_text(), str(path)))
+        if uses:
+            readers[module].extend(uses)
     return readers
 
 
@@ -245,3 +311,43 @@ def test_no_json_operators_outside_the_engine() -> None:
         if "json_extract" in text or '"->>"' in text:
             wrong.append(module)
     assert not wrong, wrong
+
+
+def _bound_here(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """Names a module binds itself at top level, and names it only imports."""
+    own: set[str] = set()
+    imported: set[str] = set()
+    statements: list[ast.stmt] = list(tree.body)
+    while statements:
+        node = statements.pop()
+        if isinstance(node, (ast.If, ast.Try)):
+            statements.extend(node.body + node.orelse)
+            statements.extend(node.finalbody if isinstance(node, ast.Try) else [])
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            own.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            own |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.For, ast.With)):
+            own |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.ImportFrom):
+            imported |= {a.asname or a.name for a in node.names}
+    return own, imported - own
+
+
+def test_names_are_imported_from_where_they_are_defined() -> None:
+    # A module re-exporting what it imports keeps old import paths alive and hides where a
+    # name lives; only a package's face (`__init__.py`) lists names of its modules.
+    bound = {
+        module: _bound_here(ast.parse(path.read_text(), str(path)))
+        for module, path in MODULES.items()
+        if path.name != "__init__.py"
+    }
+    wrong = [
+        f"{i.importer}:{i.line} imports {name} from {i.imported}, which only imports it"
+        for i in IMPORTS
+        if i.imported in bound
+        for name in i.names
+        if name in bound[i.imported][1]
+    ]
+    assert not wrong, "\n".join(wrong)

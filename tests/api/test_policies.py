@@ -186,7 +186,10 @@ def test_a_new_or_changed_policy_wakes_a_held_read(server_settings: Settings) ->
             for change in ("create", "change"):
                 with ThreadPoolExecutor(1) as pool:
                     held = pool.submit(agent.post, "distributed/read", {})
+                    deadline = time.monotonic() + 30
                     while server.services.wakeups.waiting == 0:
+                        assert not held.done(), f"the read was not held: {held.result().text}"
+                        assert time.monotonic() < deadline, "the read was never held"
                         time.sleep(0.01)
                     if change == "create":
                         made = api.post(
@@ -199,6 +202,12 @@ def test_a_new_or_changed_policy_wakes_a_held_read(server_settings: Settings) ->
                 assert list(queries.values()) == ["SELECT 1" if change == "create" else "SELECT 2"]
                 name = next(iter(queries))
                 agent.post("distributed/write", {"queries": {name: []}, "statuses": {name: 0}})
+                # The answer is counted as it is stored, just after the write's reply: until
+                # then the host's next read is offered the policy again and is not held.
+                deadline = time.monotonic() + 30
+                while api.get(path).json()["policy"]["failing_host_count"] != 1:
+                    assert time.monotonic() < deadline, "the answer was never counted"
+                    time.sleep(0.05)
 
 
 def test_bad_input_is_refused_and_nothing_stored(

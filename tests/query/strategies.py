@@ -8,18 +8,16 @@ from typing import Any
 from hypothesis import strategies as st
 
 from fleetwatch import numeric_text
+from fleetwatch.query.phrase import phrase_words
 from fleetwatch.query.spec import (
     MAX_MATCHED_LENGTH,
     MAX_PATTERN_LENGTH,
-    MatchType,
     NumericRange,
-    Occurance,
     Query,
     QueryTerm,
-    TypeName,
-    phrase_words,
     validate_query,
 )
+from fleetwatch.query.spec_enums import MatchType, Occurance, TypeName
 
 KEYS = ["a", "b", "o", "tags", "item", "n"]
 PATHS = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fleetwatch.query.dnf import MAX_DNF_CONJUNCTIONS, format_conjunction, to_dnf
-from fleetwatch.query.spec import MatchType, Occurance, Query, QuerySpecError, QueryTerm
+from fleetwatch.query.spec import Query, QuerySpecError, QueryTerm
+from fleetwatch.query.spec_enums import MatchType, Occurance
 
 MUST = Occurance.MUST_OCCUR
 MUST_NOT = Occurance.MUST_NOT_OCCUR

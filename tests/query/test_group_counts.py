@@ -15,7 +15,7 @@ from fleetwatch.index.document import Action, Change
 from fleetwatch.query.group_by import WITHOUT_VALUE, group_value
 from fleetwatch.query.group_counts import GroupCounts, group_name
 from fleetwatch.query.option_rules import parse_query_task
-from fleetwatch.query.spec import TaskStage
+from fleetwatch.query.spec_enums import TaskStage
 from fleetwatch.query.stream_events import Event, classify
 from fleetwatch.query.task_records import TaskRecord
 from tests.query.task_client import TASKS, TaskClient, WsReader, kind_query, task_body

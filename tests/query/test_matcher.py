@@ -7,15 +7,8 @@ from typing import Any
 import pytest
 
 from fleetwatch.query.matcher import compile_query, match_value_keys, number_literal, value_key
-from fleetwatch.query.spec import (
-    MAX_MATCHED_LENGTH,
-    MatchType,
-    NumericRange,
-    Occurance,
-    Query,
-    QueryTerm,
-    TypeName,
-)
+from fleetwatch.query.spec import MAX_MATCHED_LENGTH, NumericRange, Query, QueryTerm
+from fleetwatch.query.spec_enums import MatchType, Occurance, TypeName
 
 MUST = Occurance.MUST_OCCUR
 MUST_NOT = Occurance.MUST_NOT_OCCUR

@@ -9,7 +9,9 @@ from fleetwatch.index import Action, DocumentIndex, Write, now_micros
 from fleetwatch.index.expiry import ExpirySweeper
 from fleetwatch.query.notifications import message_json
 from fleetwatch.query.spec import parse_query
-from fleetwatch.query.subscriptions import Notification, StreamMode, SubscriptionHub
+from fleetwatch.query.stream_events import StreamMode
+from fleetwatch.query.stream_messages import Notification
+from fleetwatch.query.subscriptions import SubscriptionHub
 
 TASK = "/core/local-query-tasks/t1"
 

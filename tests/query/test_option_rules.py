@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from fleetwatch.query.option_rules import parse_query_task
-from fleetwatch.query.spec import QueryOption, QuerySpecError
+from fleetwatch.query.spec import QuerySpecError
+from fleetwatch.query.spec_enums import QueryOption
 
 TERM = {"term": {"propertyName": "a", "matchValue": "b"}}
 

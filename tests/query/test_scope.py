@@ -20,7 +20,8 @@ from fleetwatch.query.scope import (
     scope_json,
     term,
 )
-from fleetwatch.query.spec import Occurance, Query, QuerySpecError, QuerySpecification
+from fleetwatch.query.spec import Query, QuerySpecError, QuerySpecification
+from fleetwatch.query.spec_enums import Occurance
 from fleetwatch.query.sql import where_clause
 from fleetwatch.storage.schema import documents
 

@@ -8,23 +8,17 @@ from typing import Any
 import pytest
 
 from fleetwatch.query.option_rules import parse_query_task
+from fleetwatch.query.phrase import phrase_haystack, phrase_needle, phrase_words
 from fleetwatch.query.spec import (
     MAX_PATTERN_LENGTH,
     MAX_QUERY_CLAUSES,
     MAX_QUERY_DEPTH,
     MAX_WILDCARD_STARS,
-    MatchType,
-    Occurance,
-    QueryOption,
     QuerySpecError,
-    TaskStage,
-    TypeName,
     parse_query,
-    phrase_haystack,
-    phrase_needle,
-    phrase_words,
     serialize,
 )
+from fleetwatch.query.spec_enums import MatchType, Occurance, QueryOption, TaskStage, TypeName
 
 #: The example of the reference (assembled from xenon-workshop and the builder code).
 XENON_TASK: dict[str, Any] = {

@@ -25,15 +25,8 @@ from fleetwatch.config import async_database_url
 from fleetwatch.index import Action, Change, DocumentIndex, Write
 from fleetwatch.query.matcher import compile_query
 from fleetwatch.query.predicate_index import PredicateIndex
-from fleetwatch.query.spec import (
-    MAX_MATCHED_LENGTH,
-    MAX_QUERY_DEPTH,
-    Query,
-    QueryTerm,
-    SortOrder,
-    TypeName,
-    parse_query,
-)
+from fleetwatch.query.spec import MAX_MATCHED_LENGTH, MAX_QUERY_DEPTH, Query, QueryTerm, parse_query
+from fleetwatch.query.spec_enums import SortOrder, TypeName
 from fleetwatch.query.sql import order_by_clause, where_clause
 from fleetwatch.storage import Database, sqlite_functions
 from fleetwatch.storage.schema import documents

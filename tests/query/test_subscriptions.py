@@ -15,21 +15,19 @@ from fleetwatch.config import async_database_url
 from fleetwatch.index import Action, DocumentIndex, Write, now_micros
 from fleetwatch.index.retention import ChangeLogRetention
 from fleetwatch.query.spec import Query, parse_query
-from fleetwatch.query.subscriptions import (
+from fleetwatch.query.stream_events import EventKind, StreamMode
+from fleetwatch.query.stream_messages import (
     Closed,
     Current,
-    EventKind,
     Initial,
     Message,
     Notification,
     ResumeTooOld,
     Resync,
-    StreamMode,
-    Subscription,
-    SubscriptionHub,
     UnknownStream,
-    documents_loader,
 )
+from fleetwatch.query.subscription import Subscription
+from fleetwatch.query.subscriptions import SubscriptionHub, documents_loader
 from fleetwatch.storage import Database
 
 

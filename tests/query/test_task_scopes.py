@@ -13,7 +13,8 @@ from collections.abc import Collection, Mapping
 from fleetwatch.config import Settings
 from fleetwatch.index import Action, DocumentIndex, Write
 from fleetwatch.query.scope import scope_json, term
-from fleetwatch.query.spec import Query, TaskStage
+from fleetwatch.query.spec import Query
+from fleetwatch.query.spec_enums import TaskStage
 from fleetwatch.query.subscriptions import SubscriptionHub
 from fleetwatch.query.tasks import QueryTaskService
 from tests.query.task_client import kind_query, task_body

@@ -22,7 +22,8 @@ import pytest
 from fleetwatch.config import Settings
 from fleetwatch.index import Action, DocumentIndex, Write
 from fleetwatch.index.document import JsonObject
-from fleetwatch.query.subscriptions import Message, Notification, SubscriptionHub
+from fleetwatch.query.stream_messages import Message, Notification
+from fleetwatch.query.subscriptions import SubscriptionHub
 from fleetwatch.query.task_requests import FACTORIES, NEVER, SYSTEM_BASE, TaskError
 from fleetwatch.query.tasks import QueryTaskService
 from fleetwatch.query.webhooks import Delivery

@@ -30,15 +30,15 @@ from fleetwatch.api.sse import KEEPALIVE, SlotStreamingResponse, sse_event, with
 from fleetwatch.fleet.errors import TooMany
 from fleetwatch.fleet.stream_quota import StreamSlot
 from fleetwatch.fleet.users import User
-from fleetwatch.query.subscriptions import (
+from fleetwatch.query.stream_messages import (
     Closed,
     Initial,
     Message,
     ResumeTooOld,
     Resync,
-    Subscription,
     SubscriptionError,
 )
+from fleetwatch.query.subscription import Subscription
 from fleetwatch.query.task_requests import FACTORIES, TaskError
 from fleetwatch.services import Services
 

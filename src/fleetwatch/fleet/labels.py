@@ -6,6 +6,9 @@ Membership is kept in memory for targeting and the check-in path, stored in
 query can watch a label's members change. A label query that fails on a host leaves that
 host's membership as it was: unknown is not false.
 
+What a label is (its record, the built-in ones, platform families) is in
+`label_definitions`; the label queries hosts are sent and their answers in `label_queries`.
+
 On a cluster each node follows the change log: `fleet:label` documents carry the
 definitions and the `labels` field of `fleet:host` documents the membership, whichever
 node wrote them.
@@ -13,23 +16,27 @@ node wrote them.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import logging
-import secrets
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import delete, insert, select, update
 
 from fleetwatch.config import Settings
-from fleetwatch.dispatch.distributed import DistributedResult
 from fleetwatch.fleet.errors import Conflict, Invalid, NotFound
 from fleetwatch.fleet.host_state import HOST_KIND, HostState, host_link, iso
 from fleetwatch.fleet.hosts import HostService
+from fleetwatch.fleet.label_definitions import (
+    ALL_HOSTS,
+    BUILTIN_LABELS,
+    LABEL_KIND,
+    PLATFORMS,
+    Label,
+    label_from_document,
+    label_from_row,
+)
+from fleetwatch.fleet.label_queries import DUE_CHANNEL, LabelQueries
 from fleetwatch.fleet.targets import LabelInfo
 from fleetwatch.index import Action, Change, DocumentIndex, Write
 from fleetwatch.sql_check import InvalidSql, check_live_sql_off_loop
@@ -38,80 +45,9 @@ from fleetwatch.storage.schema import label_membership, labels
 
 log = logging.getLogger(__name__)
 
-#: The bus channel on which nodes share when a host's label queries are next due.
-DUE_CHANNEL = "label-due"
 
-PREFIX = "fleet_label_query_"
-LABEL_KIND = "fleet:label"
-PLATFORMS = ("", "darwin", "windows", "linux")
-LINUX_PLATFORMS = {
-    "ubuntu",
-    "debian",
-    "centos",
-    "rhel",
-    "fedora",
-    "amzn",
-    "arch",
-    "suse",
-    "opensuse",
-    "gentoo",
-    "linux",
-    "rocky",
-    "almalinux",
-    "oracle",
-}
-
-#: Fleet's built-in labels, answered by hosts like any dynamic label.
-BUILTIN_LABELS: list[tuple[str, str, str]] = [
-    ("All Hosts", "SELECT 1;", "All enrolled hosts"),
-    ("macOS", "SELECT 1 FROM os_version WHERE platform = 'darwin';", "Hosts running macOS"),
-    ("MS Windows", "SELECT 1 FROM os_version WHERE platform = 'windows';", "Hosts running Windows"),
-    ("Ubuntu Linux", "SELECT 1 FROM os_version WHERE platform = 'ubuntu';", "Hosts running Ubuntu"),
-    ("CentOS Linux", "SELECT 1 FROM os_version WHERE platform = 'centos';", "Hosts running CentOS"),
-    (
-        "Red Hat Linux",
-        "SELECT 1 FROM os_version WHERE platform = 'rhel';",
-        "Hosts running Red Hat Enterprise Linux",
-    ),
-    (
-        "All Linux",
-        "SELECT 1 FROM os_version WHERE platform IN ('ubuntu', 'debian', 'centos', 'rhel', "
-        "'fedora', 'amzn', 'arch', 'suse', 'opensuse', 'gentoo', 'rocky', 'almalinux', 'oracle') "
-        "OR platform_like LIKE '%debian%' OR platform_like LIKE '%rhel%';",
-        "Hosts running any Linux",
-    ),
-]
-ALL_HOSTS = "All Hosts"
-
-
-def platform_family(platform: str) -> str:
-    """darwin, windows or linux (or "" when unknown): what a label's `platform` names."""
-    if platform in ("darwin", "windows"):
-        return platform
-    return "linux" if platform in LINUX_PLATFORMS else ""
-
-
-@dataclass
-class Label:
-    id: int
-    name: str
-    description: str
-    query: str
-    platform: str
-    label_type: str
-    membership_type: str
-    created_at: float
-    updated_at: float
-
-    @property
-    def builtin(self) -> bool:
-        return self.label_type == "builtin"
-
-
-class LabelService:
-    """Label CRUD, label queries for hosts, and membership."""
-
-    prefix = PREFIX
+class LabelService(LabelQueries):
+    """Label CRUD, label queries for hosts (see `LabelQueries`), and membership."""
 
     def __init__(
         self, db: Database, index: DocumentIndex, hosts: HostService, settings: Settings
@@ -139,7 +75,7 @@ class LabelService:
         async with self.db.connect() as conn:
             rows = [r._mapping for r in await conn.execute(select(labels))]
             members = [r._mapping for r in await conn.execute(select(label_membership))]
-        self._labels = {int(r["id"]): _label(r) for r in rows}
+        self._labels = {int(r["id"]): label_from_row(r) for r in rows}
         names = {label.name for label in self._labels.values()}
         for name, query, description in BUILTIN_LABELS:
             if name not in names:
@@ -185,19 +121,8 @@ class LabelService:
             self._labels.pop(label_id, None)
             self._members.pop(label_id, None)
             return
-        body = change.body
         try:
-            label = Label(
-                id=label_id,
-                name=str(body["name"]),
-                description=str(body["description"]),
-                query=str(body["query"]),
-                platform=str(body["platform"]),
-                label_type=str(body["label_type"]),
-                membership_type=str(body["label_membership_type"]),
-                created_at=_epoch(body["created_at"]),
-                updated_at=_epoch(body["updated_at"]),
-            )
+            label = label_from_document(label_id, change.body)
         except (KeyError, ValueError, TypeError):
             log.warning("ignored a malformed label document %s", change.self_link)
             return
@@ -206,34 +131,6 @@ class LabelService:
             self._invalidate()  # every host runs the new query at its next check-in
         self._labels[label_id] = label
         self._members.setdefault(label_id, set())
-
-    def _invalidate(self) -> None:
-        """Every host runs the current label queries at its next check-in."""
-        self._due.clear()
-        self._generation += 1
-
-    def _queries_digest(self) -> str:
-        """What every node running the same label queries agrees on (not a local counter)."""
-        if self._digest[0] == self._generation:
-            return self._digest[1]
-        text = "\n".join(
-            f"{label.id}:{label.platform}:{label.query}"
-            for label in sorted(self._labels.values(), key=lambda lab: lab.id)
-            if label.membership_type == "dynamic"
-        )
-        self._digest = (self._generation, hashlib.sha256(text.encode()).hexdigest()[:16])
-        return self._digest[1]
-
-    def _on_due(self, payload: bytes) -> None:
-        """Another node got a host's answers to the current label queries: it need not
-        answer them again here before they are due (a cluster without stickiness would
-        otherwise ask each host once per node)."""
-        try:
-            host_id, due, digest = orjson.loads(payload)
-        except (ValueError, TypeError):
-            return
-        if digest == self._queries_digest() and due > self._due.get(int(host_id), 0.0):
-            self._due[int(host_id)] = float(due)
 
     # --- reads -------------------------------------------------------------------------
 
@@ -459,52 +356,6 @@ class LabelService:
                 if isinstance(outcome, Exception):
                     log.warning("label membership not mirrored: %s", outcome)
 
-    # --- the distributed query source ----------------------------------------------------
-
-    def queries_for(self, host: HostState, now: float) -> dict[str, str]:
-        if now < self._due.get(host.id, 0.0):
-            return {}
-        family = platform_family(host.platform)
-        self._asked[host.id] = self._generation
-        return {
-            f"{PREFIX}{label.id}": label.query
-            for label in self._labels.values()
-            if label.membership_type == "dynamic"
-            and (not label.platform or label.platform == family)
-        }
-
-    async def ingest(self, host: HostState, results: list[DistributedResult]) -> None:
-        """Update membership from label query answers; failures leave it unknown."""
-        asked = self._asked.get(host.id)  # None: another node handed the queries out
-        if asked is None or asked == self._generation:
-            jitter = secrets.randbelow(1000) / 10000.0
-            due = time.time() + self.settings.label_interval * (1.0 + jitter)
-            self._due[host.id] = due
-            if self.hosts.bus.clustered:
-                self.hosts.bus.publish(
-                    DUE_CHANNEL, orjson.dumps([host.id, due, self._queries_digest()])
-                )
-        changes: list[tuple[int, set[int], set[int]]] = []
-        for result in results:
-            suffix = result.name[len(PREFIX) :]
-            if not suffix.isdigit() or int(suffix) not in self._labels:
-                continue
-            if result.failed:
-                continue  # unknown, not false
-            label_id = int(suffix)
-            member = host.id in self._members.get(label_id, ())
-            if result.rows and not member:
-                changes.append((label_id, {host.id}, set()))
-            elif not result.rows and member:
-                changes.append((label_id, set(), {host.id}))
-        # one transaction and one host document update for the whole write
-        await self._apply_many(changes)
-
-
-def _epoch(value: Any) -> float:
-    """Seconds since the epoch from a document's RFC 3339 time."""
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-
 
 def _host_ids(raw: Any) -> list[int]:
     if not isinstance(raw, list) or not all(
@@ -512,17 +363,3 @@ def _host_ids(raw: Any) -> list[int]:
     ):
         raise Invalid("hosts must be a list of host ids")
     return list(raw)
-
-
-def _label(row: Any) -> Label:
-    return Label(
-        id=int(row["id"]),
-        name=row["name"],
-        description=row["description"],
-        query=row["query"],
-        platform=row["platform"],
-        label_type=row["label_type"],
-        membership_type=row["membership_type"],
-        created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]),
-    )

@@ -33,7 +33,7 @@ from collections.abc import Collection
 from fleetwatch.fleet.activities import ACTIVITY_KIND, PRIVATE_TYPES
 from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.host_state import HOST_KIND
-from fleetwatch.fleet.labels import LABEL_KIND
+from fleetwatch.fleet.label_definitions import LABEL_KIND
 from fleetwatch.fleet.result_logs import LOG_KIND
 from fleetwatch.fleet.teams import TEAM_KIND
 from fleetwatch.fleet.users import UserService

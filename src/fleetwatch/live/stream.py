@@ -38,15 +38,15 @@ from fleetwatch.live.campaign_docs import RESULT_KIND, campaign_link, result_vie
 from fleetwatch.live.campaigns import CampaignService
 from fleetwatch.live.result_scope import EVERY_HOST, ResultScope
 from fleetwatch.query.spec import Query, parse_query
-from fleetwatch.query.subscriptions import (
+from fleetwatch.query.stream_messages import (
     Closed,
     Current,
     Initial,
     Notification,
     ResumeTooOld,
     Resync,
-    SubscriptionHub,
 )
+from fleetwatch.query.subscriptions import SubscriptionHub
 
 #: How often totals are re-checked while nothing else happens (seconds).
 TOTALS_INTERVAL = 0.5

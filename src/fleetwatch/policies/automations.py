@@ -30,9 +30,9 @@ from typing import Any
 from fleetwatch.fleet.errors import Conflict, Invalid
 from fleetwatch.policies.model import FAIL, PASS, RESULT_KIND, Policy
 from fleetwatch.query.scope import all_of, term
-from fleetwatch.query.subscriptions import (
+from fleetwatch.query.stream_events import EventKind
+from fleetwatch.query.stream_messages import (
     Closed,
-    EventKind,
     Message,
     Notification,
     Resync,

@@ -29,7 +29,7 @@ from fleetwatch.bus.bus import Bus
 from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.dispatch.distributed import DistributedResult
 from fleetwatch.fleet.host_state import HostState, iso
-from fleetwatch.fleet.labels import platform_family
+from fleetwatch.fleet.label_definitions import platform_family
 from fleetwatch.index import Action, DocumentIndex, Write
 from fleetwatch.policies.model import FAIL, PASS, PREFIX, RESULT_KIND, UNKNOWN, Policy, result_link
 from fleetwatch.policies.results import PolicyResults

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from fleetwatch.fleet.host_state import HOST_KIND, HostState
-from fleetwatch.fleet.labels import platform_family
+from fleetwatch.fleet.label_definitions import platform_family
 from fleetwatch.index import Action, Change, DocumentIndex
 
 #: (team id, platform family) of a host.

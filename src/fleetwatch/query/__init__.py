@@ -10,21 +10,23 @@ from fleetwatch.query.matcher import CompiledQuery, compile_query
 from fleetwatch.query.option_rules import parse_query_task
 from fleetwatch.query.predicate_index import PredicateIndex
 from fleetwatch.query.spec import (
-    MatchType,
     NumericRange,
-    Occurance,
     Query,
-    QueryOption,
     QuerySpecError,
     QuerySpecification,
     QueryTask,
     QueryTerm,
     ServiceDocumentQueryResult,
+    TaskState,
+    serialize,
+)
+from fleetwatch.query.spec_enums import (
+    MatchType,
+    Occurance,
+    QueryOption,
     SortOrder,
     TaskStage,
-    TaskState,
     TypeName,
-    serialize,
 )
 from fleetwatch.query.sql import order_by_clause, where_clause
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleetwatch.query.spec import Occurance, Query, QuerySpecError, QueryTerm
+from fleetwatch.query.spec import Query, QuerySpecError, QueryTerm
+from fleetwatch.query.spec_enums import Occurance
 
 #: Conjunctions allowed in one query's DNF.
 MAX_DNF_CONJUNCTIONS = 4096

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleetwatch.index.document import JsonObject
 from fleetwatch.query.snapshot import write_seq
-from fleetwatch.query.spec import QueryOption, QuerySpecification
+from fleetwatch.query.spec import QuerySpecification
+from fleetwatch.query.spec_enums import QueryOption
 from fleetwatch.query.sql import order_by_clause, where_clause
 from fleetwatch.storage.schema import documents
 

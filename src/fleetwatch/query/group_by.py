@@ -18,7 +18,8 @@ from typing import Any
 
 from fleetwatch.query.links import value_at
 from fleetwatch.query.option_rules import DEFAULT_GROUP_LIMIT
-from fleetwatch.query.spec import NUMERIC_SORT_TYPES, QuerySpecification, SortOrder
+from fleetwatch.query.spec import QuerySpecification
+from fleetwatch.query.spec_enums import NUMERIC_SORT_TYPES, SortOrder
 
 #: Xenon's LuceneDocumentIndexService.DOCUMENTS_WITHOUT_RESULTS.
 WITHOUT_VALUE = "DocumentsWithoutResults"

@@ -53,16 +53,15 @@ from typing import Any
 from fleetwatch.numeric_text import numeric_value
 from fleetwatch.query.dnf import Conjunction, Term, to_dnf
 from fleetwatch.query.glob import Glob
+from fleetwatch.query.phrase import phrase_haystack, phrase_needle
 from fleetwatch.query.spec import (
     COLLECTION_ITEM,
     MAX_MATCHED_LENGTH,
-    MatchType,
     NumericRange,
     Query,
     QueryTerm,
-    phrase_haystack,
-    phrase_needle,
 )
+from fleetwatch.query.spec_enums import MatchType
 
 ValuePredicate = Callable[[Any], bool]
 #: The key a value has in an equality index: the string form of a string or boolean, or

@@ -29,16 +29,8 @@ from collections.abc import Callable
 
 from fleetwatch.index.document import JsonObject
 from fleetwatch.index.expiry import is_expiry
-from fleetwatch.query.subscriptions import (
-    Closed,
-    Current,
-    Event,
-    EventKind,
-    Initial,
-    Message,
-    Notification,
-    Resync,
-)
+from fleetwatch.query.stream_events import Event, EventKind
+from fleetwatch.query.stream_messages import Closed, Current, Initial, Message, Notification, Resync
 
 #: The document a change shows (EXPAND_CONTENT), or None to show only its link.
 Shown = Callable[[Event], JsonObject | None]

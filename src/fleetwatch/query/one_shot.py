@@ -21,7 +21,8 @@ from fleetwatch.query import execution, group_by
 from fleetwatch.query.group_counts import GROUP_COUNTS, count_bodies, count_groups
 from fleetwatch.query.pages import PageSet, PageStore, PageView, page_link
 from fleetwatch.query.rendering import read_bodies, render, view_for
-from fleetwatch.query.spec import Query, QueryOption, QuerySpecification
+from fleetwatch.query.spec import Query, QuerySpecification
+from fleetwatch.query.spec_enums import QueryOption
 from fleetwatch.query.time_travel import Source, matching_versions, source_for
 
 

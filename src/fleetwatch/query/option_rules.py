@@ -15,10 +15,6 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from fleetwatch.query.spec import (
-    CONTINUOUS_OPTIONS,
-    SUPPORTED_OPTIONS,
-    UNSUPPORTED_OPTIONS,
-    QueryOption,
     QuerySpecError,
     QuerySpecification,
     QueryTask,
@@ -28,6 +24,12 @@ from fleetwatch.query.spec import (
     json_type,
     validate_query,
     validate_sort_term,
+)
+from fleetwatch.query.spec_enums import (
+    CONTINUOUS_OPTIONS,
+    SUPPORTED_OPTIONS,
+    UNSUPPORTED_OPTIONS,
+    QueryOption,
 )
 
 #: Xenon's LuceneDocumentIndexService default number of groups per GROUP_BY page.

@@ -1,5 +1,5 @@
-"""PHRASE words, shared by the matcher and the SQL translation (re-exported by
-`fleetwatch.query.spec`)."""
+"""PHRASE words, shared by the matcher, the SQL translation and the validation of a
+PHRASE term in `fleetwatch.query.spec`."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from fleetwatch.query.matcher import (
     value_key,
     values_at,
 )
-from fleetwatch.query.spec import MatchType
+from fleetwatch.query.spec_enums import MatchType
 
 K = TypeVar("K", bound=Hashable)
 

@@ -22,7 +22,8 @@ from fleetwatch.query.links import expand_links, select_links
 from fleetwatch.query.matcher import compile_query
 from fleetwatch.query.pages import PageView
 from fleetwatch.query.scope import scope_json
-from fleetwatch.query.spec import Query, QueryOption, QuerySpecification, parse_query
+from fleetwatch.query.spec import Query, QuerySpecification, parse_query
+from fleetwatch.query.spec_enums import QueryOption
 from fleetwatch.query.time_travel import Source, split_version_link, version_link
 
 

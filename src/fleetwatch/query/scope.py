@@ -14,15 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from fleetwatch.query.dnf import to_dnf
-from fleetwatch.query.spec import (
-    MatchType,
-    Occurance,
-    Query,
-    QuerySpecError,
-    QuerySpecification,
-    QueryTerm,
-    parse_query,
-)
+from fleetwatch.query.spec import Query, QuerySpecError, QuerySpecification, QueryTerm, parse_query
+from fleetwatch.query.spec_enums import MatchType, Occurance
 
 
 def term(property_name: str, value: str | int) -> Query:

@@ -29,19 +29,12 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from fleetwatch.query.phrase import (
-    PHRASE_SEPARATORS,
-    phrase_haystack,
-    phrase_needle,
-    phrase_words,
-)
+from fleetwatch.query.phrase import phrase_words
 from fleetwatch.query.spec_enums import (
     CONTINUOUS_OPTIONS,
     NUMERIC_SORT_TYPES,
     RANGE_TYPES,
-    SUPPORTED_OPTIONS,
     TEXT_SORT_TYPES,
-    UNSUPPORTED_OPTIONS,
     MatchType,
     Occurance,
     QueryOption,
@@ -452,43 +445,3 @@ def iter_terms(query: Query) -> Iterator[QueryTerm]:
         if node.term is not None:
             yield node.term
         stack.extend(reversed(node.boolean_clauses or []))
-
-
-__all__ = [
-    "COLLECTION_ITEM",
-    "NUMERIC_SORT_TYPES",
-    "PHRASE_SEPARATORS",
-    "RANGE_TYPES",
-    "TEXT_SORT_TYPES",
-    "CONTINUOUS_OPTIONS",
-    "ContinuousResult",
-    "FIELD_SEPARATOR",
-    "MAX_MATCHED_LENGTH",
-    "MAX_PATTERN_LENGTH",
-    "MAX_QUERY_CLAUSES",
-    "MAX_QUERY_DEPTH",
-    "MAX_WILDCARD_STARS",
-    "MatchType",
-    "NumericRange",
-    "Occurance",
-    "Query",
-    "QueryOption",
-    "QuerySpecError",
-    "QuerySpecification",
-    "QueryTask",
-    "QueryTerm",
-    "SUPPORTED_OPTIONS",
-    "ServiceDocumentQueryResult",
-    "SortOrder",
-    "TaskStage",
-    "TaskState",
-    "TypeName",
-    "UNSUPPORTED_OPTIONS",
-    "iter_terms",
-    "parse_query",
-    "phrase_haystack",
-    "phrase_needle",
-    "phrase_words",
-    "serialize",
-    "validate_query",
-]

@@ -1,5 +1,5 @@
 """The enumerations of Xenon's QueryTask JSON (its spellings exactly), and which options
-fleetwatch runs. Re-exported by `fleetwatch.query.spec`."""
+fleetwatch runs; `fleetwatch.query.spec` validates a task against them."""
 
 from __future__ import annotations
 

@@ -48,17 +48,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from fleetwatch.numeric_text import PG_PATTERN, SQLITE_FUNCTION
 from fleetwatch.query.glob import Glob
 from fleetwatch.query.matcher import number_literal
-from fleetwatch.query.spec import (
-    COLLECTION_ITEM,
-    MAX_MATCHED_LENGTH,
-    NUMERIC_SORT_TYPES,
-    MatchType,
-    Occurance,
-    Query,
-    QueryTerm,
-    SortOrder,
-    phrase_needle,
-)
+from fleetwatch.query.phrase import phrase_needle
+from fleetwatch.query.spec import COLLECTION_ITEM, MAX_MATCHED_LENGTH, Query, QueryTerm
+from fleetwatch.query.spec_enums import NUMERIC_SORT_TYPES, MatchType, Occurance, SortOrder
 from fleetwatch.storage.schema import documents
 
 Bool = ColumnElement[bool]

@@ -73,20 +73,15 @@ from fleetwatch.query.spec import Query
 from fleetwatch.query.sql import where_clause
 from fleetwatch.query.stream_events import (
     Event,
-    EventKind,
     StreamMode,
     StreamObserver,
-    classify,
 )
 from fleetwatch.query.stream_messages import (
     Chunk,
     Closed,
-    Current,
     Initial,
-    Message,
     Notification,
     ResumeTooOld,
-    Resync,
     SubscriptionError,
     UnknownStream,
 )
@@ -442,28 +437,3 @@ def documents_loader(query: Query, dialect: str, chunk: int = INITIAL_CHUNK) -> 
         ]
 
     return load
-
-
-__all__ = [
-    "Chunk",
-    "Closed",
-    "Current",
-    "Event",
-    "EventKind",
-    "Initial",
-    "Initialize",
-    "InitialLoader",
-    "Message",
-    "Notification",
-    "ResumeTooOld",
-    "Resync",
-    "Stream",
-    "StreamMode",
-    "StreamObserver",
-    "Subscription",
-    "SubscriptionError",
-    "SubscriptionHub",
-    "UnknownStream",
-    "classify",
-    "documents_loader",
-]

@@ -10,8 +10,9 @@ from fleetwatch.index.document import JsonObject
 from fleetwatch.index.history import state_at
 from fleetwatch.query import execution
 from fleetwatch.query.group_counts import GROUP_COUNTS, count_groups
-from fleetwatch.query.spec import QueryOption
-from fleetwatch.query.subscriptions import Chunk, Initial, InitialLoader
+from fleetwatch.query.spec_enums import QueryOption
+from fleetwatch.query.stream_messages import Chunk, Initial
+from fleetwatch.query.subscriptions import InitialLoader
 from fleetwatch.query.task_records import TaskRecord
 from fleetwatch.storage.schema import documents
 

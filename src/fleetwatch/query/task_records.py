@@ -14,8 +14,9 @@ from fleetwatch.index.document import JsonObject, now_micros
 from fleetwatch.query.group_counts import GroupCounts
 from fleetwatch.query.matcher import CompiledQuery, compile_query
 from fleetwatch.query.scope import restrict_spec, scope_json
-from fleetwatch.query.spec import Query, QueryOption, QuerySpecification, QueryTask, TaskStage
-from fleetwatch.query.subscriptions import Event, EventKind, StreamMode
+from fleetwatch.query.spec import Query, QuerySpecification, QueryTask
+from fleetwatch.query.spec_enums import QueryOption, TaskStage
+from fleetwatch.query.stream_events import Event, EventKind, StreamMode
 from fleetwatch.query.task_store import TaskRow
 
 #: Xenon's kind for query tasks, for clients that check documentKind.

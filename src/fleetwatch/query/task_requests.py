@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from fleetwatch.query.spec import TaskStage
+from fleetwatch.query.spec_enums import TaskStage
 from fleetwatch.query.task_records import FINAL_STAGES
 
 #: The task factories and their paths.

@@ -13,8 +13,10 @@ from fleetwatch.config import Settings
 from fleetwatch.index.document import now_micros
 from fleetwatch.query.option_rules import parse_query_task
 from fleetwatch.query.scope import parse_scope
-from fleetwatch.query.spec import QuerySpecError, TaskStage
-from fleetwatch.query.subscriptions import InitialLoader, ResumeTooOld, SubscriptionHub
+from fleetwatch.query.spec import QuerySpecError
+from fleetwatch.query.spec_enums import TaskStage
+from fleetwatch.query.stream_messages import ResumeTooOld
+from fleetwatch.query.subscriptions import InitialLoader, SubscriptionHub
 from fleetwatch.query.task_initial import initial_loader, set_initial
 from fleetwatch.query.task_records import TaskRecord
 from fleetwatch.query.task_requests import is_system

@@ -15,7 +15,8 @@ from fleetwatch.index.store import DocumentIndex
 from fleetwatch.query import execution, one_shot
 from fleetwatch.query.pages import PageStore
 from fleetwatch.query.snapshot import snapshot
-from fleetwatch.query.spec import Query, QueryOption, QuerySpecError, QueryTask, TaskStage
+from fleetwatch.query.spec import Query, QuerySpecError, QueryTask
+from fleetwatch.query.spec_enums import QueryOption, TaskStage
 from fleetwatch.query.subscriptions import SubscriptionHub
 from fleetwatch.query.task_initial import initial_loader, set_initial
 from fleetwatch.query.task_records import TaskRecord

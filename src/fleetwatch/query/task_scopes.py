@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from fleetwatch.query.scope import scope_json
-from fleetwatch.query.spec import Query, TaskStage
+from fleetwatch.query.spec import Query
+from fleetwatch.query.spec_enums import TaskStage
 from fleetwatch.query.subscriptions import SubscriptionHub
 from fleetwatch.query.task_records import TaskRecord
 from fleetwatch.query.webhooks import WebhookDispatcher

@@ -33,7 +33,8 @@ every factory, have no owner and never expire; on a cluster they are shared like
 The service is spread over modules, one noun each: `task_requests` (factories, links,
 request bodies, `TaskError`), `task_records` (a task's record), `task_store` (its rows),
 `task_initial` (initial results), `task_runs` (one-shot and direct runs, continuous
-starts, the per-user limit), `task_resume` (resuming after a restart, and a cluster's `sync`)
+starts, the per-user limit), `task_subscriptions` (stream subscribers, message JSON and
+webhook subscriptions), `task_resume` (resuming after a restart, and a cluster's `sync`)
 and `task_scopes` (holding running tasks to their owner's current roles).
 """
 
@@ -48,26 +49,16 @@ from fleetwatch.bus.bus import Invalidations, Lease, LocalLease, cancel_all
 from fleetwatch.config import Settings
 from fleetwatch.index.document import JsonObject, now_micros
 from fleetwatch.index.store import DocumentIndex
-from fleetwatch.outbound import OutboundGuard, OutboundRefused, OutboundUnresolved
+from fleetwatch.outbound import OutboundGuard
 from fleetwatch.periodic import Periodic
-from fleetwatch.query.notifications import message_json
 from fleetwatch.query.option_rules import parse_query_task
 from fleetwatch.query.page_reader import PageMissing, find_page, read_page
 from fleetwatch.query.pages import PageStore
 from fleetwatch.query.rendering import PageGone
 from fleetwatch.query.scope import check_size
-from fleetwatch.query.spec import (
-    Query,
-    QuerySpecError,
-    QueryTask,
-    TaskStage,
-)
-from fleetwatch.query.subscriptions import (
-    InitialLoader,
-    Message,
-    Subscription,
-    SubscriptionHub,
-)
+from fleetwatch.query.spec import Query, QuerySpecError, QueryTask
+from fleetwatch.query.spec_enums import TaskStage
+from fleetwatch.query.subscriptions import InitialLoader, SubscriptionHub
 from fleetwatch.query.task_initial import initial_loader
 from fleetwatch.query.task_records import FINAL_STAGES, TaskRecord
 from fleetwatch.query.task_requests import (
@@ -78,13 +69,13 @@ from fleetwatch.query.task_requests import (
     link_for,
     link_taken,
     parse_patch,
-    parse_webhook,
     system_link,
 )
 from fleetwatch.query.task_resume import TaskResume
 from fleetwatch.query.task_runs import TaskRuns
 from fleetwatch.query.task_scopes import SCOPE_CHECK_INTERVAL, OwnerScopes, TaskScopes
-from fleetwatch.query.task_store import TaskExists, TaskStore, WebhookRow
+from fleetwatch.query.task_store import TaskExists, TaskStore
+from fleetwatch.query.task_subscriptions import TaskSubscriptions
 from fleetwatch.query.webhooks import WebhookDispatcher, WebhookPolicy
 
 log = logging.getLogger(__name__)
@@ -99,7 +90,7 @@ TOPIC = "query-tasks"
 PAGE_PURGE_INTERVAL = 60.0
 
 
-class QueryTaskService(TaskResume, TaskRuns, TaskScopes):
+class QueryTaskService(TaskResume, TaskRuns, TaskSubscriptions, TaskScopes):
     """Owns every query task, their streams in the hub, pages and webhook subscriptions."""
 
     def __init__(
@@ -441,81 +432,6 @@ class QueryTaskService(TaskResume, TaskRuns, TaskScopes):
             raise TaskError(404, str(exc)) from None
         except PageGone as exc:
             raise TaskError(410, f"query page {page_id}: {exc}") from None
-
-    # --- subscriptions -----------------------------------------------------------------
-
-    async def subscribe(self, link: str, since: int | None) -> Subscription:
-        """A stream subscriber of a running continuous task (WebSocket / SSE)."""
-        record = self._require_running(link)
-        return await self.hub.subscribe(
-            link,
-            since=since,
-            loader=initial_loader(record, self.dialect, cursors=True) if since is None else None,
-            markers=True,
-        )
-
-    def _require_running(self, link: str) -> TaskRecord:
-        record = self.get(link)
-        if not record.continuous:
-            raise TaskError(
-                400, f"{link} is not a continuous task: only CONTINUOUS tasks have a stream"
-            )
-        if not record.running:
-            raise TaskError(409, f"{link} is {record.stage.value}: it no longer streams")
-        return record
-
-    def format(self, link: str, message: Message) -> JsonObject:
-        """A subscription message of a task as JSON (WebSocket, SSE and webhook bodies)."""
-        record = self._tasks.get(link)
-        if record is None:
-            return message_json(link, message, expand=False)
-        return message_json(link, message, expand=record.expand, shown=record.shown_document)
-
-    async def add_webhook(self, link: str, raw: object) -> WebhookRow:
-        """POST .../subscriptions {reference, replayState}.
-
-        400 for a callback address the outbound policy refuses (checked again at every
-        connection), 409 when the task already has a subscription of that URL, 429 past
-        `max_webhooks_per_task`."""
-        self._require_running(link)
-        reference, replay = parse_webhook(raw)
-        return await self.subscribe_webhook(link, reference, replay)
-
-    async def subscribe_webhook(self, link: str, reference: str, replay: bool) -> WebhookRow:
-        """Subscribe `reference` to the running task at `link` (see `add_webhook`); the
-        other nodes are told, so whichever holds the webhooks lease delivers it."""
-        self._require_running(link)
-        async with self._subscribe_lock:
-            existing = self.webhooks.for_task(link)
-            same = [r for r in existing if r.reference == reference]
-            if same:
-                raise TaskError(
-                    409,
-                    f"reference: {link} already has subscription {same[0].id} of this URL "
-                    f"({same[0].state}); DELETE {link}/subscriptions/{same[0].id} first to "
-                    "subscribe it again",
-                )
-            limit = self.webhooks.policy.max_per_task
-            if len(existing) >= limit:
-                raise TaskError(
-                    429,
-                    f"{link} has {len(existing)} webhook subscriptions, the most one task may "
-                    f"have (max_webhooks_per_task = {limit}); DELETE one "
-                    f"({link}/subscriptions/{{id}}) before adding another",
-                )
-            try:
-                await self.webhooks.guard.check_url(reference, self.webhooks.policy.timeout)
-            except (OutboundRefused, OutboundUnresolved) as exc:
-                raise TaskError(400, f"reference: {exc}") from None
-            row = await self.webhooks.add(link, reference, replay)
-        self._changed()
-        return row
-
-    async def remove_webhook(self, hook_id: int) -> WebhookRow | None:
-        """Unsubscribe; the owner of the deliveries (maybe another node) stops them."""
-        row = await self.webhooks.remove(hook_id)
-        self._changed()
-        return row
 
     # --- background --------------------------------------------------------------------
 

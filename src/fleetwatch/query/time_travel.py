@@ -29,7 +29,8 @@ from fleetwatch.index.history import (
     unique_versions,
 )
 from fleetwatch.query import execution
-from fleetwatch.query.spec import QueryOption, QuerySpecError, QuerySpecification
+from fleetwatch.query.spec import QuerySpecError, QuerySpecification
+from fleetwatch.query.spec_enums import QueryOption
 from fleetwatch.storage.schema import documents
 
 #: Xenon's `ServiceDocument.FIELD_NAME_VERSION` as a link's query parameter.

@@ -47,16 +47,15 @@ import orjson
 from fleetwatch.index.document import JsonObject, now_micros
 from fleetwatch.outbound import OutboundGuard, OutboundRefused
 from fleetwatch.outbound.backoff import retry_delay
-from fleetwatch.query.subscriptions import (
+from fleetwatch.query.stream_messages import (
     Closed,
     Initial,
-    InitialLoader,
     Message,
     ResumeTooOld,
     Resync,
     SubscriptionError,
-    SubscriptionHub,
 )
+from fleetwatch.query.subscriptions import InitialLoader, SubscriptionHub
 from fleetwatch.query.task_store import TaskStore, WebhookRow
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 - `fleetwatch_words(text)`: `text` with ASCII letters lowercased and every run of ASCII
   non-word characters made one space (`ascii_words`); NULL for anything but text. PHRASE
-  terms compare text this way (`fleetwatch.query.spec.phrase_haystack`); in one pass here,
+  terms compare text this way (`fleetwatch.query.phrase.phrase_haystack`); in one pass here,
   where SQL alone needed a recursive query whose cost grew with the square of the length.
 """
 
