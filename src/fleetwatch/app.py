@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import Depends, FastAPI
 
@@ -58,6 +59,7 @@ from fleetwatch.index.retention import ChangeLogRetention
 from fleetwatch.instrument import instrument
 from fleetwatch.live.campaigns import CampaignService
 from fleetwatch.live.saved_queries import SavedQueryService
+from fleetwatch.live.scope import owner_scopes
 from fleetwatch.ops.middleware import RequestMiddleware
 from fleetwatch.ops.openapi import install_openapi
 from fleetwatch.ops.operations import start_operations, stop_operations
@@ -142,8 +144,14 @@ def build_services(settings: Settings) -> Services:
     hub = SubscriptionHub(index, queue_limit=settings.subscriber_queue_limit)
     users = UserService(db, session_idle_timeout=settings.session_idle_timeout)
     query_tasks = QueryTaskService(
-        index, hub, settings, invalidations, webhook_lease=bus.lease("webhooks")
+        index,
+        hub,
+        settings,
+        invalidations,
+        webhook_lease=bus.lease("webhooks"),
+        owner_scopes=partial(owner_scopes, users),
     )
+    users.on_roles_change = query_tasks.owner_changed
     policy_store = PolicyStore(db)
     policy_results = PolicyResults(index)
     policy_source = PolicySource({}, policy_results, index, wakeups, bus)

@@ -343,26 +343,35 @@ def setup_after_restart(server: RunningServer, tokens: dict[str, str]) -> Teams:
     )
 
 
-def test_a_users_tasks_are_cancelled_when_its_roles_change(teams: Teams) -> None:
+def test_a_users_tasks_follow_its_roles_and_end_with_it(teams: Teams) -> None:
     hosts = term("documentKind", "fleet:host")
-    links = {}
+    links, scopes = {}, {}
+    teams.enroll(S1, "host-a")
+    teams.enroll(S2, "host-b")
     for who in ("observer", "maintainer"):
         with teams.client(who) as client:
-            created = client.post(TASKS, json=task_body(hosts, "CONTINUOUS")).json()
-            links[who] = created["documentSelfLink"]
+            created = client.post(TASKS, json=task_body(hosts, "CONTINUOUS", "COUNT")).json()
+            links[who], scopes[who] = created["documentSelfLink"], created["scope"]
+            assert created["results"]["documentCount"] == 1
     moved = teams.admin.patch(
         f"/api/v1/fleet/users/{teams.users['observer']}",
         json={"teams": [{"id": teams.team2, "role": "observer"}]},
     )
     assert moved.status_code == 200, moved.text
+    # restarted within the new team: its scope and results are the new team's
     task = teams.admin.get(links["observer"]).json()
-    assert task["taskInfo"]["stage"] == "CANCELLED"
-    assert task["taskInfo"]["failure"] == {"message": "the user's roles changed"}
-    assert teams.admin.get(links["maintainer"]).json()["taskInfo"]["stage"] == "STARTED"
-    # renaming changes no role: the task keeps running
+    assert task["taskInfo"]["stage"] == "STARTED", task
+    assert task["scope"] != scopes["observer"]
+    assert task["results"]["documentCount"] == 1
+    teams.enroll(S1, "host-c")  # the old team: no longer counted
+    teams.enroll(S2, "host-d")
+    assert teams.admin.get(links["observer"]).json()["results"]["documentCount"] == 2
+    assert teams.admin.get(links["maintainer"]).json()["results"]["documentCount"] == 2
+    # renaming changes no role: the task and its scope stay
     maintainer = f"/api/v1/fleet/users/{teams.users['maintainer']}"
     assert teams.admin.patch(maintainer, json={"name": "m"}).status_code == 200
-    assert teams.admin.get(links["maintainer"]).json()["taskInfo"]["stage"] == "STARTED"
+    task = teams.admin.get(links["maintainer"]).json()
+    assert task["taskInfo"]["stage"] == "STARTED" and task["scope"] == scopes["maintainer"]
     assert teams.admin.delete(maintainer).status_code == 200
     task = teams.admin.get(links["maintainer"]).json()
     assert task["taskInfo"]["stage"] == "CANCELLED"

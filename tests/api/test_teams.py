@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from tests.agent import Agent
@@ -81,7 +83,7 @@ def test_teams_secrets_transfer_and_config(live_server: RunningServer, admin_tok
         assert api.get(f"/api/v1/fleet/teams/{team_id}").status_code == 404
 
 
-def test_deleting_a_team_removes_its_roles_and_stops_its_members_tasks(
+def test_deleting_a_team_removes_its_roles_and_rescopes_its_members_tasks(
     live_server: RunningServer, admin_token: str
 ) -> None:
     auth = {"Authorization": f"Bearer {admin_token}"}
@@ -119,8 +121,17 @@ def test_deleting_a_team_removes_its_roles_and_stops_its_members_tasks(
         assert api.delete(f"/api/v1/fleet/teams/{doomed}").status_code == 200
         user = api.get(f"/api/v1/fleet/users/{user_id}").json()["user"]
         assert user["teams"] == [{"id": kept, "role": "observer"}]
-        stage = api.get(link).json()["taskInfo"]
-        assert stage["stage"] == "CANCELLED" and "team was deleted" in stage["failure"]["message"]
+        # the member's task restarted within the team left: as a task made now would be
+        after = api.get(link).json()
+        assert after["taskInfo"]["stage"] == "STARTED"
+        assert after["scope"] != task.json()["scope"]
+        fresh = httpx.post(
+            f"{live_server.url}/core/local-query-tasks",
+            headers={"Authorization": f"Bearer {token}"},
+            json=json.loads(task.request.content),
+        )
+        assert fresh.status_code == 202, fresh.text
+        assert after["scope"] == fresh.json()["scope"]
         # a new team (which SQLite may give the same id) grants the former member nothing
         again = api.post("/api/v1/fleet/teams", json={"name": "new"}).json()["team"]["id"]
         member = {"Authorization": f"Bearer {token}"}

@@ -9,7 +9,6 @@ from pydantic import BaseModel, Field
 
 from fleetwatch.api.auth import CurrentUser
 from fleetwatch.api.deps import ServicesDep
-from fleetwatch.api.users import cancel_tasks
 from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.errors import NotFound
 
@@ -80,12 +79,11 @@ async def delete_team(team_id: int, user: CurrentUser, services: ServicesDep) ->
     await services.policies.hosts_moved(moved)
     await services.secrets.refresh()  # the team's secrets went with it, on every node
     # Its members lose their role on it (a later team could get the same id on SQLite),
-    # and their query tasks, scoped to the teams they had, stop.
+    # and their query tasks restart within the teams they have left (`users.update`).
     for member in await services.users.all_users():
         if any(role.team_id == team_id for role in member.teams):
             remaining = [role for role in member.teams if role.team_id != team_id]
             await services.users.update(member.id, teams=remaining)
-            await cancel_tasks(services, member.id, "the user's team was deleted")
     await services.activities.record("deleted_team", user, {"team_id": team_id})
     return {}
 

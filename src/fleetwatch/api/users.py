@@ -1,8 +1,9 @@
 """Users CRUD (admin only; a user may read themselves and change their own name, and their
 password given the current one as `old_password`).
 
-Changing a user's roles or deleting the user cancels their running query tasks, whose scope
-the old roles decided (see `query_tasks.py`). A new password (one's own or an admin's reset)
+Changing a user's roles restarts their running query tasks within the new roles' scope;
+deleting the user cancels them (`fleetwatch.query.task_scopes`, told by `users.update` and
+`users.delete`). A new password (one's own or an admin's reset)
 cancels them too, webhooks included: a stolen session's tasks stop with it. Either revokes
 the user's tokens, which ends their open streams (`fleetwatch.fleet.stream_tokens`).
 """
@@ -141,9 +142,8 @@ async def modify_user(
     updated = await services.users.update(
         user_id, name=body.name, password=body.password, global_role=role, teams=teams
     )
-    if changes & {"global_role", "teams"}:
-        await cancel_tasks(services, user_id, "the user's roles changed")
-    elif body.password is not None:
+    # new roles re-scope the user's running tasks (`users.update` tells the task service)
+    if body.password is not None:
         await cancel_tasks(services, user_id, "the user's password changed")
     await services.activities.record(
         "edited_user", user, {"user_id": user_id, "changed": sorted(changes)}
@@ -156,7 +156,6 @@ async def delete_user(user_id: int, user: CurrentUser, services: ServicesDep) ->
     require_admin(user)
     if user_id == user.id:
         raise ApiError(400, "you cannot delete yourself; ask another admin")
-    await services.users.delete(user_id)
-    await cancel_tasks(services, user_id, "the user was deleted")
+    await services.users.delete(user_id)  # which cancels their running tasks
     await services.activities.record("deleted_user", user, {"user_id": user_id})
     return {}

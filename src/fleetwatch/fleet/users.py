@@ -17,7 +17,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
@@ -140,6 +140,10 @@ def _user(row: Any) -> User:
     )
 
 
+async def _nothing(_user_id: int) -> None:
+    return None
+
+
 class UserService:
     """Creates users, checks passwords and issues and resolves bearer tokens."""
 
@@ -160,6 +164,9 @@ class UserService:
         self._dummy_hash: str | None = None
         #: Told of every revocation, after its commit.
         self.on_revoke: Callable[[Revocation], None] = lambda _revocation: None
+        #: Awaited after a user's roles changed or the user was deleted (their query
+        #: tasks' scope follows: `fleetwatch.query.task_scopes`); must not raise.
+        self.on_roles_change: Callable[[int], Awaitable[None]] = _nothing
 
     async def _hash(self, password: str) -> str:
         return await asyncio.to_thread(self.hasher.hash, password)
@@ -222,6 +229,18 @@ class UserService:
             raise NotFound(f"no user with id {user_id}")
         return _user(row._mapping)
 
+    async def some(self, user_ids: Collection[int]) -> dict[int, User]:
+        """Those of these users that exist, by id."""
+        wanted = sorted(set(user_ids))
+        found: dict[int, User] = {}
+        async with self.db.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                rows = await conn.execute(select(users).where(users.c.id.in_(wanted[i : i + 500])))
+                for row in rows:
+                    user = _user(row._mapping)
+                    found[user.id] = user
+        return found
+
     async def all_users(self) -> list[User]:
         async with self.db.connect() as conn:
             rows = await conn.execute(select(users).order_by(users.c.id))
@@ -258,6 +277,8 @@ class UserService:
                     await conn.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id))
             if password is not None:
                 self.on_revoke(Revocation("the user's password changed", user_id=user_id))
+            if teams is not None or not isinstance(global_role, Unset):
+                await self.on_roles_change(user_id)
         return await self.get(user_id)
 
     async def delete(self, user_id: int) -> None:
@@ -268,6 +289,7 @@ class UserService:
         if result.rowcount == 0:
             raise NotFound(f"no user with id {user_id}")
         self.on_revoke(Revocation("the user was deleted", user_id=user_id))
+        await self.on_roles_change(user_id)
 
     async def authenticate(self, email: str, password: str) -> User:
         """The user with these credentials; AuthFailed (same message either way) if wrong."""

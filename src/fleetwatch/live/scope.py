@@ -28,12 +28,15 @@ Nothing else (activities, user `/docs` collections, query internals) is visible 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from fleetwatch.fleet.activities import ACTIVITY_KIND, PRIVATE_TYPES
 from fleetwatch.fleet.authz import Access
 from fleetwatch.fleet.host_state import HOST_KIND
 from fleetwatch.fleet.label_definitions import LABEL_KIND
 from fleetwatch.fleet.result_logs import LOG_KIND
 from fleetwatch.fleet.teams import TEAM_KIND
+from fleetwatch.fleet.users import UserService
 from fleetwatch.live.campaign_docs import CAMPAIGN_KIND, CREATOR, RESULT_KIND, TARGETS_KIND
 from fleetwatch.policies.model import POLICY_KIND
 from fleetwatch.policies.model import RESULT_KIND as POLICY_RESULT_KIND
@@ -76,3 +79,12 @@ def document_scope(access: Access) -> Query | None:
     # a global policy's team_id is null, which only WILDCARD "*" matches
     clauses.append(all_of(term(KIND, POLICY_KIND), wildcard("team_id", "*")))
     return any_of(*clauses)
+
+
+async def owner_scopes(users: UserService, user_ids: Collection[int]) -> dict[int, Query | None]:
+    """Each existing user's `document_scope` now, by id (a deleted user is left out): the
+    query task service's `owner_scopes` callback (`fleetwatch.query.task_scopes`)."""
+    return {
+        user_id: document_scope(Access(user))
+        for user_id, user in (await users.some(user_ids)).items()
+    }

@@ -50,6 +50,8 @@ class TaskResume:
 
         async def _forget(self, record: TaskRecord, reason: str) -> None: ...
 
+        async def _rescope_loaded(self, records: list[TaskRecord]) -> None: ...
+
     def _lower_expiry(self, record: TaskRecord) -> None:
         """A task stored with a later expiry than max_task_lifetime allows from now (saved
         before the limit, or under a larger one) gets the latest allowed (saved soon)."""
@@ -109,12 +111,16 @@ class TaskResume:
                 # known, or its creator has not read its initial results yet
                 if link not in self._tasks and head.snapshot_seq >= 0
             ]
+            adopted_records = []
             for row in await self.store.load_tasks(new) if new else []:
                 if row.self_link in self._tasks or row.snapshot_seq < 0:
                     continue
                 adopted = self._record_from_row(row)
-                if adopted is None:
-                    continue
+                if adopted is not None:
+                    adopted_records.append(adopted)
+            # the owner's roles may have changed since the task's scope was saved
+            await self._rescope_loaded(adopted_records)
+            for adopted in adopted_records:
                 if adopted.running:
                     await self._resume(adopted, None)
                 self._add(adopted)

@@ -34,7 +34,8 @@ The service is spread over modules, one noun each: `task_requests` (factories, l
 request bodies, `TaskError`), `task_records` (a task's record), `task_store` (its rows),
 `task_initial` (initial results), `task_runs` (one-shot and direct runs, continuous
 starts, the per-user limit), `task_subscriptions` (stream subscribers, message JSON and
-webhook subscriptions) and `task_resume` (resuming after a restart, and a cluster's `sync`).
+webhook subscriptions), `task_resume` (resuming after a restart, and a cluster's `sync`)
+and `task_scopes` (holding running tasks to their owner's current roles).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ from fleetwatch.query.task_requests import (
 )
 from fleetwatch.query.task_resume import TaskResume
 from fleetwatch.query.task_runs import TaskRuns
+from fleetwatch.query.task_scopes import SCOPE_CHECK_INTERVAL, OwnerScopes, TaskScopes
 from fleetwatch.query.task_store import TaskExists, TaskStore
 from fleetwatch.query.task_subscriptions import TaskSubscriptions
 from fleetwatch.query.webhooks import WebhookDispatcher, WebhookPolicy
@@ -88,7 +90,7 @@ TOPIC = "query-tasks"
 PAGE_PURGE_INTERVAL = 60.0
 
 
-class QueryTaskService(TaskResume, TaskRuns, TaskSubscriptions):
+class QueryTaskService(TaskResume, TaskRuns, TaskSubscriptions, TaskScopes):
     """Owns every query task, their streams in the hub, pages and webhook subscriptions."""
 
     def __init__(
@@ -98,8 +100,11 @@ class QueryTaskService(TaskResume, TaskRuns, TaskSubscriptions):
         settings: Settings,
         invalidations: Invalidations | None = None,
         webhook_lease: Lease | None = None,
+        owner_scopes: OwnerScopes | None = None,
     ) -> None:
         self.index = index
+        #: Each task owner's current scope (see `fleetwatch.query.task_scopes`).
+        self.owner_scopes = owner_scopes
         self.hub = hub
         self.settings = settings
         self.invalidations = invalidations
@@ -140,6 +145,15 @@ class QueryTaskService(TaskResume, TaskRuns, TaskSubscriptions):
                 failure="query task expiry failed",
             ),
         ]
+        if owner_scopes is not None:
+            self._loops.append(
+                Periodic(
+                    "fleetwatch-task-scopes",
+                    self._check_scopes_step,
+                    SCOPE_CHECK_INTERVAL,
+                    failure="checking query task owners' scopes failed (the database is away?)",
+                )
+            )
         if self.clustered:
             self._loops.append(
                 Periodic(
@@ -171,10 +185,14 @@ class QueryTaskService(TaskResume, TaskRuns, TaskSubscriptions):
         # On one node the checkpoint is what every saved row reflects; on a cluster other
         # nodes save too, so each row's own sequence is the one to trust.
         checkpoint = None if self.clustered else await self.store.checkpoint()
-        for row in await self.store.load_tasks():
-            record = self._record_from_row(row)
-            if record is None:
-                continue
+        records = [
+            record
+            for row in await self.store.load_tasks()
+            if (record := self._record_from_row(row)) is not None
+        ]
+        # the owners' roles may have changed while the server was down
+        await self._rescope_loaded(records)
+        for record in records:
             self._lower_expiry(record)
             if record.running:
                 await self._resume(record, checkpoint)
@@ -456,6 +474,9 @@ class QueryTaskService(TaskResume, TaskRuns, TaskSubscriptions):
 
     async def _expire_step(self) -> None:
         await self.expire_due()
+
+    async def _check_scopes_step(self) -> None:
+        await self.check_scopes()
 
     # --- gauges ------------------------------------------------------------------------
 

@@ -180,6 +180,14 @@ class WebhookDispatcher:
             self._dirty.discard(row.id)
             await self._cancel(row.id)
 
+    async def restart_task(self, task_link: str) -> None:
+        """Resubscribe a task's active subscriptions from their cursors (its stream was
+        reopened, e.g. within its owner's new scope, and their workers were told Closed)."""
+        for row in self.for_task(task_link):
+            await self._cancel(row.id)
+            if row.state == "active" and self.may_deliver():
+                self._spawn(row)
+
     def restore(self, rows: list[WebhookRow], running: Callable[[str], bool]) -> None:
         """Make the registry what the store holds; deliver the active subscriptions of
         running tasks if this node may (at start, and whenever another node changed them)."""
