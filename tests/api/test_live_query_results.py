@@ -7,6 +7,8 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -54,6 +56,49 @@ def walk(fleet: Fleet | httpx.Client, campaign_id: int, **params: Any) -> list[d
         after = body["next"]
         if after is None:
             return seen
+
+
+@dataclass
+class TeamReader:
+    """A team maintainer of teams `teams[0]` and `teams[1]` (three hosts each, in `ids`
+    order) with a campaign of their own on every host."""
+
+    ids: list[int]
+    teams: list[int]
+    roles: list[dict[str, Any]]
+    user_id: int
+    token: str
+    client: httpx.Client
+    campaign_id: int
+
+
+@contextmanager
+def team_reader(fleet: Fleet, names: str = "ab") -> Iterator[TeamReader]:
+    """Teams named by the letters of `names` (hosts 0-2 join the first, 3-5 the second, any
+    further team stays empty), their maintainer logged in, and the campaign they started."""
+    api = fleet.api
+    by_name = {h["hostname"]: h["id"] for h in fleet.hosts()}
+    ids = [by_name[f"host-{i}"] for i in range(6)]
+    teams = [api.post("/api/v1/fleet/teams", json={"name": n}).json()["team"]["id"] for n in names]
+    for team, hosts in ((teams[0], ids[:3]), (teams[1], ids[3:])):
+        moved = api.post("/api/v1/fleet/hosts/transfer", json={"team_id": team, "hosts": hosts})
+        assert moved.status_code == 200, moved.text
+    roles = [{"id": teams[0], "role": "maintainer"}, {"id": teams[1], "role": "maintainer"}]
+    made = api.post(
+        "/api/v1/fleet/users",
+        json={"email": "tm@example.com", "password": "user-password-1", "teams": roles},
+    )
+    assert made.status_code == 201, made.text
+    token = login(fleet.server, "tm@example.com", "user-password-1")
+    with httpx.Client(
+        base_url=fleet.server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
+        started = client.post(
+            "/api/v1/fleet/queries/run", json={"query": "SELECT 1", "targets": [{"type": "all"}]}
+        )
+        assert started.status_code == 200, started.text
+        user_id, campaign_id = made.json()["user"]["id"], started.json()["campaign_id"]
+        yield TeamReader(ids, teams, roles, user_id, token, client, campaign_id)
 
 
 def test_results_page_by_cursor_sort_by_cost_and_export(fleet6: Fleet) -> None:
@@ -167,31 +212,9 @@ def test_a_team_user_reads_only_their_teams_hosts_results_by_their_roles_now(
     teams changed: entries of hosts outside the reader's teams are left out, an answer by
     the team its host had when it answered, an unanswered host by its team now."""
     api = fleet6.api
-    by_name = {h["hostname"]: h["id"] for h in fleet6.hosts()}
-    ids = [by_name[f"host-{i}"] for i in range(6)]
-    team_a, team_b = (
-        api.post("/api/v1/fleet/teams", json={"name": n}).json()["team"]["id"] for n in "ab"
-    )
-    for team, hosts in ((team_a, ids[:3]), (team_b, ids[3:])):
-        moved = api.post("/api/v1/fleet/hosts/transfer", json={"team_id": team, "hosts": hosts})
-        assert moved.status_code == 200, moved.text
-    both = [{"id": team_a, "role": "maintainer"}, {"id": team_b, "role": "maintainer"}]
-    made = api.post(
-        "/api/v1/fleet/users",
-        json={"email": "tm@example.com", "password": "user-password-1", "teams": both},
-    )
-    assert made.status_code == 201, made.text
-    user_id = made.json()["user"]["id"]
-    token = login(fleet6.server, "tm@example.com", "user-password-1")
-    reader = httpx.Client(
-        base_url=fleet6.server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
-    try:
-        started = reader.post(
-            "/api/v1/fleet/queries/run", json={"query": "SELECT 1", "targets": [{"type": "all"}]}
-        )
-        assert started.status_code == 200, started.text
-        campaign_id = started.json()["campaign_id"]
+    with team_reader(fleet6) as tr:
+        ids, team_a, both = tr.ids, tr.teams[0], tr.roles
+        user_id, reader, campaign_id = tr.user_id, tr.client, tr.campaign_id
         for i in (0, 1, 3, 4):  # hosts 2 and 5 stay pending
             answer(fleet6, i, campaign_id, 1, {"wall_time_ms": 10 * (i + 1)})
         path = f"/api/v1/fleet/campaigns/{campaign_id}/results"
@@ -224,8 +247,6 @@ def test_a_team_user_reads_only_their_teams_hosts_results_by_their_roles_now(
         assert [r["host_id"] for r in walk(reader, campaign_id, per_page=10)] == ids[3:5]
         # a global admin reads every host's entry
         assert [r["host_id"] for r in walk(fleet6, campaign_id, per_page=4)] == ids
-    finally:
-        reader.close()
 
 
 def _results(messages: list[dict[str, Any]]) -> list[int]:
@@ -240,35 +261,14 @@ def test_a_team_user_streams_only_their_teams_hosts_answers_by_their_roles_now(
     answering is left out, in the initial results and live), and by the reader's roles at
     each batch (a team the reader lost stops streaming); totals and status are unchanged."""
     api = fleet6.api
-    by_name = {h["hostname"]: h["id"] for h in fleet6.hosts()}
-    ids = [by_name[f"host-{i}"] for i in range(6)]
-    team_a, team_b, team_c = (
-        api.post("/api/v1/fleet/teams", json={"name": n}).json()["team"]["id"] for n in "abc"
-    )
 
     def transfer(team: int, hosts: list[int]) -> None:
         moved = api.post("/api/v1/fleet/hosts/transfer", json={"team_id": team, "hosts": hosts})
         assert moved.status_code == 200, moved.text
 
-    transfer(team_a, ids[:3])
-    transfer(team_b, ids[3:])
-    both = [{"id": team_a, "role": "maintainer"}, {"id": team_b, "role": "maintainer"}]
-    made = api.post(
-        "/api/v1/fleet/users",
-        json={"email": "tm@example.com", "password": "user-password-1", "teams": both},
-    )
-    assert made.status_code == 201, made.text
-    user_id = made.json()["user"]["id"]
-    token = login(fleet6.server, "tm@example.com", "user-password-1")
-    reader = httpx.Client(
-        base_url=fleet6.server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
-    try:
-        started = reader.post(
-            "/api/v1/fleet/queries/run", json={"query": "SELECT 1", "targets": [{"type": "all"}]}
-        )
-        assert started.status_code == 200, started.text
-        campaign_id = started.json()["campaign_id"]
+    with team_reader(fleet6, "abc") as tr:
+        ids, team_c, both, token = tr.ids, tr.teams[2], tr.roles, tr.token
+        user_id, reader, campaign_id = tr.user_id, tr.client, tr.campaign_id
         transfer(team_c, [ids[2]])  # host 2 leaves the reader's teams before answering
         for i in (0, 2, 3):
             answer(fleet6, i, campaign_id, 1, {"wall_time_ms": 1})
@@ -319,5 +319,3 @@ def test_a_team_user_streams_only_their_teams_hosts_answers_by_their_roles_now(
                     if again[-1]["type"] == "current":
                         break
         assert _results(again) == [ids[3], ids[4]]
-    finally:
-        reader.close()

@@ -257,19 +257,12 @@ class Follower:
                 lane.record("failed", count)
                 continue
             except Exception as exc:  # a bug: the same batch would fail the same way for ever
-                log.exception("destination %s could not send %d events", lane.name, count)
-                lane.record_error(f"{type(exc).__name__}: {exc}")
                 self._take(count)
-                lane.record("failed", count)
+                lane.record_bug(count, exc)
                 continue
             self._take(count)
             self.failures = 0
-            failed = refused.count if refused is not None else 0
-            if refused is not None:
-                lane.record_error(refused.reason)
-                lane.record("failed", failed)
-            lane.state.last_sent_at = time.time()
-            lane.record("sent", count - failed)
+            lane.record_sent(count, refused)
         self.failures = 0
         await self._save(self.pending_upto)
         return True

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetwatch.destinations.events import Event
-from fleetwatch.destinations.sinks import DestinationError, Sink
+from fleetwatch.destinations.sinks import DestinationError, Refused, Sink
 from fleetwatch.outbound.backoff import retry_delay
 
 log = logging.getLogger(__name__)
@@ -156,19 +156,12 @@ class Lane:
                 await asyncio.sleep(retry_delay(self.retry_base, self.failures, self.retry_max))
                 continue
             except Exception as exc:  # a bug: sending the same batch again cannot help
-                log.exception("destination %s could not send %d events", self.name, count)
-                self.record_error(f"{type(exc).__name__}: {exc}")
                 self._take(count)
-                self.record("failed", count)
+                self.record_bug(count, exc)
                 continue
             self._take(count)
             self.failures = 0
-            failed = refused.count if refused is not None else 0
-            if refused is not None:
-                self.record_error(refused.reason)
-                self.record("failed", failed)
-            self.state.last_sent_at = time.time()
-            self.record("sent", count - failed)
+            self.record_sent(count, refused)
 
     async def _fill(self) -> None:
         """Wait up to `interval` for a full batch."""
@@ -198,6 +191,22 @@ class Lane:
         """Remember the last failure (shown as `last_error`)."""
         self.state.last_error = reason
         self.state.last_error_at = time.time()
+
+    def record_sent(self, count: int, refused: Refused | None) -> None:
+        """Count a batch of `count` events the sink took, of which it refused `refused`."""
+        failed = refused.count if refused is not None else 0
+        if refused is not None:
+            self.record_error(refused.reason)
+            self.record("failed", failed)
+        self.state.last_sent_at = time.time()
+        self.record("sent", count - failed)
+
+    def record_bug(self, count: int, exc: Exception) -> None:
+        """Count a batch lost to a sink error that is not a delivery failure (a bug: the same
+        batch would fail the same way for ever, so it is passed, not retried)."""
+        log.error("destination %s could not send %d events", self.name, count, exc_info=exc)
+        self.record_error(f"{type(exc).__name__}: {exc}")
+        self.record("failed", count)
 
     def record(self, outcome: str, count: int) -> None:
         """Count events `sent`, `failed` or `dropped` (and tell `on_outcome`)."""
