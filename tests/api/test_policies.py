@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 
 from fleetwatch.config import Settings
-from fleetwatch.dispatch.holds import hold_for
-from tests.agent import Agent
+from tests.agent import Agent, wait_for_long_hold
 from tests.conftest import login
 from tests.query.task_client import TASKS, task_body, term
 from tests.server import RunningServer, running_server
@@ -171,17 +170,6 @@ def test_platforms_select_hosts(live_server: RunningServer, admin_token: str) ->
         assert f"{PREFIX}{linux['id']}" in queries and f"{PREFIX}{darwin['id']}" not in queries
 
 
-def wait_for_a_long_hold(server: RunningServer) -> None:
-    """Holds are spread over the wall clock (`dispatch/holds.py`): a read may be held for
-    any part of the hold, a few milliseconds included, and would then end empty before the
-    change it waits for. Wait until the fleet's one host would be held at least half of it."""
-    [host] = server.services.hosts.all()
-    hold = server.settings.distributed_hold
-    interval = host.distributed_interval or server.settings.distributed_interval
-    while hold_for(host.id, time.time(), hold, interval) < hold / 2:
-        time.sleep(0.05)
-
-
 def test_a_new_or_changed_policy_wakes_a_held_read(server_settings: Settings) -> None:
     """A held distributed/read answers at once with the new (or changed) policy: without a
     wake-up it would end empty when its hold runs out (the queries are not looked up again)."""
@@ -197,7 +185,10 @@ def test_a_new_or_changed_policy_wakes_a_held_read(server_settings: Settings) ->
             path = ""
             for change in ("create", "change"):
                 with ThreadPoolExecutor(1) as pool:
-                    wait_for_a_long_hold(server)
+                    # holds are spread over the clock: start the read when it is held long
+                    [host] = server.services.hosts.all()
+                    interval = host.distributed_interval or server.settings.distributed_interval
+                    wait_for_long_hold(host.id, 8.0, interval, 0.5)
                     held = pool.submit(agent.post, "distributed/read", {})
                     deadline = time.monotonic() + 30
                     while server.services.wakeups.waiting == 0:
