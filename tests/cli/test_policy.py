@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import json
-import queue
-import subprocess
-import sys
-import threading
 import time
 
 import httpx
@@ -16,47 +12,8 @@ from typer.testing import CliRunner
 from fleetwatch.cli import _register, app
 from tests.agent import Agent
 from tests.api.test_policies import checkin
+from tests.cli.command_lines import CommandLines
 from tests.server import RunningServer
-
-
-class Lines:
-    """A running command whose stdout lines can be awaited."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fleetwatch", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def until(self, text: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            self.seen.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"no line with {text!r} in {self.seen}")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=30)
-        for pipe in (self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def test_policy_commands(live_server: RunningServer, admin_token: str) -> None:
@@ -77,16 +34,16 @@ def test_policy_commands(live_server: RunningServer, admin_token: str) -> None:
     with httpx.Client(base_url=live_server.url) as agents_client:
         agent = Agent(agents_client, "test-enroll-secret", "c0", "cu0")
         agent.enroll()
-        watch = Lines(["policy", "show", str(policy_id), "--watch", *common])
+        watch = CommandLines(["policy", "show", str(policy_id), "--watch", *common])
         try:
-            assert "unknown 1" in watch.until("EDR")
+            assert "unknown 1" in watch.until("EDR")[-1]
             checkin(agent, {policy_id: []})
-            assert "fail 1" in watch.until("pass 0  fail 1")
-            assert "c0" in watch.until("failing hosts")
+            assert "fail 1" in watch.until("pass 0  fail 1")[-1]
+            assert "c0" in watch.until("failing hosts")[-1]
             time.sleep(1.05)
             checkin(agent, {policy_id: [{"1": "1"}]})
             watch.until("pass 1  fail 0  unknown 0")
-            assert "none" in watch.until("failing hosts")
+            assert "none" in watch.until("failing hosts")[-1]
         finally:
             watch.close()
         shown = runner.invoke(app, ["policy", "show", str(policy_id), "--json", *common])

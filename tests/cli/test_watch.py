@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import queue
 import re
 import signal
 import subprocess
@@ -20,60 +19,16 @@ from typer.testing import CliRunner
 
 from fleetwatch.cli import _register, app
 from fleetwatch.cli.watch import short_form_task, where_clause
+from tests.cli.command_lines import CommandLines
 from tests.query.task_client import TASKS, TaskClient, kind_query, task_body
 from tests.server import RunningServer
 
 
-class Watch:
+class Watch(CommandLines):
     """A running `fleetwatch watch` whose stdout lines can be awaited."""
 
     def __init__(self, args: list[str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fleetwatch", "watch", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def until(self, text: str, timeout: float = 30.0) -> list[str]:
-        """Lines up to the first one containing `text`."""
-        deadline = time.monotonic() + timeout
-        out: list[str] = []
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            out.append(line)
-            self.seen.append(line)
-            if text in line:
-                return out
-        raise AssertionError(f"no line with {text!r} in {self.seen}")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=30)
-        for pipe in (self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                pipe.close()
-
-    def finish(self, timeout: float = 30.0) -> tuple[int, list[str], str]:
-        code = self.process.wait(timeout=timeout)
-        rest: list[str] = []
-        time.sleep(0.1)
-        while not self.lines.empty():
-            rest.append(self.lines.get())
-        assert self.process.stderr is not None
-        return code, rest, self.process.stderr.read()
+        super().__init__(["watch", *args])
 
 
 @pytest.fixture
