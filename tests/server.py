@@ -8,6 +8,7 @@ import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
@@ -80,3 +81,23 @@ def running_server(settings: Settings) -> Iterator[RunningServer]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def cluster_node_settings(
+    database_url: str, redis_url: str, data_dir: Path, **overrides: Any
+) -> Settings:
+    """One node of a test cluster (PostgreSQL + Redis): the tests' enroll secret and admin,
+    fast seen-time flushes and a 1 s lease, so a failover happens within a test."""
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "enroll_secret": "test-enroll-secret",
+        "admin_email": "admin@example.com",
+        "admin_password": "admin-password-1",
+        "seen_flush_interval": 0.2,
+        "cluster_lease_ttl": 1.0,
+    }
+    return Settings(**{**values, **overrides})

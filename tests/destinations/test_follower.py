@@ -22,7 +22,7 @@ from tests.agent import Agent
 from tests.api.test_live_queries import SECRET, answer
 from tests.conftest import login
 from tests.receiver import NDJSON, Receiver, running_receiver
-from tests.server import RunningServer, running_server
+from tests.server import RunningServer, cluster_node_settings, running_server
 from tests.services import PostgresServer, free_port
 
 
@@ -168,18 +168,12 @@ def test_one_node_of_a_cluster_delivers_and_another_takes_over(
     with running_receiver(NDJSON) as receiver:
 
         def node(name: str) -> Settings:
-            return Settings(
-                host="127.0.0.1",
+            return cluster_node_settings(
+                database_url,
+                redis_url,
+                tmp_path / name,
                 port=free_port(),
-                data_dir=tmp_path / name,
-                database_url=database_url,
-                redis_url=redis_url,
-                enroll_secret=SECRET,
-                admin_email="admin@example.com",
-                admin_password="admin-password-1",
                 distributed_hold=1.0,
-                seen_flush_interval=0.2,
-                cluster_lease_ttl=1.0,
                 outbound_allow="127.0.0.0/8",
                 destinations={
                     "lines": DestinationSettings(

@@ -19,26 +19,14 @@ from websockets.sync.client import connect
 from fleetwatch.config import Settings
 from tests.agent import Agent, wait_for_long_hold
 from tests.conftest import login
-from tests.server import running_server
+from tests.server import cluster_node_settings, running_server
 from tests.services import PostgresServer
 
 SECRET = "test-enroll-secret"
 
 
 def _settings(database_url: str, redis_url: str, data_dir: Path) -> Settings:
-    return Settings(
-        host="127.0.0.1",
-        port=0,
-        data_dir=data_dir,
-        database_url=database_url,
-        redis_url=redis_url,
-        enroll_secret=SECRET,
-        admin_email="admin@example.com",
-        admin_password="admin-password-1",
-        distributed_hold=3.0,
-        seen_flush_interval=0.2,
-        cluster_lease_ttl=1.0,
-    )
+    return cluster_node_settings(database_url, redis_url, data_dir, distributed_hold=3.0)
 
 
 def _read(agent: Agent) -> dict[str, str]:

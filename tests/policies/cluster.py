@@ -11,27 +11,16 @@ import httpx
 
 from fleetwatch.config import Settings
 from tests.conftest import login
-from tests.server import RunningServer, running_server
+from tests.server import RunningServer, cluster_node_settings, running_server
 from tests.services import PostgresServer
 
 SECRET = "test-enroll-secret"
 
 
 def node_settings(database_url: str, redis_url: str, data_dir: Path) -> Settings:
-    return Settings(
-        host="127.0.0.1",
-        port=0,
-        data_dir=data_dir,
-        database_url=database_url,
-        redis_url=redis_url,
-        enroll_secret=SECRET,
-        admin_email="admin@example.com",
-        admin_password="admin-password-1",
-        distributed_hold=0.0,
-        seen_flush_interval=0.2,
-        cluster_lease_ttl=1.0,
-        # webhook receivers listen on loopback, which webhooks may call only when allowed
-        outbound_allow="127.0.0.0/8",
+    # webhook receivers listen on loopback, which webhooks may call only when allowed
+    return cluster_node_settings(
+        database_url, redis_url, data_dir, distributed_hold=0.0, outbound_allow="127.0.0.0/8"
     )
 
 
