@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
 import os
 import tempfile
 import time
@@ -42,10 +41,10 @@ from bench._checkin_server import (
     ENROLL_SECRET,
     READ_PATH,
     enroll_all,
-    serve,
+    served,
 )
 from bench._harness import Measurement, Report, percentile, summarize
-from bench._processes import free_port, stop_server, wait_ready
+from bench._processes import free_port
 
 WRITE_PATH = "/api/v1/osquery/distributed/write"
 PREFIX = "fleet_policy_query_"
@@ -285,7 +284,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = _parse(argv)
-    ctx = mp.get_context("spawn")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     report = Report(
@@ -312,14 +310,9 @@ def main(argv: list[str]) -> int:
             "outbound_allow": "127.0.0.0/8",
             "log_level": args.log_level,
         }
-        server = ctx.Process(target=serve, args=(settings, f"{tmp}/server.log"), daemon=True)
-        server.start()
-        try:
-            asyncio.run(wait_ready(url, server))
+        with served(settings, tmp) as server:
             assert server.pid is not None
             asyncio.run(_run(args, url, server.pid, report))
-        finally:
-            stop_server(server, Path(tmp, "server.log"))
     report.print()
     path = report.save()
     print(f"results appended to {path}")
