@@ -83,16 +83,28 @@ def serve(settings_kwargs: dict[str, Any], log_path: str) -> None:
 
 
 @contextmanager
-def served(settings_kwargs: dict[str, Any], tmp: str) -> Iterator[mp.process.BaseProcess]:
-    """`serve` in a spawned process, its log in `tmp`, once ready on 127.0.0.1; stopped at
-    exit (the log's last lines printed)."""
+def served(
+    port: int, tmp: str, database_url: str | None, log_level: str, **more: Any
+) -> Iterator[mp.process.BaseProcess]:
+    """`serve` in a spawned process on 127.0.0.1:`port` (data and log in `tmp`, no hold,
+    settings `more` besides), once ready; stopped at exit (the log's last lines printed)."""
+    settings = {
+        "host": "127.0.0.1",
+        "port": port,
+        "data_dir": tmp,
+        "database_url": database_url,
+        "distributed_hold": 0.0,
+        "enroll_secret": ENROLL_SECRET,
+        "log_level": log_level,
+        **more,
+    }
     log_path = Path(tmp, "server.log")
     server = mp.get_context("spawn").Process(
-        target=serve, args=(settings_kwargs, str(log_path)), daemon=True
+        target=serve, args=(settings, str(log_path)), daemon=True
     )
     server.start()
     try:
-        asyncio.run(wait_ready(f"http://127.0.0.1:{settings_kwargs['port']}", server))
+        asyncio.run(wait_ready(f"http://127.0.0.1:{port}", server))
         yield server
     finally:
         stop_server(server, log_path)

@@ -34,7 +34,6 @@ import orjson
 from bench._checkin_server import (
     BARE_BODY,
     BARE_PATH,
-    ENROLL_SECRET,
     READ_PATH,
     enroll_all,
     served,
@@ -83,17 +82,8 @@ def main(argv: list[str]) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="fleetwatch-bench-") as tmp:
-        settings = {
-            "host": "127.0.0.1",
-            "port": port,
-            "data_dir": tmp,
-            "database_url": args.database_url,
-            "distributed_hold": 0.0,
-            "enroll_secret": ENROLL_SECRET,
-            "log_level": args.log_level,
-        }
         clients: LoadClients | None = None
-        with served(settings, tmp) as server:
+        with served(port, tmp, args.database_url, args.log_level) as server:
             try:
                 print(f"enrolling {args.hosts} hosts and answering their detail queries ...")
                 started = time.perf_counter()

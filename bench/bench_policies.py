@@ -38,7 +38,6 @@ import httpx
 import orjson
 
 from bench._checkin_server import (
-    ENROLL_SECRET,
     READ_PATH,
     enroll_all,
     served,
@@ -298,19 +297,10 @@ def main(argv: list[str]) -> int:
         },
     )
     with tempfile.TemporaryDirectory(prefix="fleetwatch-bench-") as tmp:
-        settings = {
-            "host": "127.0.0.1",
-            "port": port,
-            "data_dir": tmp,
-            "database_url": args.database_url,
-            "distributed_hold": 0.0,
-            "enroll_secret": ENROLL_SECRET,
-            "admin_email": ADMIN[0],
-            "admin_password": ADMIN[1],
-            "outbound_allow": "127.0.0.0/8",
-            "log_level": args.log_level,
-        }
-        with served(settings, tmp) as server:
+        admin = {"admin_email": ADMIN[0], "admin_password": ADMIN[1]}
+        with served(
+            port, tmp, args.database_url, args.log_level, outbound_allow="127.0.0.0/8", **admin
+        ) as server:
             assert server.pid is not None
             asyncio.run(_run(args, url, server.pid, report))
     report.print()
