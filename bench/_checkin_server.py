@@ -1,19 +1,24 @@
 """The check-in benchmarks' server process and fleet setup (bench_checkin, bench_policies).
 
 `serve` runs `fleetwatch serve` with the bench-only routes (a bare JSON baseline and the SQL
-statement counts) in a child process; `enroll_all` enrolls hosts and answers their detail
-queries, so later reads have nothing pending; `wait_ready`, `free_port` and `stop_server`
-are the plumbing around them.
+statement counts) in a child process, `served` starts it and stops it; `enroll_all` enrolls
+hosts and answers their detail queries, so later reads have nothing pending.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
 import os
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench._processes import stop_server, wait_ready
 
 ENROLL_SECRET = "bench-checkin-secret"
 READ_PATH = "/api/v1/osquery/distributed/read"
@@ -75,6 +80,34 @@ def serve(settings_kwargs: dict[str, Any], log_path: str) -> None:
     routes = app.router.routes  # type: ignore[union-attr]
     routes.insert(0, routes.pop(-2))
     uvicorn.Server(config).run()
+
+
+@contextmanager
+def served(
+    port: int, tmp: str, database_url: str | None, log_level: str, **more: Any
+) -> Iterator[mp.process.BaseProcess]:
+    """`serve` in a spawned process on 127.0.0.1:`port` (data and log in `tmp`, no hold,
+    settings `more` besides), once ready; stopped at exit (the log's last lines printed)."""
+    settings = {
+        "host": "127.0.0.1",
+        "port": port,
+        "data_dir": tmp,
+        "database_url": database_url,
+        "distributed_hold": 0.0,
+        "enroll_secret": ENROLL_SECRET,
+        "log_level": log_level,
+        **more,
+    }
+    log_path = Path(tmp, "server.log")
+    server = mp.get_context("spawn").Process(
+        target=serve, args=(settings, str(log_path)), daemon=True
+    )
+    server.start()
+    try:
+        asyncio.run(wait_ready(f"http://127.0.0.1:{port}", server))
+        yield server
+    finally:
+        stop_server(server, log_path)
 
 
 def details(i: int) -> dict[str, dict[str, str]]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shlex
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,19 +24,11 @@ import orjson
 from bench._latency import SseParser
 from bench._lean_agents import FleetConfig, agent_process
 from bench._lean_wire import LIVE_PREFIX
-from bench._processes import (
-    cpu_seconds,
-)
+from bench._processes import CpuWindow
 
 ENROLL_SECRET = "bench-lean-fleet-secret"
-
-
 ADMIN_EMAIL = "bench@example.com"
-
-
 ADMIN_PASSWORD = "Bench-lean-fleet-1!"
-
-
 CAMPAIGN_SQL = "SELECT hostname, uuid FROM system_info"
 
 
@@ -77,6 +71,11 @@ def serve_command(args: argparse.Namespace, port: int, data_dir: Path) -> list[s
     return command
 
 
+def shown(command: list[str]) -> str:
+    """A command line as printed and reported: the admin password hidden."""
+    return shlex.join(command).replace(ADMIN_PASSWORD, "***")
+
+
 class Agents:
     """The lean hosts' process and its command pipe."""
 
@@ -105,7 +104,14 @@ class Agents:
                 raise TimeoutError(f"the lean hosts did not answer {command[0]!r}")
             return self.pipe.recv()
 
+    def __enter__(self) -> Agents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Stop the lean hosts (killed if they do not end within 10 s); again is a no-op."""
         if not self.proc.is_alive():
             return
         try:
@@ -121,9 +127,11 @@ class Agents:
 class Prober(threading.Thread):
     """User API calls while the fleet runs, timed per phase (its own thread and client)."""
 
-    def __init__(self, url: str, token: str, interval: float, host_ids: Sequence[int]) -> None:
+    def __init__(
+        self, url: str, authorization: str, interval: float, host_ids: Sequence[int]
+    ) -> None:
         super().__init__(daemon=True)
-        self.url, self.token, self.interval = url, token, interval
+        self.url, self.authorization, self.interval = url, authorization, interval
         self.host_ids = list(host_ids)
         self.phase = ""
         self.samples: dict[str, list[float]] = {}
@@ -131,7 +139,7 @@ class Prober(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"}
+        headers = {"Authorization": self.authorization}
         rng = random.Random(7)
         next_post = time.monotonic()
         with httpx.Client(base_url=self.url, headers=headers, timeout=60) as client:
@@ -188,7 +196,7 @@ class Round:
 async def run_campaign(
     client: httpx.AsyncClient, agents: Agents, server_pid: int, args: argparse.Namespace
 ) -> Round:
-    cpu = cpu_seconds(server_pid) or 0.0, cpu_seconds(agents.pid) or 0.0
+    cpu = CpuWindow(server_pid, agents.pid)
     started = time.time()
     answer = await client.post(
         "/api/v1/fleet/queries/run",
@@ -231,11 +239,20 @@ async def run_campaign(
     # The round trip ends with each host's next read arriving (held again).
     await asyncio.sleep(args.interval + 0.5)
     run.wall = time.time() - started
-    run.server_cpu = (cpu_seconds(server_pid) or 0.0) - cpu[0]
-    run.agents_cpu = (cpu_seconds(agents.pid) or 0.0) - cpu[1]
+    run.server_cpu, run.agents_cpu = cpu.spent()
     answers = agents.ask("answers", f"{LIVE_PREFIX}{run.campaign_id}")
     run.written = sorted(replied - started for _, _, replied in answers if replied)
     return run
+
+
+@asynccontextmanager
+async def admin_client(url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the server at `url`, signed in as the admin (timeout 120 s)."""
+    async with httpx.AsyncClient(base_url=url, timeout=60) as anonymous:
+        token = await login(anonymous)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
+        yield client
 
 
 async def login(client: httpx.AsyncClient) -> str:

@@ -1,12 +1,16 @@
 """What a lean host says and understands on the wire (pure; tested in tests/bench/test_fleet.py):
 the osquery endpoints, requests built as bytes as osquery's TLS transport sends them, a
 response parser, and the bodies of enroll, detail query answers and live query answers
-(reference: /work/shared/reference/osquery-remote-api.md).
+(reference: /work/shared/reference/osquery-remote-api.md). The identity tables are those of
+`fleetwatch.sim.canned_host`, shared with the protocol tests' agent.
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
+
+from fleetwatch.sim import canned_host
+from fleetwatch.sim.profile import OSQUERY_VERSION
 
 ENROLL_PATH = b"/api/v1/osquery/enroll"
 CONFIG_PATH = b"/api/v1/osquery/config"
@@ -14,7 +18,6 @@ READ_PATH = b"/api/v1/osquery/distributed/read"
 WRITE_PATH = b"/api/v1/osquery/distributed/write"
 LIVE_PREFIX = "fleet_distributed_query_"
 DETAIL_PREFIX = "fleet_detail_query_"
-OSQUERY_VERSION = "5.23.1"
 #: osquery's hard-coded request timeout (reference §0.1).
 REQUEST_TIMEOUT_S = 16.0
 #: Check-in period while `accelerate` lasts (kDistributedAccelerationInterval).
@@ -86,74 +89,27 @@ def enroll_body(index: int, secret: str) -> dict[str, Any]:
     return {
         "enroll_secret": secret,
         "host_identifier": host_identifier(index),
-        "platform_type": "9",
-        "host_details": {
-            "os_version": _os_version(),
-            "osquery_info": _osquery_info(index),
-            "system_info": _system_info(index),
-            "platform_info": {"vendor": "LENOVO", "version": "N2HET77W", "date": "01/02/2024"},
-        },
+        "platform_type": canned_host.PLATFORM_TYPE,
+        "host_details": host_details(index),
     }
 
 
-def _os_version() -> dict[str, str]:
-    return {
-        "name": "Ubuntu",
-        "version": "22.04.4 LTS (Jammy Jellyfish)",
-        "major": "22",
-        "minor": "4",
-        "patch": "0",
-        "build": "",
-        "platform": "ubuntu",
-        "platform_like": "debian",
-        "codename": "jammy",
-        "arch": "x86_64",
-    }
-
-
-def _osquery_info(index: int) -> dict[str, str]:
-    return {
-        "pid": str(1000 + index % 30000),
-        "uuid": host_uuid(index),
-        "instance_id": f"10000000-0000-4000-8000-{index:012d}",
-        "version": OSQUERY_VERSION,
-        "config_hash": "",
-        "config_valid": "0",
-        "extensions": "inactive",
-        "build_platform": "ubuntu",
-        "build_distro": "jammy",
-        "start_time": "1760000000",
-        "watcher": "-1",
-        "platform_mask": "9",
-    }
-
-
-def _system_info(index: int) -> dict[str, str]:
-    return {
-        "hostname": host_identifier(index),
-        "uuid": host_uuid(index),
-        "cpu_type": "x86_64",
-        "cpu_brand": "Intel(R) Core(TM) i7-1185G7",
-        "cpu_physical_cores": "4",
-        "cpu_logical_cores": "8",
-        "physical_memory": "17179869184",
-        "hardware_vendor": "LENOVO",
-        "hardware_model": "20XW",
-        "hardware_serial": f"PF{index:08d}",
-        "computer_name": host_identifier(index),
-        "local_hostname": host_identifier(index),
-    }
+def host_details(index: int) -> dict[str, dict[str, str]]:
+    """Host `index`'s identity tables (fleetwatch.sim.canned_host), by table name."""
+    return canned_host.host_details(
+        hostname=host_identifier(index),
+        uuid=host_uuid(index),
+        serial=f"PF{index:08d}",
+        pid=str(1000 + index % 30000),
+        instance_id=f"10000000-0000-4000-8000-{index:012d}",
+    )
 
 
 def detail_rows(name: str, index: int, interval: int) -> list[dict[str, str]]:
     """Canned rows for a `fleet_detail_query_<name>` (the table's real columns, strings)."""
     match name:
-        case "os_version":
-            return [_os_version()]
-        case "osquery_info":
-            return [_osquery_info(index)]
-        case "system_info":
-            return [_system_info(index)]
+        case "os_version" | "osquery_info" | "system_info":
+            return [host_details(index)[name]]
         case "uptime":
             return [
                 {

@@ -1,6 +1,6 @@
 """A benchmark's child processes: a free port to serve on, a command run as a child (and
 profiled with py-spy), waiting for a server to listen or be ready, stopping it, and what a
-process tree costs (CPU seconds, resident memory, from /proc).
+process tree costs (CPU seconds, over a window too, and resident memory, from /proc).
 """
 
 from __future__ import annotations
@@ -101,6 +101,22 @@ def cpu_seconds(pid: int) -> float | None:
     return total + sum(process_cpu_seconds(c) or 0.0 for c in process_tree(pid)[1:])
 
 
+class CpuWindow:
+    """The CPU seconds that process trees spend from this window's creation on."""
+
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
+        self.start = self._now()
+
+    def _now(self) -> list[float]:
+        # A process that is gone reads 0 s: /proc no longer has its CPU.
+        return [cpu_seconds(pid) or 0.0 for pid in self.pids]
+
+    def spent(self) -> list[float]:
+        """CPU seconds of each tree since the window opened, in the order of its pids."""
+        return [now - start for now, start in zip(self._now(), self.start, strict=True)]
+
+
 def _environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETWATCH_")}
     paths = [str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH", "")]
@@ -127,7 +143,16 @@ def process(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[byt
                 proc.wait()
 
 
+@contextmanager
+def listening(command: list[str], port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`process(command, log_path)` once something listens on `port` (a server it started)."""
+    with process(command, log_path) as proc:
+        wait_listening(port, proc)
+        yield proc
+
+
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Return once `port` accepts connections; RuntimeError if `proc` ended first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
 import statistics
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,14 +34,13 @@ import orjson
 from bench._checkin_server import (
     BARE_BODY,
     BARE_PATH,
-    ENROLL_SECRET,
     READ_PATH,
     enroll_all,
-    serve,
+    served,
 )
 from bench._harness import Measurement, Report, format_number, ratio, summarize
 from bench._http_load import LoadClients, PhaseResult, Phases, post_requests, split
-from bench._processes import free_port, stop_server, wait_ready
+from bench._processes import free_port
 
 TARGET_RATIO = 0.60
 #: What an empty distributed/read answer contains (distributed/read with nothing pending).
@@ -82,47 +79,34 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     """Run the benchmark; returns 1 when a request failed or an answer was not empty."""
     args = _parse(argv)
-    ctx = mp.get_context("spawn")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="fleetwatch-bench-") as tmp:
-        settings = {
-            "host": "127.0.0.1",
-            "port": port,
-            "data_dir": tmp,
-            "database_url": args.database_url,
-            "distributed_hold": 0.0,
-            "enroll_secret": ENROLL_SECRET,
-            "log_level": args.log_level,
-        }
-        server = ctx.Process(target=serve, args=(settings, f"{tmp}/server.log"), daemon=True)
-        server.start()
         clients: LoadClients | None = None
-        try:
-            asyncio.run(wait_ready(url, server))
-            print(f"enrolling {args.hosts} hosts and answering their detail queries ...")
-            started = time.perf_counter()
-            keys = asyncio.run(enroll_all(url, args.hosts))
-            print(f"  done in {time.perf_counter() - started:.1f} s")
-            assert server.pid is not None
-            bodies = [orjson.dumps({"node_key": key}) for key in keys]
-            conns, procs = args.connections, args.client_procs
-            phases: Phases = {
-                "checkin": (
-                    split(post_requests(READ_PATH, port, bodies), conns, procs),
-                    EMPTY_READ,
-                ),
-                "bare": (
-                    split(post_requests(BARE_PATH, port, bodies), conns, procs),
-                    orjson.dumps(BARE_BODY),
-                ),
-            }
-            clients = LoadClients.start(port, phases, procs)
-            report = _measure(args, url, server.pid, clients)
-        finally:
-            if clients is not None:
-                clients.close()
-            stop_server(server, Path(tmp, "server.log"))
+        with served(port, tmp, args.database_url, args.log_level) as server:
+            try:
+                print(f"enrolling {args.hosts} hosts and answering their detail queries ...")
+                started = time.perf_counter()
+                keys = asyncio.run(enroll_all(url, args.hosts))
+                print(f"  done in {time.perf_counter() - started:.1f} s")
+                assert server.pid is not None
+                bodies = [orjson.dumps({"node_key": key}) for key in keys]
+                conns, procs = args.connections, args.client_procs
+                phases: Phases = {
+                    "checkin": (
+                        split(post_requests(READ_PATH, port, bodies), conns, procs),
+                        EMPTY_READ,
+                    ),
+                    "bare": (
+                        split(post_requests(BARE_PATH, port, bodies), conns, procs),
+                        orjson.dumps(BARE_BODY),
+                    ),
+                }
+                clients = LoadClients.start(port, phases, procs)
+                report = _measure(args, url, server.pid, clients)
+            finally:
+                if clients is not None:
+                    clients.close()
     report.print()
     path = report.save()
     print(f"results appended to {path}")

@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import os
 import random
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
 from bench._harness import Measurement, Report, format_table
@@ -52,28 +50,21 @@ from bench._http_load import PhaseResult
 from bench._latency import Spread, spread
 from bench._lean_agents import raise_open_file_limit
 from bench._lean_fleet import (
-    ADMIN_PASSWORD,
     CAMPAIGN_SQL,
     Agents,
     Prober,
     Round,
+    admin_client,
     host_ids,
-    login,
     reenroll_check,
     run_campaign,
     serve_command,
     settle,
+    shown,
     wait_enrolled,
 )
 from bench._lean_wire import LIVE_PREFIX, write_body
-from bench._processes import (
-    cpu_seconds,
-    free_port,
-    memory_kib,
-    process,
-    profiled,
-    wait_listening,
-)
+from bench._processes import CpuWindow, free_port, listening, memory_kib, profiled
 
 #: Targets of issue 17.
 TARGET_STREAMED_P95_S = 1.5
@@ -144,11 +135,9 @@ async def measure(args: argparse.Namespace) -> FleetRun:
         port, bare_port = free_port(), free_port()
         data_dir = Path(tmp, "data")
         command = serve_command(args, port, data_dir)
-        agents = Agents(port, args.fail_every)
-        try:
+        with Agents(port, args.fail_every) as agents:
             bare_command = [sys.executable, "-m", "bench._bare_server", str(bare_port)]
-            with process(bare_command, Path(tmp, "bare.log")) as bare:
-                wait_listening(bare_port, bare)
+            with listening(bare_command, bare_port, Path(tmp, "bare.log")) as bare:
                 body = orjson.dumps(
                     write_body("k" * 32, {f"{LIVE_PREFIX}1": CAMPAIGN_SQL}, 1, 1, False)
                 )
@@ -165,10 +154,9 @@ async def measure(args: argparse.Namespace) -> FleetRun:
                 )
             run = FleetRun(args, command, bare_result)
             print(f"  bare endpoint: {run.bare_ms:.4f} ms CPU per request")
-            print("server: " + shlex.join(command), flush=True)
-            with process(command, Path(tmp, "server.log")) as server:
+            print(f"server: {shown(command)}", flush=True)
+            with listening(command, port, Path(tmp, "server.log")) as server:
                 run.server_pid = server.pid
-                wait_listening(port, server)
                 await _measure_server(run, agents, server, f"http://127.0.0.1:{port}", rng)
                 run.memory["server at end"] = memory_kib(server.pid)
                 run.agents_status = agents.ask("status")
@@ -178,8 +166,6 @@ async def measure(args: argparse.Namespace) -> FleetRun:
             run.server_errors = [
                 line for line in log.splitlines() if "ERROR" in line or "Traceback" in line
             ]
-        finally:
-            agents.close()
     return run
 
 
@@ -198,10 +184,7 @@ async def _measure_server(
     rng: random.Random,
 ) -> None:
     args = run.args
-    async with httpx.AsyncClient(base_url=url, timeout=60) as anonymous:
-        token = await login(anonymous)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
+    async with admin_client(url) as client:
         print(f"starting {args.hosts:,} lean hosts, {args.start_rate:g} a second", flush=True)
         if args.ramp:
             # In steps, each once the last enrolled (with everything at once, the server
@@ -224,19 +207,19 @@ async def _measure_server(
         )
         run.reenroll_s = await reenroll_check(client, agents, args)
         print(f"  a deleted host enrolled again after {run.reenroll_s:.1f} s", flush=True)
-        prober = Prober(url, token, args.probe_interval, await host_ids(client, args.hosts))
+        ids = await host_ids(client, args.hosts)
+        prober = Prober(url, client.headers["Authorization"], args.probe_interval, ids)
         prober.start()
         try:
             # Idle: every host long-polls, nothing pending.
             prober.phase = "idle long-poll"
             reads = agents.ask("status")["counts"].get("read", 0)
-            cpu = cpu_seconds(server.pid) or 0.0, cpu_seconds(agents.pid) or 0.0
+            cpu = CpuWindow(server.pid, agents.pid)
             started = time.monotonic()
             with profiled(server.pid, _profile_path(args, "idle"), args.py_spy_rate):
                 await asyncio.sleep(args.idle_window)
             run.idle_window = time.monotonic() - started
-            run.idle_server_cpu = (cpu_seconds(server.pid) or 0.0) - cpu[0]
-            run.idle_agents_cpu = (cpu_seconds(agents.pid) or 0.0) - cpu[1]
+            run.idle_server_cpu, run.idle_agents_cpu = cpu.spent()
             run.idle_reads = agents.ask("status")["counts"].get("read", 0) - reads
             window = run.idle_window
             print(
@@ -307,7 +290,7 @@ def report(run: FleetRun) -> Report:
             "campaigns": args.campaigns,
             "backend": "postgresql" if args.database_url else "sqlite",
             "workers": args.workers,
-            "server": shlex.join(run.command[1:]).replace(ADMIN_PASSWORD, "***"),
+            "server": shown(run.command[1:]),
         },
     )
     rep.add(Measurement("bare endpoint", run.bare_ms, "ms CPU/request", False))

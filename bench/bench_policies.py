@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
 import os
 import tempfile
 import time
@@ -39,13 +38,12 @@ import httpx
 import orjson
 
 from bench._checkin_server import (
-    ENROLL_SECRET,
     READ_PATH,
     enroll_all,
-    serve,
+    served,
 )
 from bench._harness import Measurement, Report, percentile, summarize
-from bench._processes import free_port, stop_server, wait_ready
+from bench._processes import free_port
 
 WRITE_PATH = "/api/v1/osquery/distributed/write"
 PREFIX = "fleet_policy_query_"
@@ -285,7 +283,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = _parse(argv)
-    ctx = mp.get_context("spawn")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     report = Report(
@@ -300,26 +297,12 @@ def main(argv: list[str]) -> int:
         },
     )
     with tempfile.TemporaryDirectory(prefix="fleetwatch-bench-") as tmp:
-        settings = {
-            "host": "127.0.0.1",
-            "port": port,
-            "data_dir": tmp,
-            "database_url": args.database_url,
-            "distributed_hold": 0.0,
-            "enroll_secret": ENROLL_SECRET,
-            "admin_email": ADMIN[0],
-            "admin_password": ADMIN[1],
-            "outbound_allow": "127.0.0.0/8",
-            "log_level": args.log_level,
-        }
-        server = ctx.Process(target=serve, args=(settings, f"{tmp}/server.log"), daemon=True)
-        server.start()
-        try:
-            asyncio.run(wait_ready(url, server))
+        admin = {"admin_email": ADMIN[0], "admin_password": ADMIN[1]}
+        with served(
+            port, tmp, args.database_url, args.log_level, outbound_allow="127.0.0.0/8", **admin
+        ) as server:
             assert server.pid is not None
             asyncio.run(_run(args, url, server.pid, report))
-        finally:
-            stop_server(server, Path(tmp, "server.log"))
     report.print()
     path = report.save()
     print(f"results appended to {path}")

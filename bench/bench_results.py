@@ -32,7 +32,7 @@ import httpx
 
 from bench._harness import Measurement, Report
 from bench._lean_fleet import ADMIN_EMAIL, ADMIN_PASSWORD, serve_command
-from bench._processes import free_port, memory_kib, process, wait_listening
+from bench._processes import free_port, listening, memory_kib
 
 CAMPAIGN_ID = 1
 SQL = "SELECT name, version, source FROM deb_packages"
@@ -222,8 +222,7 @@ def main(argv: list[str]) -> int:
         asyncio.run(_populate(url, args.results, args.rows))
         print(f"stored {args.results} results in {time.perf_counter() - started:.1f} s")
         port = free_port()
-        with process(serve_command(args, port, data_dir), Path(tmp) / "server.log") as proc:
-            wait_listening(port, proc)
+        with listening(serve_command(args, port, data_dir), port, Path(tmp) / "server.log") as proc:
             token = httpx.post(
                 f"http://127.0.0.1:{port}/api/v1/fleet/login",
                 json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},

@@ -20,19 +20,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shlex
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from bench._harness import Measurement, Report, format_table
 from bench._lean_agents import raise_open_file_limit
-from bench._lean_fleet import ADMIN_PASSWORD, Agents, login, run_campaign, serve_command, settle
-from bench._processes import free_port, memory_kib, process, wait_listening
+from bench._lean_fleet import Agents, admin_client, run_campaign, serve_command, settle, shown
+from bench._processes import free_port, listening, memory_kib
 
 
 @dataclass
@@ -99,10 +96,7 @@ class Sampler(threading.Thread):
 
 async def _campaigns(soak: Soak, agents: Agents, server_pid: int, url: str) -> None:
     args = soak.args
-    async with httpx.AsyncClient(base_url=url, timeout=60) as anonymous:
-        token = await login(anonymous)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
+    async with admin_client(url) as client:
         sampler = Sampler(soak, server_pid, args.sample)
         sampler.start()
         try:
@@ -127,11 +121,9 @@ def measure(args: argparse.Namespace) -> Soak:
         port = free_port()
         command = serve_command(args, port, Path(tmp, "data"))
         soak = Soak(args, command)
-        agents = Agents(port, 0)
-        try:
-            print("server: " + shlex.join(command).replace(ADMIN_PASSWORD, "***"), flush=True)
-            with process(command, Path(tmp, "server.log")) as server:
-                wait_listening(port, server)
+        with Agents(port, 0) as agents:
+            print(f"server: {shown(command)}", flush=True)
+            with listening(command, port, Path(tmp, "server.log")) as server:
                 print(f"starting {args.hosts:,} lean hosts", flush=True)
                 agents.ask("start", args.hosts, args.start_rate)
                 settle(agents, args)
@@ -140,8 +132,6 @@ def measure(args: argparse.Namespace) -> Soak:
                 url = f"http://127.0.0.1:{port}"
                 asyncio.run(_campaigns(soak, agents, server.pid, url))
                 agents.close()
-        finally:
-            agents.close()
     return soak
 
 

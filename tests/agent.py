@@ -13,55 +13,13 @@ from typing import Any
 import httpx
 import orjson
 
-HOST_DETAILS: dict[str, dict[str, str]] = {
-    "os_version": {
-        "name": "Ubuntu",
-        "version": "22.04.4 LTS (Jammy Jellyfish)",
-        "major": "22",
-        "minor": "4",
-        "patch": "0",
-        "build": "",
-        "platform": "ubuntu",
-        "platform_like": "debian",
-        "codename": "jammy",
-        "arch": "x86_64",
-    },
-    "osquery_info": {
-        "pid": "1234",
-        "uuid": "11111111-2222-3333-4444-555555555555",
-        "instance_id": "aaaa",
-        "version": "5.23.1",
-        "config_hash": "",
-        "config_valid": "0",
-        "extensions": "inactive",
-        "build_platform": "ubuntu",
-        "build_distro": "jammy",
-        "start_time": "1760000000",
-        "watcher": "-1",
-        "platform_mask": "9",
-    },
-    "system_info": {
-        "hostname": "web-01",
-        "uuid": "11111111-2222-3333-4444-555555555555",
-        "cpu_type": "x86_64",
-        "cpu_brand": "Intel(R) Xeon(R)",
-        "cpu_physical_cores": "4",
-        "cpu_logical_cores": "8",
-        "physical_memory": "17179869184",
-        "hardware_vendor": "Dell Inc.",
-        "hardware_model": "PowerEdge R640",
-        "hardware_serial": "SN123",
-        "computer_name": "web-01",
-        "local_hostname": "web-01",
-    },
-}
+from fleetwatch.sim import canned_host
+from fleetwatch.sim.profile import OSQUERY_VERSION
 
 
 def details_for(hostname: str, uuid: str) -> dict[str, dict[str, str]]:
-    details = {k: dict(v) for k, v in HOST_DETAILS.items()}
-    details["system_info"].update(hostname=hostname, uuid=uuid, computer_name=hostname)
-    details["osquery_info"]["uuid"] = uuid
-    return details
+    """The enroll `host_details` of a test host (fleetwatch.sim.canned_host)."""
+    return canned_host.host_details(hostname, uuid, serial="SN123", pid="1234", instance_id="aaaa")
 
 
 class Agent:
@@ -78,7 +36,7 @@ class Agent:
         body = {
             "enroll_secret": self.secret,
             "host_identifier": self.uuid,
-            "platform_type": "9",
+            "platform_type": canned_host.PLATFORM_TYPE,
             "host_details": details_for(self.hostname, self.uuid),
         }
         reply = self.client.post("/api/v1/osquery/enroll", json=body).json()
@@ -88,7 +46,7 @@ class Agent:
 
     def post(self, path: str, body: dict[str, Any], *, gzip_body: bool = False) -> httpx.Response:
         payload = {**body, "node_key": self.node_key}
-        headers = {"Content-Type": "application/json", "User-Agent": "osquery/5.23.1"}
+        headers = {"Content-Type": "application/json", "User-Agent": f"osquery/{OSQUERY_VERSION}"}
         raw = orjson.dumps(payload)
         if gzip_body:
             raw = gzip.compress(raw)

@@ -1,4 +1,5 @@
-"""Shared fixtures: real PostgreSQL and Redis servers, a database per test on either backend."""
+"""Shared fixtures: real PostgreSQL and Redis servers, a database per test on either backend,
+a live server and a client signed in to it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fleetwatch.config import Settings
@@ -112,8 +114,6 @@ def login(
     server: RunningServer, email: str = "admin@example.com", password: str = "admin-password-1"
 ) -> str:
     """A bearer token for the given user (the settings' admin by default)."""
-    import httpx
-
     reply = httpx.post(
         f"{server.url}/api/v1/fleet/login", json={"email": email, "password": password}
     )
@@ -126,3 +126,14 @@ def login(
 def admin_token(live_server: RunningServer) -> str:
     """A bearer token of the admin created from the test settings."""
     return login(live_server)
+
+
+@pytest.fixture
+async def api(live_server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
+    """An async client of the live server, signed in as the admin of the test settings."""
+    settings = live_server.settings
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as client:
+        admin = {"email": settings.admin_email, "password": settings.admin_password}
+        token = (await client.post("/api/v1/fleet/login", json=admin)).json()["token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client

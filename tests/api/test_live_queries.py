@@ -19,7 +19,7 @@ from fleetwatch.config import Settings
 from fleetwatch.dispatch.holds import hold_for
 from fleetwatch.index import now_micros
 from fleetwatch.index.retention import ChangeLogRetention
-from tests.agent import Agent
+from tests.agent import Agent, answer_details
 from tests.conftest import login
 from tests.server import RunningServer, running_server
 
@@ -38,11 +38,7 @@ class Fleet:
         self.agents = [Agent(self.agent_client, SECRET, f"host-{i}", f"uuid-{i}") for i in range(n)]
         for agent in self.agents:
             agent.enroll()
-            queries = agent.post("distributed/read", {}).json()["queries"]
-            agent.post(
-                "distributed/write",
-                {"queries": {q: [] for q in queries}, "statuses": {q: 0 for q in queries}},
-            )
+            answer_details(agent)
         self.ids = [h["id"] for h in self.api.get("/api/v1/fleet/hosts").json()["hosts"]]
 
     def hosts(self) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from bench._lean_wire import (
     offered_queries,
     write_body,
 )
-from bench._processes import memory_kib, process_tree
+from bench._processes import CpuWindow, memory_kib, process_tree
 from bench.bench_fleet import _parse, latency_table, measure, report
 
 
@@ -181,6 +181,16 @@ def test_workers_runs_start_the_cluster_command_and_count_every_process(tmp_path
         proc.wait()
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_cpu_window_counts_from_its_opening_and_a_gone_process_as_nothing() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    window = CpuWindow(os.getpid(), gone.pid)
+    while window.spent()[0] == 0.0:
+        sum(range(100_000))  # this process works until /proc's 10 ms tick shows it
+    own, other = window.spent()
+    assert own > 0 and other == 0.0
 
 
 def memory_kib_of(pid: int) -> int:

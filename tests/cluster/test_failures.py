@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from websockets.sync.client import connect
 
-from tests.agent import Agent
+from tests.agent import Agent, answer_details
 from tests.cluster.harness import ENROLL_SECRET, Cluster
 from tests.cluster.test_continuous_queries import changed_link, create_task, post_doc, stream
 from tests.cluster.test_nodes import clients, eventually, on
@@ -73,11 +73,7 @@ def test_a_node_killed_mid_campaign_loses_no_acknowledged_result(cluster: Cluste
         agents = [Agent(nodes[i % 3], ENROLL_SECRET, f"h{i}", f"u{i}") for i in range(9)]
         for agent in agents:
             agent.enroll()
-            queries = agent.post("distributed/read", {}).json()["queries"]
-            agent.post(
-                "distributed/write",
-                {"queries": {q: [] for q in queries}, "statuses": {q: 0 for q in queries}},
-            )
+            answer_details(agent)
         time.sleep(1.0)  # every node has seen every check-in (seen times are shared)
         reply = nodes[0].post(
             "/api/v1/fleet/queries/run",

@@ -18,7 +18,7 @@ import pytest
 
 from fleetwatch.config import Settings
 from fleetwatch.destinations import DestinationSettings
-from tests.agent import Agent
+from tests.agent import Agent, answer_details
 from tests.api.test_live_queries import SECRET, answer
 from tests.conftest import login
 from tests.receiver import NDJSON, Receiver, running_receiver
@@ -45,11 +45,7 @@ class Operator:
     def enroll(self) -> None:
         for agent in self.agents:
             agent.enroll()
-            queries = agent.post("distributed/read", {}).json()["queries"]
-            agent.post(
-                "distributed/write",
-                {"queries": {q: [] for q in queries}, "statuses": {q: 0 for q in queries}},
-            )
+            answer_details(agent)
 
     def sign_in(self, server: RunningServer) -> None:
         self.api.headers["Authorization"] = f"Bearer {login(server)}"

@@ -7,10 +7,8 @@ even when answers to queries handed out before it arrive afterwards."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from fleetwatch.config import Settings
 from fleetwatch.dispatch.distributed import DistributedResult
@@ -33,16 +31,6 @@ MODERN_OR_BIG = (
 )
 #: A table only Linux hosts have: the query fails elsewhere ("no such table").
 DEBIAN_ONLY = "SELECT 1 FROM deb_packages WHERE name = 'no-such-package'"
-
-
-@pytest.fixture
-async def api(live_server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    settings = live_server.settings
-    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as client:
-        login = {"email": settings.admin_email, "password": settings.admin_password}
-        token = (await client.post("/api/v1/fleet/login", json=login)).json()["token"]
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield client
 
 
 def matches(host: SimHost) -> bool:

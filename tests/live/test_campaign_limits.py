@@ -7,29 +7,14 @@ import time
 
 import pytest
 
-from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
 from fleetwatch.dispatch.distributed import DistributedResult
 from fleetwatch.fleet.errors import Invalid
-from fleetwatch.fleet.host_state import HostState
-from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.targets import Targets
 from fleetwatch.index import DocumentIndex
 from fleetwatch.live.campaign_docs import campaign_link
 from fleetwatch.live.campaign_limits import CampaignLimits, limit_value
-from fleetwatch.live.campaigns import CampaignService
-from tests.agent import details_for
-
-
-async def _fleet(
-    index: DocumentIndex, settings: Settings, n: int
-) -> tuple[CampaignService, list[HostState]]:
-    hosts = HostService(index.db, index, settings)
-    await hosts.load()
-    states = [
-        (await hosts.enroll(f"h{i}", "9", details_for(f"h{i}", f"u{i}"), None))[0] for i in range(n)
-    ]
-    return CampaignService(settings, index, hosts, HostWakeups()), states
+from tests.live.campaign_fleet import campaign_fleet
 
 
 def _rows(n: int, width: int = 1) -> list[dict[str, str]]:
@@ -37,7 +22,7 @@ def _rows(n: int, width: int = 1) -> list[dict[str, str]]:
 
 
 async def test_max_rows_stops_asking_and_keeps_counting(index: DocumentIndex) -> None:
-    campaigns, hosts = await _fleet(index, Settings(), 4)
+    campaigns, hosts = await campaign_fleet(index, Settings(), 4)
     campaign = await campaigns.create("SELECT 1", Targets(all=True), max_rows=5)
     name = f"fleet_distributed_query_{campaign.id}"
     now = time.time()
@@ -65,7 +50,7 @@ async def test_max_rows_stops_asking_and_keeps_counting(index: DocumentIndex) ->
     document = await index.get(campaign_link(campaign.id))
     assert document is not None and document.body["truncated_reason"] == "max_rows"
     # and a node that loads the campaign from the store knows it reached its limit
-    again, _ = await _fleet(index, Settings(), 0)
+    again, _ = await campaign_fleet(index, Settings(), 0)
     await again.load()
     reloaded = await again.get(campaign.id)
     assert reloaded["truncated_reason"] == "max_rows"
@@ -73,7 +58,7 @@ async def test_max_rows_stops_asking_and_keeps_counting(index: DocumentIndex) ->
 
 
 async def test_max_bytes_from_the_settings_default(index: DocumentIndex) -> None:
-    campaigns, hosts = await _fleet(index, Settings(campaign_max_bytes=100), 3)
+    campaigns, hosts = await campaign_fleet(index, Settings(campaign_max_bytes=100), 3)
     campaign = await campaigns.create("SELECT 1", Targets(all=True))
     name = f"fleet_distributed_query_{campaign.id}"
     # each row is {"n":"xxxxx"}: 14 bytes; 7 fit in 100

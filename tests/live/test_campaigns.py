@@ -9,27 +9,20 @@ from typing import Any
 
 import pytest
 
-from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
 from fleetwatch.dispatch.distributed import DistributedResult
 from fleetwatch.fleet.errors import Invalid, NotFound
-from fleetwatch.fleet.host_state import HostState
-from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.targets import Targets
 from fleetwatch.index import DocumentIndex, Write
 from fleetwatch.index.store import Outcome
 from fleetwatch.live.campaign_docs import campaign_link, result_link
-from fleetwatch.live.campaigns import CampaignService
-from tests.agent import details_for
+from tests.live.campaign_fleet import campaign_fleet
 
 
 async def test_finish_and_purge(index: DocumentIndex) -> None:
-    settings = Settings(live_query_result_retention=3600)
-    hosts = HostService(index.db, index, settings)
-    await hosts.load()
-    one, _ = await hosts.enroll("h1", "9", details_for("h1", "u1"), None)
-    two, _ = await hosts.enroll("h2", "9", details_for("h2", "u2"), None)
-    campaigns = CampaignService(settings, index, hosts, HostWakeups())
+    campaigns, (one, two) = await campaign_fleet(
+        index, Settings(live_query_result_retention=3600), 2
+    )
     campaign = await campaigns.create("SELECT 1", Targets(all=True))
     name = f"fleet_distributed_query_{campaign.id}"
     assert campaigns.queries_for(one, time.time()) == {name: "SELECT 1"}
@@ -51,21 +44,10 @@ async def test_finish_and_purge(index: DocumentIndex) -> None:
         await campaigns.get(campaign.id)
 
 
-async def _fleet(
-    index: DocumentIndex, settings: Settings, n: int
-) -> tuple[CampaignService, list[HostState]]:
-    hosts = HostService(index.db, index, settings)
-    await hosts.load()
-    states = [
-        (await hosts.enroll(f"h{i}", "9", details_for(f"h{i}", f"u{i}"), None))[0] for i in range(n)
-    ]
-    return CampaignService(settings, index, hosts, HostWakeups()), states
-
-
 async def test_a_campaign_every_host_answered_is_let_go_of_before_its_queue_expiry(
     index: DocumentIndex,
 ) -> None:
-    campaigns, states = await _fleet(index, Settings(), 3)
+    campaigns, states = await campaign_fleet(index, Settings(), 3)
     kept = []
     for _ in range(3):  # queued for offline hosts by default: a day before it expires
         campaign = await campaigns.create("SELECT 1", Targets(all=True))
@@ -86,7 +68,7 @@ async def test_a_campaign_every_host_answered_is_let_go_of_before_its_queue_expi
 
 
 async def test_late_answers_leave_non_responders_and_count_as_late(index: DocumentIndex) -> None:
-    campaigns, (one, two, three) = await _fleet(index, Settings(), 3)
+    campaigns, (one, two, three) = await campaign_fleet(index, Settings(), 3)
     campaign = await campaigns.create("SELECT 1", Targets(all=True), timeout=5)
     name = f"fleet_distributed_query_{campaign.id}"
     await campaigns.ingest(one, [DistributedResult(name, [{"a": "1"}], 0, "")])
@@ -114,7 +96,7 @@ async def test_late_answers_leave_non_responders_and_count_as_late(index: Docume
     assert document.body["non_responders"] == [three.id]
     assert document.body["totals"]["late"] == 1
     # a node that loads it from the store tells the same story
-    again, _ = await _fleet(index, Settings(), 0)
+    again, _ = await campaign_fleet(index, Settings(), 0)
     await again.load()
     reloaded = await again.get(campaign.id)
     assert reloaded["non_responders"] == [three.id] and reloaded["totals"]["late"] == 1
@@ -126,7 +108,7 @@ async def test_truncated_results_say_which_cap(index: DocumentIndex) -> None:
         live_query_max_rows_per_campaign=5,
         live_query_max_result_bytes=1024,
     )
-    campaigns, hosts = await _fleet(index, settings, 4)
+    campaigns, hosts = await campaign_fleet(index, settings, 4)
     campaign = await campaigns.create("SELECT 1", Targets(all=True))
     name = f"fleet_distributed_query_{campaign.id}"
     small = [{"n": str(i)} for i in range(4)]
@@ -158,7 +140,7 @@ async def test_truncated_results_say_which_cap(index: DocumentIndex) -> None:
 
 
 async def test_a_zero_timeout_is_refused_as_not_greater_than_zero(index: DocumentIndex) -> None:
-    campaigns, _ = await _fleet(index, Settings(), 1)
+    campaigns, _ = await campaign_fleet(index, Settings(), 1)
     for timeout in (0, -1, 86401):
         with pytest.raises(Invalid, match="greater than 0 and at most 86400 seconds"):
             await campaigns.create("SELECT 1", Targets(all=True), timeout=timeout)
@@ -170,13 +152,7 @@ async def test_wait_ends_once_every_answer_is_readable_and_the_reply_is_one_inst
     """An answer claimed but not yet committed when the others commit: the wait goes on
     until it is readable (and the finished status is committed), and the campaign, totals
     and results read after it describe the same instant (issues 15 and 16)."""
-    settings = Settings()
-    hosts = HostService(index.db, index, settings)
-    await hosts.load()
-    agents = [
-        (await hosts.enroll(f"h{i}", "9", details_for(f"h{i}", f"u{i}"), None))[0] for i in range(3)
-    ]
-    campaigns = CampaignService(settings, index, hosts, HostWakeups())
+    campaigns, agents = await campaign_fleet(index, Settings(), 3)
     campaign = await campaigns.create("SELECT 1", Targets(all=True))
     name = f"fleet_distributed_query_{campaign.id}"
     late = result_link(campaign.id, agents[0].id)

@@ -17,7 +17,7 @@ import httpx
 from websockets.sync.client import connect
 
 from fleetwatch.config import Settings
-from tests.agent import Agent, wait_for_long_hold
+from tests.agent import Agent, answer_details, wait_for_long_hold
 from tests.conftest import login
 from tests.server import cluster_node_settings, running_server
 from tests.services import PostgresServer
@@ -51,11 +51,7 @@ def test_campaign_created_on_one_node_runs_on_the_other(
         agents = [Agent(client_a, SECRET, f"host-{i}", f"uuid-{i}") for i in range(3)]
         for agent in agents:
             agent.enroll()
-            queries = _read(agent)  # detail queries: answer them so the host is complete
-            agent.post(
-                "distributed/write",
-                {"queries": {q: [] for q in queries}, "statuses": {q: 0 for q in queries}},
-            )
+            answer_details(agent)  # detail queries: answer them so the host is complete
         time.sleep(0.5)  # seen times flushed: node B sees the hosts online when it loads
         with (
             running_server(_settings(database_url, redis_url, tmp_path / "b")) as b,

@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 import pytest
 
-from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
 from fleetwatch.dispatch.distributed import DistributedResult
 from fleetwatch.fleet.errors import Invalid
@@ -29,20 +28,14 @@ from fleetwatch.live.result_pages import (
     TargetListCache,
 )
 from fleetwatch.query import keyset
-from tests.agent import details_for
+from tests.live.campaign_fleet import campaign_fleet
 
 
 async def _campaign(
     index: DocumentIndex, n: int
 ) -> tuple[CampaignService, HostService, list[HostState], Campaign]:
-    settings = Settings()
-    hosts = HostService(index.db, index, settings)
-    await hosts.load()
-    states = [
-        (await hosts.enroll(f"h{i}", "9", details_for(f"h{i}", f"u{i}"), None))[0] for i in range(n)
-    ]
-    campaigns = CampaignService(settings, index, hosts, HostWakeups())
-    return campaigns, hosts, states, await campaigns.create("SELECT 1", Targets(all=True))
+    campaigns, states = await campaign_fleet(index, Settings(), n)
+    return campaigns, campaigns.hosts, states, await campaigns.create("SELECT 1", Targets(all=True))
 
 
 async def _answer(

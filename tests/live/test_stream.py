@@ -7,16 +7,13 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from fleetwatch.bus.wakeups import HostWakeups
 from fleetwatch.config import Settings
 from fleetwatch.dispatch.distributed import DistributedResult
-from fleetwatch.fleet.hosts import HostService
 from fleetwatch.fleet.targets import Targets
 from fleetwatch.index import DocumentIndex
-from fleetwatch.live.campaigns import CampaignService
 from fleetwatch.live.stream import StreamMessage, campaign_stream
 from fleetwatch.query.subscriptions import SubscriptionHub
-from tests.agent import details_for
+from tests.live.campaign_fleet import campaign_fleet
 
 
 async def _until_result(stream: AsyncIterator[list[StreamMessage]]) -> StreamMessage:
@@ -39,13 +36,9 @@ async def test_a_result_is_made_and_serialized_once_for_every_stream(
 ) -> None:
     """Two watchers of one campaign get the same message object for a new result, so its
     view and its JSON are made once, not once per subscriber."""
-    settings = Settings()
-    hosts = HostService(index.db, index, settings)
-    await hosts.load()
-    host, _ = await hosts.enroll("h1", "9", details_for("h1", "u1"), None)
+    campaigns, (host,) = await campaign_fleet(index, Settings(), 1)
     hub = SubscriptionHub(index, queue_limit=1000)
     hub.start()
-    campaigns = CampaignService(settings, index, hosts, HostWakeups())
     campaign = await campaigns.create("SELECT 1", Targets(all=True))
     first = campaign_stream(campaigns, hub, campaign.id)
     second = campaign_stream(campaigns, hub, campaign.id)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
 from fleetwatch.sim import AgentFlags, Churn, Fleet
 from tests.server import RunningServer
@@ -18,16 +16,6 @@ from tests.sim.agent_server import READ, AgentServer
 
 SECRET = "test-enroll-secret"
 QUICK = AgentFlags(retry_unit=0.1, tls_enroll_max_interval=1)
-
-
-@pytest.fixture
-async def api(live_server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    settings = live_server.settings
-    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as client:
-        login = {"email": settings.admin_email, "password": settings.admin_password}
-        token = (await client.post("/api/v1/fleet/login", json=login)).json()["token"]
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield client
 
 
 async def eventually(check: Any, timeout: float = 20.0) -> None:
