@@ -7,12 +7,14 @@ while it holds the write lock: 10-25 ms under load, and every write queued behin
 (bench group_counts: the writer's slowest transactions were these commits). Here a thread
 of its own, on a connection of its own, runs `PRAGMA wal_checkpoint(PASSIVE)` every
 `INTERVAL` seconds: it copies what is committed without taking the write lock or waiting
-for readers, and the sqlite3 module releases the GIL for it. The writer then finds the log
-already copied and starts it over from the beginning instead of copying it itself.
+for readers, and the sqlite3 module releases the GIL for it.
 
-Auto-checkpoint stays on as the backstop: a passive checkpoint alone cannot always catch up
-with a busy writer (with auto-checkpoint off the log grew without bound in a trial), and a
-long read holding an old snapshot stops both until it ends.
+Auto-checkpoint stays on: it is what starts the log over. Under steady writes a passive
+checkpoint never finds the whole log copied (frames are appended while it copies), so with
+auto-checkpoint off the log grew without bound in a trial; with it on, the commit that
+passes 1,000 pages finds all but the last few hundred frames already copied (bench
+group_counts: writer commits over 5 ms went from ~2 a second to none, the log still
+bounded at ~1,000 frames). A long read holding an old snapshot stops both until it ends.
 """
 
 from __future__ import annotations
