@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from fleetwatch.numeric_text import SQLITE_FUNCTION, numeric_value
 from fleetwatch.storage import sqlite_functions
+from fleetwatch.storage.checkpoints import Checkpointer
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: PostgreSQL advisory lock key held while migrating ("fwmigr").
@@ -63,6 +64,9 @@ class Database:
         self._write_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         #: SQLite: a synchronous engine and its one thread, for `run_write` (made on first use).
         self._sync: tuple[Engine, ThreadPoolExecutor] | None = None
+        #: SQLite: the background WAL checkpoints (`fleetwatch.storage.checkpoints`),
+        #: started with the writer thread.
+        self.checkpointer: Checkpointer | None = None
 
     @property
     def dialect(self) -> str:
@@ -168,14 +172,22 @@ class Database:
             )
             event.listen(engine, "connect", _sqlite_pragmas)
             self._sync = (engine, ThreadPoolExecutor(1, thread_name_prefix="fleetwatch-sqlite"))
+            database = make_url(self.url).database
+            assert database is not None  # a file: the constructor refuses anything else
+            self.checkpointer = Checkpointer(Path(database))
+            self.checkpointer.start()
         return self._sync
 
     async def dispose(self) -> None:
         if self._sync is not None:
             engine, thread = self._sync
             self._sync = None
+            loop = asyncio.get_running_loop()
+            if self.checkpointer is not None:
+                # Joined off the loop: it may be in the middle of a checkpoint.
+                await loop.run_in_executor(thread, self.checkpointer.stop)
             # The connection belongs to the writer thread: close it there.
-            await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
+            await loop.run_in_executor(thread, engine.dispose)
             thread.shutdown(wait=True)
         await self.engine.dispose()
 
