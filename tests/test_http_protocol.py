@@ -17,7 +17,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from fleetwatch.agent_protocol import AgentProtocol
 from fleetwatch.config import Settings
 from fleetwatch.http_protocol import (
     DISCONNECT,
@@ -26,6 +25,7 @@ from fleetwatch.http_protocol import (
     checked_protocol,
     uvicorn_internals_problem,
 )
+from fleetwatch.osquery.protocol import AgentProtocol
 from fleetwatch.server import uvicorn_config
 from tests.services import free_port
 

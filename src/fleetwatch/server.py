@@ -9,11 +9,11 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from fleetwatch.agent_protocol import checked_agent_protocol
 from fleetwatch.app import create_app
 from fleetwatch.config import Settings
 from fleetwatch.ops.heap import HeapTrimmer
 from fleetwatch.ops.logs import configure_logging
+from fleetwatch.osquery.protocol import checked_agent_protocol
 from fleetwatch.tls import ensure_self_signed
 
 
@@ -47,7 +47,7 @@ def uvicorn_config(settings: Settings, app: Any = None) -> uvicorn.Config:
         timeout_keep_alive=75,
         proxy_headers=True,
         # A sized response (every agent reply) in one socket write instead of two, and
-        # agents' POSTs served in the protocol itself (fleetwatch/agent_protocol.py).
+        # agents' POSTs served in the protocol itself (fleetwatch/osquery/protocol.py).
         http=protocol,
         **ssl,  # type: ignore[arg-type]
     )

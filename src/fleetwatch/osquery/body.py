@@ -77,7 +77,7 @@ class BodyReader:
     The constructor checks the headers (a declared Content-Length over the limit, an
     unsupported Content-Encoding), `feed` each chunk as it arrives, `finish` the body;
     each raises BodyError when the body cannot be used. Shared by the ASGI reader above and
-    the agent protocol (fleetwatch.agent_protocol), which reads bodies without ASGI.
+    the agent protocol (fleetwatch.osquery.protocol), which reads bodies without ASGI.
     """
 
     __slots__ = ("limit", "encoding", "inflater", "raw_size", "out_size", "chunks")

@@ -34,7 +34,7 @@ class AgentRequest:
         self.scope = scope
         self.receive = receive
         self.services = services
-        #: The body already read (fleetwatch.agent_protocol reads it before the handler
+        #: The body already read (fleetwatch.osquery.protocol reads it before the handler
         #: runs), or why it cannot be used; None: read it from `receive`.
         self.body = body
 
