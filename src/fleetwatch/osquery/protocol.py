@@ -299,6 +299,10 @@ class AgentProtocol(OneWriteProtocol):
         call.response_complete = True
         if self.serving is call:
             self.serving = None
+        # The call and its scope refer to each other through the DISCONNECT extension:
+        # undone, so that reference counting frees them now rather than the collector later.
+        call.gone = None
+        call.scope.pop("extensions", None)
         transport = self.transport
         if not call.disconnected and not transport.is_closing():
             parts = [httptools_impl.STATUS_LINE[answer.status]]
