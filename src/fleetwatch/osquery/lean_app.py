@@ -13,6 +13,10 @@ the app's exception handlers for anything a handler raises. Agent requests pass 
 `AgentLane` (osquery/lane.py) so that user requests keep their turns, after `Admission`
 (osquery/admission.py) has shed what would not be answered before osquery gives up. Other
 methods on these paths (405) and every other path go through FastAPI as before.
+
+Under `fleetwatch serve` the same requests do not even reach ASGI: the HTTP protocol
+(osquery/protocol.py) reads their bodies and runs `shed`, `admitted` and `answer` itself and
+writes the response; `serve` is the path under any other server (tests, other protocols).
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ upgrades, or when uvicorn limits concurrency) goes through uvicorn's own path un
 
 The uvicorn internals used beyond `OneWriteProtocol`'s are the protocol's per-request state
 (`parser`, `url`, `scope`, `headers`, `expect_100_continue`, `cycle`, `pipeline`, `flow`),
-its `on_response_complete` and `STATUS_LINE`; `agent_protocol_problem` checks them.
+its `on_response_complete`, `STATUS_LINE` and the proxy-headers middleware's trusted hosts;
+`agent_protocol_problem` checks them (and `fleetwatch serve` stops if one is gone).
 """
 
 from __future__ import annotations
@@ -397,6 +398,9 @@ def agent_protocol_problem(protocol: type[Any] = httptools_impl.HttpToolsProtoco
     `OneWriteProtocol`'s, or None."""
     if not isinstance(getattr(httptools_impl, "STATUS_LINE", None), dict):
         return "httptools_impl.STATUS_LINE is gone"
+    trusted = getattr(ProxyHeadersMiddleware(None), "trusted_hosts", None)  # type: ignore[arg-type]
+    if not hasattr(trusted, "get_trusted_client_address"):
+        return "ProxyHeadersMiddleware.trusted_hosts no longer resolves X-Forwarded-For"
     for method, names in _STATE:
         code = getattr(getattr(protocol, method, None), "__code__", None)
         used = set(code.co_names) if code is not None else set()
