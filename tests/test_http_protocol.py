@@ -25,6 +25,7 @@ from fleetwatch.http_protocol import (
     checked_protocol,
     uvicorn_internals_problem,
 )
+from fleetwatch.osquery.protocol import AgentProtocol
 from fleetwatch.server import uvicorn_config
 from tests.services import free_port
 
@@ -141,7 +142,7 @@ def test_sized_responses_go_out_in_one_write() -> None:
 
 def test_fleetwatch_serve_uses_it(tmp_path: Any) -> None:
     config = uvicorn_config(Settings(data_dir=tmp_path / "data", port=free_port()))
-    assert config.http is OneWriteProtocol
+    assert config.http is AgentProtocol
 
 
 def test_the_app_is_told_when_a_client_goes_away_before_its_answer() -> None:

@@ -11,9 +11,9 @@ from fastapi import FastAPI
 
 from fleetwatch.app import create_app
 from fleetwatch.config import Settings
-from fleetwatch.http_protocol import checked_protocol
 from fleetwatch.ops.heap import HeapTrimmer
 from fleetwatch.ops.logs import configure_logging
+from fleetwatch.osquery.protocol import checked_agent_protocol
 from fleetwatch.tls import ensure_self_signed
 
 
@@ -22,7 +22,7 @@ def uvicorn_config(settings: Settings, app: Any = None) -> uvicorn.Config:
     `app` (default: the app made from the settings here)."""
     try:
         # uvicorn internals it needs are checked first: a changed uvicorn stops start-up
-        protocol = checked_protocol()
+        protocol = checked_agent_protocol()
     except RuntimeError as exc:
         raise SystemExit(f"fleetwatch: {exc}") from None
     ssl: dict[str, str] = {}
@@ -46,7 +46,8 @@ def uvicorn_config(settings: Settings, app: Any = None) -> uvicorn.Config:
         # osquery keeps connections alive; long-polls hold them up to distributed_hold.
         timeout_keep_alive=75,
         proxy_headers=True,
-        # A sized response (every agent reply) in one socket write instead of two.
+        # A sized response (every agent reply) in one socket write instead of two, and
+        # agents' POSTs served in the protocol itself (fleetwatch/osquery/protocol.py).
         http=protocol,
         **ssl,  # type: ignore[arg-type]
     )

@@ -54,18 +54,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_raw(headers: Headers, receive: Receive, limit: int) -> bytes:
     """`read_body` from an ASGI header list and receive channel."""
-    declared = header_in(headers, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit, "the declared Content-Length")
-    encoding = (header_in(headers, b"content-encoding") or "").strip().lower()
-    if encoding not in ("", "identity", "gzip", "deflate"):
-        raise BodyError(400, f"unsupported Content-Encoding {encoding!r}; send gzip or none")
-    compressed = encoding in ("gzip", "deflate")
-    # wbits 47 auto-detects gzip or zlib framing.
-    inflater = zlib.decompressobj(wbits=47) if compressed else None
-    raw_size = 0
-    chunks: list[bytes] = []
-    out_size = 0
+    reader = BodyReader(headers, limit)
     more = True
     # The ASGI messages as Starlette's `Request.stream()` reads them, without a generator.
     while more:
@@ -77,37 +66,77 @@ async def read_raw(headers: Headers, receive: Receive, limit: int) -> bytes:
             continue
         more = message.get("more_body", False)
         chunk: bytes = message.get("body", b"")
-        if not chunk:
-            continue
-        raw_size += len(chunk)
-        if raw_size > limit:
+        if chunk:
+            reader.feed(chunk)
+    return reader.finish()
+
+
+class BodyReader:
+    """A body read chunk by chunk, bounded by `limit` before and after decompression.
+
+    The constructor checks the headers (a declared Content-Length over the limit, an
+    unsupported Content-Encoding), `feed` each chunk as it arrives, `finish` the body;
+    each raises BodyError when the body cannot be used. Shared by the ASGI reader above and
+    the agent protocol (fleetwatch.osquery.protocol), which reads bodies without ASGI.
+    """
+
+    __slots__ = ("limit", "encoding", "inflater", "raw_size", "out_size", "chunks")
+
+    def __init__(self, headers: Headers, limit: int) -> None:
+        declared = header_in(headers, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit, "the declared Content-Length")
+        encoding = (header_in(headers, b"content-encoding") or "").strip().lower()
+        if encoding not in ("", "identity", "gzip", "deflate"):
+            raise BodyError(400, f"unsupported Content-Encoding {encoding!r}; send gzip or none")
+        self.limit = limit
+        self.encoding = encoding
+        # wbits 47 auto-detects gzip or zlib framing.
+        compressed = encoding in ("gzip", "deflate")
+        self.inflater = zlib.decompressobj(wbits=47) if compressed else None
+        self.raw_size = 0
+        self.out_size = 0
+        self.chunks: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next chunk of the body as it came over the wire."""
+        limit = self.limit
+        self.raw_size += len(chunk)
+        if self.raw_size > limit:
             raise _too_large(limit, "the body")
+        inflater = self.inflater
         if inflater is None:
-            chunks.append(chunk)
-            continue
+            self.chunks.append(chunk)
+            return
         try:
-            piece = inflater.decompress(chunk, limit - out_size + 1)
+            piece = inflater.decompress(chunk, limit - self.out_size + 1)
             while True:
-                out_size += len(piece)
-                if out_size > limit:
+                self.out_size += len(piece)
+                if self.out_size > limit:
                     raise _too_large(limit, "the decompressed body")
-                chunks.append(piece)
+                self.chunks.append(piece)
                 if not inflater.unconsumed_tail:
                     break
-                piece = inflater.decompress(inflater.unconsumed_tail, limit - out_size + 1)
+                piece = inflater.decompress(inflater.unconsumed_tail, limit - self.out_size + 1)
         except zlib.error as exc:
-            raise BodyError(400, f"the body is not valid {encoding} data ({exc})") from exc
-    if inflater is not None:
-        try:
-            tail = inflater.flush()
-        except zlib.error as exc:
-            raise BodyError(400, f"the body is not valid {encoding} data ({exc})") from exc
-        if out_size + len(tail) > limit:
-            raise _too_large(limit, "the decompressed body")
-        chunks.append(tail)
-        if not inflater.eof:
-            raise BodyError(400, f"the {encoding} body is truncated")
-    return b"".join(chunks)
+            raise BodyError(400, f"the body is not valid {self.encoding} data ({exc})") from exc
+
+    def finish(self) -> bytes:
+        """The whole (decompressed) body, once every chunk was fed."""
+        inflater = self.inflater
+        chunks = self.chunks
+        if inflater is not None:
+            encoding = self.encoding
+            try:
+                tail = inflater.flush()
+            except zlib.error as exc:
+                raise BodyError(400, f"the body is not valid {encoding} data ({exc})") from exc
+            if self.out_size + len(tail) > self.limit:
+                raise _too_large(self.limit, "the decompressed body")
+            chunks.append(tail)
+            if not inflater.eof:
+                raise BodyError(400, f"the {encoding} body is truncated")
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:

@@ -15,19 +15,28 @@ import orjson
 from starlette.types import Receive, Scope
 
 from fleetwatch.http_protocol import DISCONNECT
-from fleetwatch.osquery.body import Headers, header_in, parse_json_object, read_raw
+from fleetwatch.osquery.body import BodyError, Headers, header_in, parse_json_object, read_raw
 from fleetwatch.services import Services
 
 
 class AgentRequest:
     """An agent's request: its ASGI scope and receive channel, and the server's services."""
 
-    __slots__ = ("scope", "receive", "services")
+    __slots__ = ("scope", "receive", "services", "body")
 
-    def __init__(self, scope: Scope, receive: Receive, services: Services) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        services: Services,
+        body: bytes | BodyError | None = None,
+    ) -> None:
         self.scope = scope
         self.receive = receive
         self.services = services
+        #: The body already read (fleetwatch.osquery.protocol reads it before the handler
+        #: runs), or why it cannot be used; None: read it from `receive`.
+        self.body = body
 
     @property
     def headers(self) -> Headers:
@@ -54,8 +63,13 @@ class AgentRequest:
 
     async def json_object(self) -> dict[str, Any]:
         """The body as a JSON object, bounded by --max-body-bytes (BodyError if not)."""
-        limit = self.services.settings.max_body_bytes
-        return parse_json_object(await read_raw(self.scope["headers"], self.receive, limit))
+        body = self.body
+        if body is None:
+            limit = self.services.settings.max_body_bytes
+            body = await read_raw(self.scope["headers"], self.receive, limit)
+        elif isinstance(body, BodyError):
+            raise body
+        return parse_json_object(body)
 
 
 @dataclass(frozen=True, slots=True)

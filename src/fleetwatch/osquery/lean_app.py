@@ -13,6 +13,10 @@ the app's exception handlers for anything a handler raises. Agent requests pass 
 `AgentLane` (osquery/lane.py) so that user requests keep their turns, after `Admission`
 (osquery/admission.py) has shed what would not be answered before osquery gives up. Other
 methods on these paths (405) and every other path go through FastAPI as before.
+
+Under `fleetwatch serve` the same requests do not even reach ASGI: the HTTP protocol
+(osquery/protocol.py) reads their bodies and runs `shed`, `admitted` and `answer` itself and
+writes the response; `serve` is the path under any other server (tests, other protocols).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from fleetwatch.ops.logs import REQUEST, RequestContext
 from fleetwatch.ops.metrics import AGENT_ENDPOINTS, AdmissionGauges
 from fleetwatch.ops.middleware import incoming_request_id, record_request
 from fleetwatch.osquery.admission import Admission
-from fleetwatch.osquery.call import AgentRequest
+from fleetwatch.osquery.call import AgentRequest, Reply
 from fleetwatch.osquery.lane import AgentLane
 from fleetwatch.osquery.routes import HANDLERS, PREFIXES, Handler
 from fleetwatch.services import Services
@@ -80,47 +84,69 @@ class LeanAgentApp:
         self._prefix = os.urandom(4).hex()
         self._ids = count(1)
 
-    async def serve(self, route: AgentRoute, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer one agent POST."""
-        start = time.perf_counter()
+    def request_id(self, scope: Scope) -> str:
+        """The request's id: the caller's X-Request-ID if acceptable, else a new one."""
         request_id = incoming_request_id(scope)
         if request_id is None:
             request_id = f"{self._prefix}-{next(self._ids)}"
-        token = REQUEST.set(RequestContext(request_id))
-        status = 500
-        end: float | None = None
-        unhandled: Exception | None = None
-        ticket: int | None = None
+        return request_id
+
+    def shed(self, route: AgentRoute) -> Reply | None:
+        """The answer to a request shed as it arrives (see osquery/admission.py), or None
+        to serve it; counted by endpoint and reason."""
+        shed = self.admission.refusal(route.enroll)
+        if shed is None:
+            return None
+        self.metrics.agent_shed.add((AGENT_ENDPOINTS[route.path], shed))
+        return self.admission.shed_reply(route.enroll)
+
+    def admitted(self, route: AgentRoute) -> int | None:
+        """A request not shed: an enroll is counted in progress from here (its body still
+        to read); its ticket, for `answer` (or `enroll_ended`)."""
+        return self.admission.enroll_started() if route.enroll else None
+
+    async def answer(self, route: AgentRoute, request: AgentRequest, ticket: int | None) -> Answer:
+        """Run the request's handler through the lane; the response to send, and an error
+        to raise once it is sent (see `_handled`). Ends the enroll `ticket`."""
         try:
             try:
-                shed = self.admission.refusal(route.enroll)
-                if shed is not None:
-                    # Answered now, body unread: queued, it would be answered too late.
-                    self.metrics.agent_shed.add((AGENT_ENDPOINTS[route.path], shed))
-                    answer = self.admission.shed_reply(route.enroll)
-                else:
-                    if route.enroll:
-                        ticket = self.admission.enroll_started()
-                    # Through the lane: a burst of agents leaves user requests their turns.
-                    await self.lane.enter()
-                    answer = await route.handler(AgentRequest(scope, receive, self.services))
-                body = answer.body
-                headers = [(b"content-length", b"%d" % len(body)), _JSON, *answer.headers]
-                status = answer.status
+                # Through the lane: a burst of agents leaves user requests their turns.
+                await self.lane.enter()
+                return sized(await route.handler(request))
             except Exception as exc:
-                response, unhandled = await self._handled(scope, receive, route, exc)
-                body = bytes(response.body)
+                response, unhandled = await self._handled(
+                    request.scope, request.receive, route, exc
+                )
                 headers = list(response.raw_headers)
-                status = response.status_code
-            headers.append((b"x-request-id", request_id.encode()))
-            end = time.perf_counter()
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            if unhandled is not None:
-                raise unhandled
+                return Answer(response.status_code, headers, bytes(response.body), unhandled)
         finally:
             if ticket is not None:
                 self.admission.enroll_ended(ticket)
+
+    async def serve(self, route: AgentRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one agent POST (from ASGI)."""
+        start = time.perf_counter()
+        request_id = self.request_id(scope)
+        token = REQUEST.set(RequestContext(request_id))
+        status = 500
+        end: float | None = None
+        try:
+            shed = self.shed(route)
+            if shed is not None:
+                # Answered now, body unread: queued, it would be answered too late.
+                answer = sized(shed)
+            else:
+                request = AgentRequest(scope, receive, self.services)
+                answer = await self.answer(route, request, self.admitted(route))
+            status = answer.status
+            headers = answer.headers
+            headers.append((b"x-request-id", request_id.encode()))
+            end = time.perf_counter()
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": answer.body})
+            if answer.unhandled is not None:
+                raise answer.unhandled
+        finally:
             if end is None:
                 end = time.perf_counter()
             record_request(self.metrics, scope, route.path, status, end - start)
@@ -148,6 +174,25 @@ class LeanAgentApp:
             if fallback is None:
                 raise
             return await _respond(fallback(request, error)), error
+
+
+@dataclass(slots=True)
+class Answer:
+    """A response to send: status, headers (X-Request-ID still to add), body; and an error
+    the exception handlers did not recognise, raised once the response is sent."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    unhandled: Exception | None = None
+
+
+def sized(answer: Reply) -> Answer:
+    """A handler's reply as sent: its JSON body with its Content-Length."""
+    body = answer.body
+    return Answer(
+        answer.status, [(b"content-length", b"%d" % len(body)), _JSON, *answer.headers], body
+    )
 
 
 async def _respond(result: Response | Awaitable[Response]) -> Response:
