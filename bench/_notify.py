@@ -47,14 +47,14 @@ def _serve(settings_kwargs: dict[str, Any], build: Build, gc_tuning: bool, probe
     from fastapi import FastAPI
 
     from fleetwatch.config import Settings
-    from fleetwatch.server import tune_gc, uvicorn_config
+    from fleetwatch.server import tune_memory, uvicorn_config
 
     settings = Settings(**settings_kwargs)
     config = uvicorn_config(settings)  # what `fleetwatch serve` runs
     app = config.app
     assert isinstance(app, FastAPI)
     if gc_tuning:
-        app.state.tune_gc = tune_gc  # as run_server sets it
+        app.state.tune_gc = tune_memory  # as run_server sets it (GC tuning, heap trimmer)
     if probe:
         from bench._server_probe import install
 

@@ -95,6 +95,7 @@ class AgentCall:
         "gone",
         "start",
         "request_id",
+        "context",
         "message_event",
     )
 
@@ -129,6 +130,9 @@ class AgentCall:
         self.gone: Any = None
         self.start = 0.0
         self.request_id = ""
+        #: What its log lines share (the handler binds the agent's host to it): made at its
+        #: turn, used by the handler's lines and the access line alike.
+        self.context: RequestContext | None = None
         self.message_event = _NO_EVENT
 
     def when_gone(self, callback: Any) -> None:
@@ -240,6 +244,7 @@ class AgentProtocol(OneWriteProtocol):
         lean = call.lean
         call.start = time.perf_counter()
         call.request_id = lean.request_id(call.scope)
+        call.context = RequestContext(call.request_id)
         self.serving = call
         shed = lean.shed(call.route)
         if shed is not None:
@@ -269,7 +274,7 @@ class AgentProtocol(OneWriteProtocol):
         self.tasks.add(task)
 
     async def _serve(self, call: AgentCall) -> None:
-        token = REQUEST.set(RequestContext(call.request_id))
+        token = REQUEST.set(call.context)
         try:
             lean = call.lean
             request = AgentRequest(call.scope, call.receive, lean.services, call.body)
@@ -324,7 +329,8 @@ class AgentProtocol(OneWriteProtocol):
             transport.close()
 
     def _record(self, call: AgentCall, status: int, end: float) -> None:
-        token = REQUEST.set(RequestContext(call.request_id))
+        # The call's own context: the access line carries the host the handler bound.
+        token = REQUEST.set(call.context)
         try:
             record_request(call.lean.metrics, call.scope, call.route.path, status, end - call.start)
         finally:
