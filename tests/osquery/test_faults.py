@@ -107,6 +107,32 @@ def _wait_until(predicate: Any, what: str, limit: float = 60.0) -> None:
 
 # --- a host that goes away mid-hold ---------------------------------------------------------
 
+
+def leave_mid_hold(server: RunningServer, host: RawHost) -> None:
+    """Send `host`'s read on a new connection, close it once the read is held, and check it
+    is let go when its client left, not at the end of its hold (the caller makes the hold at
+    least 10 s away): no waiter, no timer, nothing in the lane, no enroll counted."""
+    services = server.services
+
+    async def leave() -> None:
+        connection = await RawConnection.open(server.url)
+        head, body = post_bytes(READ, orjson.dumps({"node_key": host.node_key}), host.node_key)
+        await connection.send(head + body)
+        await asyncio.to_thread(
+            _wait_until, lambda: services.wakeups.waiting == 1, "the read was never held"
+        )
+        await connection.close()
+
+    asyncio.run(leave())
+    _wait_until(
+        lambda: services.wakeups.waiting == 0 and not services.wakeups.deadlines(),
+        "the held read outlived its client",
+        limit=8.0,
+    )
+    lean = server.app.lean  # type: ignore[attr-defined]
+    assert lean.lane.waiting == 0 and lean.admission.enrolling == 0
+
+
 HOLD = 60.0
 
 
@@ -131,25 +157,7 @@ def test_a_host_that_leaves_mid_hold_is_let_go_and_comes_back(holding: RunningSe
     # a read sent now is held at least 10 s (holds are spread by the host's slot)
     wait_for_long_hold(host_id, HOLD, holding.settings.distributed_interval, share=1 / 6)
 
-    async def leave_mid_hold() -> None:
-        connection = await RawConnection.open(holding.url)
-        head, body = post_bytes(READ, orjson.dumps({"node_key": host.node_key}), host.node_key)
-        await connection.send(head + body)
-        await asyncio.to_thread(
-            _wait_until, lambda: services.wakeups.waiting == 1, "the read was never held"
-        )
-        await connection.close()
-
-    asyncio.run(leave_mid_hold())
-    # let go when it left, not at the end of its hold (at least 10 s away): no waiter, no
-    # timer, nothing in the lane
-    _wait_until(
-        lambda: services.wakeups.waiting == 0 and not services.wakeups.deadlines(),
-        "the held read outlived its client",
-        limit=8.0,
-    )
-    lean = holding.app.lean  # type: ignore[attr-defined]
-    assert lean.lane.waiting == 0 and lean.admission.enrolling == 0
+    leave_mid_hold(holding, host)
 
     # it comes back on a new connection: its key works, and a held read is woken by work
     with httpx.Client(base_url=holding.url, timeout=30) as client:

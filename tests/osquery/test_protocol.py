@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +21,7 @@ from fleetwatch.osquery.protocol import (
     checked_agent_protocol,
 )
 from tests.agent import wait_for_long_hold
-from tests.osquery.test_faults import RawHost
+from tests.osquery.test_faults import RawHost, leave_mid_hold
 from tests.raw_http import enroll_body
 from tests.server import RunningServer, running_server
 
@@ -291,18 +290,10 @@ def holding(server_settings: Settings) -> Iterator[RunningServer]:
         yield s
 
 
-def _wait_until(predicate: Callable[[], bool], what: str, limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 def test_a_client_gone_mid_hold_is_let_go_at_once(holding: RunningServer) -> None:
     """A held read served by the protocol is let go when its client leaves, not at the end
     of its hold, and nothing is left counted. (A request pipelined behind a held read pauses
     reading, as uvicorn does, so a client leaving then is seen only once the hold ends.)"""
-    services = holding.services
     host = RawHost(holding.url, "pipeliner")
 
     async def setup() -> None:
@@ -313,20 +304,5 @@ def test_a_client_gone_mid_hold_is_let_go_at_once(holding: RunningServer) -> Non
     asyncio.run(setup())
     wait_for_long_hold(host.host_id(holding), HOLD, holding.settings.distributed_interval, 1 / 6)
     asgi = asgi_calls(holding)
-
-    async def leave() -> None:
-        wire = await Wire.open(holding.url)
-        await wire.send(post(READ, keyed(host.node_key)))
-        await asyncio.to_thread(_wait_until, lambda: services.wakeups.waiting == 1, "not held")
-        await wire.close()
-
-    asyncio.run(leave())
-    # let go when it left (its hold is at least 10 s away)
-    _wait_until(
-        lambda: services.wakeups.waiting == 0 and not services.wakeups.deadlines(),
-        "the held read outlived its client",
-        limit=8.0,
-    )
-    lean = holding.app.lean  # type: ignore[attr-defined]
-    assert lean.lane.waiting == 0 and lean.admission.enrolling == 0
+    leave_mid_hold(holding, host)  # let go when it left (its hold is at least 10 s away)
     assert asgi == []
