@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
@@ -110,3 +111,43 @@ class Periodic:
         except Exception:
             log.exception("%s: could not compute its interval", self.name)
             return FALLBACK_INTERVAL
+
+
+class PeriodicThread:
+    """Runs `step` every `interval` seconds in a daemon thread until `stop`: the thread-side
+    twin of `Periodic`, for work that blocks in C with the GIL released (a WAL checkpoint, a
+    heap trim), so the event loop never waits for it.
+
+    Subclasses define `step`, which returns False to end the thread (e.g. after an error
+    that would repeat), and may override `_run` to hold a resource for the thread's life."""
+
+    def __init__(self, name: str, interval: float) -> None:
+        self.name = name
+        self.interval = interval
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        """Start the thread; False if it runs already (a second call finds it started)."""
+        if self._thread is not None:
+            return False
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        """Stop after the step under way, if any (blocks until the thread ends)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def step(self) -> bool:
+        """One step; False ends the thread."""
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            if not self.step():
+                return

@@ -15,8 +15,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import threading
 from functools import cache
+
+from fleetwatch.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 
@@ -45,35 +46,25 @@ def trim_heap() -> bool:
     return True
 
 
-class HeapTrimmer:
+class HeapTrimmer(PeriodicThread):
     """Trims the heap every `interval` seconds in a daemon thread until stopped."""
 
     def __init__(self, interval: float = TRIM_INTERVAL) -> None:
-        self.interval = interval
+        super().__init__("fleetwatch-heap", interval)
         #: Trims done so far.
         self.trims = 0
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> bool:
-        """Start trimming; False (and nothing started) where the C library cannot trim."""
-        if _libc() is None or self._thread is not None:
+        """Start trimming; False (and nothing started) where the C library cannot trim or
+        the trimmer runs already."""
+        return _libc() is not None and super().start()
+
+    def step(self) -> bool:
+        """One trim; a failing trim ends the thread, logged (it would fail every time)."""
+        try:
+            trim_heap()
+        except Exception:  # a failing trim must not end the server's thread silently
+            log.exception("heap trim failed")
             return False
-        self._thread = threading.Thread(target=self._run, name="fleetwatch-heap", daemon=True)
-        self._thread.start()
+        self.trims += 1
         return True
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
-            try:
-                trim_heap()
-            except Exception:  # a failing trim must not end the server's thread silently
-                log.exception("heap trim failed")
-                return
-            self.trims += 1

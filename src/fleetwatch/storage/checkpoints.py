@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 from pathlib import Path
+
+from fleetwatch.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 
@@ -30,48 +31,37 @@ log = logging.getLogger(__name__)
 INTERVAL = 0.25
 
 
-class Checkpointer:
+class Checkpointer(PeriodicThread):
     """Runs `PRAGMA wal_checkpoint(PASSIVE)` on the database at `path` every `interval`
     seconds in a daemon thread, until `stop`."""
 
     def __init__(self, path: Path, interval: float = INTERVAL) -> None:
+        super().__init__("fleetwatch-sqlite-checkpoint", interval)
         self.path = path
-        self.interval = interval
         #: Checkpoints run so far.
         self.runs = 0
         #: The last one's (busy, frames in the log, frames of it copied to the database).
         self.last: tuple[int, int, int] | None = None
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start checkpointing (a second call finds it started)."""
-        if self._thread is None:
-            self._stopping.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="fleetwatch-sqlite-checkpoint", daemon=True
-            )
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop after the checkpoint under way, if any (blocks until the thread ends)."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._conn: sqlite3.Connection | None = None
 
     def _run(self) -> None:
         # Autocommit: the connection never holds a read snapshot between checkpoints (a
         # reader keeps the writer from starting the log over).
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            while not self._stopping.wait(self.interval):
-                try:
-                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error:  # e.g. the file is gone at shutdown: retried next time
-                    log.warning("background WAL checkpoint failed", exc_info=True)
-                    continue
-                self.last = (int(row[0]), int(row[1]), int(row[2]))
-                self.runs += 1
+            super()._run()
         finally:
-            conn.close()
+            self._conn.close()
+            self._conn = None
+
+    def step(self) -> bool:
+        """One passive checkpoint; a failure is logged and retried at the next interval."""
+        assert self._conn is not None
+        try:
+            row = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error:  # e.g. the file is gone at shutdown: retried next time
+            log.warning("background WAL checkpoint failed", exc_info=True)
+            return True
+        self.last = (int(row[0]), int(row[1]), int(row[2]))
+        self.runs += 1
+        return True
